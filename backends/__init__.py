@@ -1,0 +1,48 @@
+"""Registry of backends: names to module paths, without importing any framework.
+
+Frameworks may be missing, and importing one can be slow or crash, so a backend's modules are
+imported only when that backend is asked for (`load`), and only in the process that runs it.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    module: str            # defines `Backend`
+    framework: str         # the import name whose presence decides "installed"
+    extra: str             # pyproject extra that installs it
+    implemented: bool = True
+
+
+REGISTRY: dict[str, Registration] = {r.name: r for r in (
+    Registration("pytorch", "backends.pytorch.backend", "torch", "torch"),
+    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow", implemented=False),
+    Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", implemented=False),
+    Registration("chainer", "backends.chainer.backend", "chainer", "chainer", implemented=False),
+)}
+
+NAMES = tuple(REGISTRY)
+
+
+def install_command(name: str) -> str:
+    return f'PIP_CONSTRAINT="$PWD/constraints.txt" pip install ".[{REGISTRY[name].extra}]"'
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why this backend cannot run here (None if it can be tried); imports no framework."""
+    reg = REGISTRY[name]
+    if not reg.implemented:
+        return f"the {name} backend is not implemented in this version of dcgan-bench"
+    if importlib.util.find_spec(reg.framework) is None:
+        return f"{reg.framework} is not installed; add it with: {install_command(name)}"
+    return None
+
+
+def load(name: str):
+    """The backend class: imports its framework (call it in the process that runs the backend)."""
+    return importlib.import_module(REGISTRY[name].module).Backend

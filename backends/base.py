@@ -1,0 +1,92 @@
+"""The one protocol every backend implements. Backend modules document only their differences.
+
+Layout (the same in every `backends/<framework>/`): `models.py` builds G and D from the spec's
+layer table, `weights.py` holds the one key map and layout conversion to and from the canonical
+format, `backend.py` defines `Backend(BackendBase)`. The framework is imported inside those
+modules only, and they are imported only when that backend runs (see backends/__init__.py).
+
+Arrays cross the boundary as numpy: z (N, nz) float32, images NCHW float32 in [-1, 1].
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+from common.spec import ModelSpec
+
+# on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time.
+# The harness times, logs, checks divergence and checkpoints here, identically for every backend;
+# an exception raised by it (divergence, interrupt) ends the backend's loop.
+OnStep = Callable[[int, float, float, float], None]
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run as asked (framework missing, no GPU it can use): a clear reason."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    device: str = "auto"        # auto | cpu | gpu; gpu never falls back to the CPU silently
+    seed: int = 0               # framework RNG, used for its own init under --no-shared-init
+    threads: int | None = None  # CPU threads for the framework; None keeps its default
+    channels_last: bool = False  # fast paths, off by default: parity is proven without them
+    bf16: bool = False
+    verbose: bool = False
+
+
+class BackendBase(abc.ABC):
+    name: str = ""  # registry name
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
+        self.spec, self.options = spec, options
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls) -> dict:
+        """Framework version and the devices it sees, e.g. {"version": "2.13.0", "devices": ["cpu"]}."""
+
+    # ----- device -----
+    @abc.abstractmethod
+    def device_info(self) -> dict:
+        """{"device": "cpu" | "gpu", "name": human-readable model, "threads": {...}}."""
+
+    @abc.abstractmethod
+    def synchronize(self) -> None:
+        """Block until all queued device work is done (a timer may stop only after this)."""
+
+    @abc.abstractmethod
+    def peak_memory(self) -> dict:
+        """{"bytes": int, "kind": "device-allocator" | "rss"}: the framework allocator's peak on
+        a GPU, else the process's peak resident set (each backend runs in its own process)."""
+
+    # ----- weights -----
+    @abc.abstractmethod
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load canonical weights (common/weights.py), including BN running statistics."""
+
+    @abc.abstractmethod
+    def export_weights(self) -> dict[str, np.ndarray]:
+        """Canonical weights: float32, PyTorch layout, exactly the spec's keys."""
+
+    # ----- compute -----
+    @abc.abstractmethod
+    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
+        """G(z) as NCHW float32. train=False normalises with BN running statistics (inference);
+        train=True with the batch's own statistics. Neither updates running statistics."""
+
+    @abc.abstractmethod
+    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """D(x) logits, shape (N,). BN modes as in generate(); no running-statistic update."""
+
+    @abc.abstractmethod
+    def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+        """One iteration of SPEC.md (G once, D step, G step with the updated D): (loss_D, loss_G)."""
+
+    @abc.abstractmethod
+    def train(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], start: int, on_step: OnStep) -> None:
+        """The framework's idiomatic loop over (real, z) batches for iterations start, start+1, ...,
+        calling on_step once per iteration in order. Losses may be fetched every K steps where a
+        fetch forces a device sync; each step still gets its own call."""

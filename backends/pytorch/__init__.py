@@ -1,0 +1,1 @@
+"""PyTorch backend: nn.Module models, torch.optim.Adam, a plain training loop."""

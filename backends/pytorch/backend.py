@@ -1,0 +1,201 @@
+"""PyTorch backend.
+
+Differences from the protocol's defaults worth knowing:
+- TF32 is switched off on CUDA so the spec run computes in full float32 like the other backends.
+- During the G step D's parameters have requires_grad off: loss_G still flows through D into G,
+  but D's weight gradients (discarded by the reference loop) are never computed.
+- Losses are fetched every `fetch_every` steps on a GPU (one sync per fetch); on the CPU each step
+  is already synchronous, so they are fetched each step.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from backends.base import BackendBase, BackendOptions, BackendUnavailable
+from backends.pytorch import models, weights
+from common import sysinfo
+from common.spec import ModelSpec
+
+
+def _select_device(requested: str) -> torch.device:
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    if requested == "gpu":
+        raise BackendUnavailable("--device gpu: torch sees no CUDA device "
+                                 f"(torch {torch.__version__} built with CUDA {torch.version.cuda})")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _frozen_running_stats(module: nn.Module):
+    """Train-mode BN (batch statistics) without touching the running statistics."""
+    saved = {k: v.clone() for k, v in module.state_dict().items() if "running" in k or "num_batches" in k}
+    was_training = module.training
+    module.train()
+    try:
+        yield
+    finally:
+        module.load_state_dict(saved, strict=False)
+        module.train(was_training)
+
+
+class Backend(BackendBase):
+    name = "pytorch"
+    fetch_every_gpu = 10
+
+    @classmethod
+    def probe(cls) -> dict:
+        devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})"
+                             for i in range(torch.cuda.device_count())]
+        return {"version": torch.__version__, "devices": devices}
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
+        super().__init__(spec, options)
+        self.device = _select_device(options.device)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            # Full float32 for spec runs: TF32 would make this backend faster and less exact.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        torch.manual_seed(options.seed)
+        self.G = models.Generator(spec)
+        self.D = models.Discriminator(spec)
+        models.init_weights(self.G, spec)
+        models.init_weights(self.D, spec)
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        for net in (self.G, self.D):
+            net.to(self.device, memory_format=self.memory_format)
+        adam = spec.adam
+        make_adam = lambda params: torch.optim.Adam(  # noqa: E731
+            params, lr=adam.lr, betas=(adam.beta1, adam.beta2), eps=adam.eps,
+            weight_decay=adam.weight_decay)
+        self.opt_G, self.opt_D = make_adam(self.G.parameters()), make_adam(self.D.parameters())
+        self.criterion = nn.BCEWithLogitsLoss()  # batch mean, as the spec's loss
+        self._labels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ----- device -----
+    def device_info(self) -> dict:
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+        else:
+            name = sysinfo.cpu_model()
+        return {"device": "gpu" if self.device.type == "cuda" else "cpu", "name": name,
+                "framework_version": torch.__version__,
+                "threads": {"torch.get_num_threads": torch.get_num_threads(),
+                            "torch.get_num_interop_threads": torch.get_num_interop_threads()}}
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def peak_memory(self) -> dict:
+        if self.device.type == "cuda":
+            return {"bytes": int(torch.cuda.max_memory_allocated(self.device)),
+                    "kind": "device-allocator"}
+        return {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"}
+
+    # ----- weights -----
+    def _nets(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def load_weights(self, canonical: dict[str, np.ndarray]) -> None:
+        weights.from_canonical(self._nets(), canonical)
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
+
+    # ----- compute -----
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
+
+    def _autocast(self):
+        if self.options.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _eval_forward(self, net: nn.Module, x: np.ndarray, train: bool) -> np.ndarray:
+        mode = _frozen_running_stats(net) if train else contextlib.nullcontext()
+        was_training = net.training
+        net.train(train)
+        try:
+            with torch.no_grad(), mode, self._autocast():
+                out = net(self._tensor(x))
+        finally:
+            net.train(was_training)
+        return out.float().cpu().numpy()
+
+    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
+        return self._eval_forward(self.G, z, train)
+
+    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        return self._eval_forward(self.D, x, train)
+
+    def _targets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if n not in self._labels:
+            loss = self.spec.loss
+            self._labels[n] = (torch.full((n,), loss.real_label, device=self.device),
+                               torch.full((n,), loss.fake_label, device=self.device))
+        return self._labels[n]
+
+    def _step(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SPEC.md's iteration on device tensors; returns the losses without a host sync."""
+        real_t, fake_t = self._targets(real.shape[0])
+        self.G.train()
+        self.D.train()
+        with self._autocast():
+            fake = self.G(z)  # once per iteration: both steps use it
+
+            # D step: real and fake in separate forward passes (two sets of batch statistics).
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_d = (self.criterion(self.D(real).float(), real_t)
+                      + self.criterion(self.D(fake.detach()).float(), fake_t))
+        loss_d.backward()
+        self.opt_D.step()
+
+        # G step through the updated D; D's own weight gradients are not needed.
+        self.opt_G.zero_grad(set_to_none=True)
+        self.D.requires_grad_(False)
+        try:
+            with self._autocast():
+                loss_g = self.criterion(self.D(fake).float(), real_t)
+            loss_g.backward()
+        finally:
+            self.D.requires_grad_(True)
+        self.opt_G.step()
+        return loss_d.detach(), loss_g.detach()
+
+    def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+        loss_d, loss_g = self._step(self._tensor(real), self._tensor(z))
+        return float(loss_d), float(loss_g)
+
+    def train(self, batches, start, on_step) -> None:
+        # On a GPU a loss fetch is a sync: fetch every K steps and time the K steps together.
+        k = self.fetch_every_gpu if self.device.type == "cuda" else 1
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        iteration, t0 = start, time.perf_counter()
+        for real, z in batches:
+            pending.append(self._step(self._tensor(real), self._tensor(z)))
+            if len(pending) == k:
+                iteration, t0 = self._flush(pending, iteration, t0, on_step)
+        if pending:
+            self._flush(pending, iteration, t0, on_step)
+
+    def _flush(self, pending, iteration, t0, on_step):
+        losses = torch.stack([torch.stack(p) for p in pending]).cpu().numpy()  # the sync
+        seconds = (time.perf_counter() - t0) / len(pending)
+        for loss_d, loss_g in losses:
+            on_step(iteration, float(loss_d), float(loss_g), seconds)
+            iteration += 1
+        pending.clear()
+        return iteration, time.perf_counter()

@@ -1,0 +1,111 @@
+"""One backend's run in its own process: `python -m backends.worker CONFIG.json`.
+
+The parent (run_all.py) writes the config and reads back `result.json`; whatever happens here
+(an exception, divergence, Ctrl-C) ends with a result file that says so, and the loss CSV keeps
+every finished iteration. A crash that kills the interpreter leaves no result file: the parent
+records that from the exit status and the stderr tail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+import backends
+from backends.base import BackendOptions, BackendUnavailable
+from common import atomic, data, noise, weights
+from common.errors import DataError
+from common.spec import model_spec
+from common.steplog import Diverged, StepLog
+from common.timing import summarize
+
+SAMPLE_COUNT = 64  # the sample grid: 8 x 8 images from the run's fixed z
+
+
+def run(config: dict) -> dict:
+    out = Path(config["out_dir"])
+    spec = model_spec(config["preset"])
+    result = {"backend": config["backend"], "status": "failed", "reason": None}
+    log = None
+    try:
+        ds = data.load_dataset(config["dataset"]["name"], spec.preset,
+                               data_dir=config["dataset"].get("data_dir"), seed=config["seed"])
+        plan = noise.BatchPlan(len(ds.images), config["batch_size"], config["seed"])
+        t0 = time.perf_counter()
+        Backend = backends.load(config["backend"])
+        backend = Backend(spec, BackendOptions(**config["options"]))
+        if config.get("init_weights"):
+            backend.load_weights(weights.load(config["init_weights"], spec)[0])
+        result["setup_seconds"] = time.perf_counter() - t0
+        result["device"] = backend.device_info()
+
+        start, stop = 0, config["iters"]
+        log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
+                      progress=not config.get("quiet"))
+        t0 = time.perf_counter()
+        backend.train(noise.iterate_batches(ds.images, plan, spec.preset.nz, start, stop), start, log)
+        backend.synchronize()
+        result["wall_seconds"] = time.perf_counter() - t0
+        result["status"] = "ok"
+    except Diverged as exc:
+        result.update(status="diverged", reason=str(exc), diverged_at=exc.iteration)
+    except KeyboardInterrupt:
+        result.update(status="interrupted", reason="interrupted by signal")
+    except (BackendUnavailable, DataError) as exc:
+        result.update(status="failed", reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - any backend error is recorded, never re-raised
+        result.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=20))
+    finally:
+        if log is not None:
+            log.close()
+            result["iterations_done"] = log.iterations_done
+            result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds)
+            if log.last:
+                result["final_losses"] = dict(zip(("iteration", "loss_d", "loss_g"), log.last))
+
+    if result["status"] in ("ok", "diverged"):
+        try:
+            _write_artifacts(backend, spec, config, out, result)
+        except Exception as exc:  # noqa: BLE001
+            result.update(status="failed", reason=f"writing outputs: {type(exc).__name__}: {exc}")
+    return result
+
+
+def _write_artifacts(backend, spec, config, out: Path, result: dict) -> None:
+    z = noise.fixed_noise(config["seed"], SAMPLE_COUNT, spec.preset.nz)
+    samples = data.quantize_to_uint8(backend.generate(z))  # inference-mode BN
+    with atomic.atomic_path(out / "samples.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, samples)
+    weights.save(out / "weights.npz", backend.export_weights(), spec)
+    result.setdefault("summary", {})["peak_memory"] = backend.peak_memory()
+
+
+def probe(name: str) -> int:
+    """`--probe NAME`: the framework's version and devices as one JSON line (for --list)."""
+    print(json.dumps(backends.load(name).probe()))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[0] == "--probe":
+        return probe(argv[1])
+    config_path = Path(argv[0])
+    config = json.loads(config_path.read_text())
+    # SIGTERM from the parent (timeout, its own interrupt) ends the loop like Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    result = run(config)
+    result["pid"] = os.getpid()
+    atomic.write_json(Path(config["out_dir"]) / "result.json", result)
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""The harness side of `on_step`: the same timing, loss log, progress and divergence check for
+every backend. The loss CSV is appended and flushed as training goes, so an interrupted or
+crashed run keeps every iteration it finished."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+LOSS_COLUMNS = ("backend", "iteration", "loss_d", "loss_g", "step_seconds")
+
+
+class Diverged(RuntimeError):
+    def __init__(self, iteration: int, loss_d: float, loss_g: float):
+        super().__init__(f"non-finite loss at iteration {iteration} (loss_D={loss_d}, loss_G={loss_g})")
+        self.iteration = iteration
+
+
+class StepLog:
+    flush_every = 25
+
+    def __init__(self, backend: str, csv_path: Path, start: int, stop: int, batch_size: int,
+                 progress: bool = True):
+        self.backend, self.batch_size = backend, batch_size
+        self.start, self.stop, self.next_iteration = start, stop, start
+        self.step_seconds: list[float] = []
+        self.overhead_seconds: list[float] = []
+        self.last = None  # (iteration, loss_d, loss_g)
+        new = not csv_path.exists() or csv_path.stat().st_size == 0
+        self._csv = open(csv_path, "a", buffering=1 << 16)
+        if new:
+            self._csv.write(",".join(LOSS_COLUMNS) + "\n")
+        self._bar = None
+        if progress:
+            from tqdm import tqdm
+            self._bar = tqdm(total=stop - start, desc=f"{backend:>10}", unit="it", file=sys.stderr,
+                             mininterval=0.5, dynamic_ncols=True, leave=True)
+        self._returned = time.perf_counter()
+
+    def __call__(self, iteration: int, loss_d: float, loss_g: float, seconds: float) -> None:
+        entered = time.perf_counter()
+        if iteration != self.next_iteration:
+            raise RuntimeError(f"{self.backend}: on_step got iteration {iteration}, "
+                               f"expected {self.next_iteration}")
+        self.next_iteration += 1
+        self.step_seconds.append(seconds)
+        self._csv.write(f"{self.backend},{iteration},{loss_d!r},{loss_g!r},{seconds!r}\n")
+        self.last = (iteration, loss_d, loss_g)
+        if (iteration - self.start + 1) % self.flush_every == 0:
+            self._csv.flush()
+        if self._bar is not None:
+            self._bar.update(1)
+            if self._bar.n % 5 == 0 or iteration + 1 == self.stop:
+                self._bar.set_postfix_str(f"loss_D={loss_d:.3f} loss_G={loss_g:.3f} "
+                                          f"img/s={self.batch_size / max(seconds, 1e-12):.0f}",
+                                          refresh=False)
+        if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+            raise Diverged(iteration, loss_d, loss_g)
+        now = time.perf_counter()
+        # Harness time: inside this call, plus any wall time between calls the step did not claim.
+        outside = max(0.0, (entered - self._returned) - seconds)
+        self.overhead_seconds.append(outside + (now - entered))
+        self._returned = now
+
+    @property
+    def iterations_done(self) -> int:
+        return self.next_iteration - self.start
+
+    def close(self) -> None:
+        self._csv.flush()
+        self._csv.close()
+        if self._bar is not None:
+            self._bar.close()

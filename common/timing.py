@@ -1,0 +1,39 @@
+"""Throughput from per-step times: warm-up excluded, median with spread, first step separate."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def warmup_steps(n_steps: int) -> int:
+    """Steps left out of the throughput statistics: always the first (graph build, allocator,
+    autotune), and up to 10% more for caches and clocks to settle, at most 10."""
+    return min(n_steps, max(1, min(10, n_steps // 10)))
+
+
+def summarize(step_seconds, batch_size: int, overhead_seconds=None) -> dict:
+    """img/s median and interquartile range over the steps after warm-up.
+
+    Per-step throughput is batch/seconds; its quartiles come from the step times' quartiles
+    (img/s is monotone in seconds, so the 25th percentile of time is the 75th of img/s).
+    """
+    t = np.asarray(step_seconds, dtype=np.float64)
+    if t.size == 0:
+        return {"steps": 0}
+    w = warmup_steps(t.size)
+    timed = t[w:] if t.size > w else t[-1:]
+    q1, med, q3 = np.percentile(timed, [25, 50, 75])
+    summary = {
+        "steps": int(t.size),
+        "warmup_steps": int(w),
+        "first_step_seconds": float(t[0]),
+        "step_seconds_median": float(med),
+        "img_per_s_median": float(batch_size / med),
+        "img_per_s_iqr": [float(batch_size / q3), float(batch_size / q1)],
+        "train_seconds": float(t.sum()),
+    }
+    if overhead_seconds is not None and len(overhead_seconds):
+        o = np.asarray(overhead_seconds, dtype=np.float64)[w:]
+        if o.size:
+            # The harness's own share of wall time (logging, progress, checks between steps).
+            summary["harness_overhead_fraction"] = float(o.sum() / (o.sum() + timed.sum()))
+    return summary

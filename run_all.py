@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Train the spec's DCGAN with every backend, one after another, and compare them.
+
+    python run_all.py --backend all --dataset mnist
+
+Each backend runs in its own subprocess (backends/worker.py) so timings never share the machine
+and a crash, OOM or missing framework in one never takes down the others. This process imports
+no framework: it resolves the data once, draws the shared initial weights, runs the children and
+writes results.json, losses.csv, sample grids, plots and report.md into the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))
+
+import backends  # noqa: E402  (the registry imports no framework)
+from common import atomic, data, noise, report, sysinfo, weights  # noqa: E402
+from common.errors import DataError  # noqa: E402
+from common.spec import DATASET_PRESETS, PRESETS, model_spec  # noqa: E402
+
+SCHEMA_VERSION = 1
+DEFAULT_ITERS = 500
+DEFAULT_BATCH = 64
+STDERR_TAIL_LINES = 40
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class UsageError(Exception):
+    """Bad input: one line naming the fix, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv):
+    p = OneLineParser(prog="run_all.py", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", default="all",
+                   help=f"'all' or a comma-separated list of: {', '.join(backends.NAMES)}")
+    p.add_argument("--dataset", default="mnist",
+                   help="mnist | mnist-5k | synthetic (a value with a path separator is an image folder)")
+    p.add_argument("--preset", choices=list(PRESETS), help="network preset (default: the dataset's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=int, help=f"training iterations (default {DEFAULT_ITERS})")
+    length.add_argument("--epochs", type=float, help="training length in epochs of the dataset")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shared-init", action=argparse.BooleanOptionalAction, default=True,
+                   help="every backend starts from the same numpy-drawn weights")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="CPU threads given to every framework alike")
+    p.add_argument("--channels-last", action="store_true", help="fast path (PyTorch); off for parity")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast fast path; off for parity")
+    p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
+    p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
+    p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="show framework log output")
+    p.add_argument("--list", action="store_true", help="show installed backends and their devices")
+    args = p.parse_args(argv)
+
+    if args.backend == "all":
+        args.backends = list(backends.NAMES)
+    else:
+        args.backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+        unknown = [b for b in args.backends if b not in backends.REGISTRY]
+        if unknown or not args.backends:
+            p.error(f"unknown backend {', '.join(unknown) or repr(args.backend)}; "
+                    f"valid: all, {', '.join(backends.NAMES)}")
+    for name in ("iters", "epochs", "batch_size", "threads", "timeout"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return args
+
+
+# ----- run folder -----
+def make_run_dir(out: str | None) -> Path:
+    if out:
+        path = Path(out)
+        if path.exists():
+            raise UsageError(f"--out {path} already exists; choose a new folder (runs are never "
+                             "overwritten)")
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, n = REPO / "runs" / stamp, 1
+        while path.exists():
+            path, n = REPO / "runs" / f"{stamp}-{n}", n + 1
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create run folder {path}: {exc.strerror}; pass a writable --out") from None
+    return path
+
+
+# ----- one backend in a child process -----
+def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, verbose: bool
+              ) -> tuple[dict, bool]:
+    """Run one backend to its end; returns its result and whether the run was interrupted."""
+    out = run_dir / "backends" / name
+    out.mkdir(parents=True, exist_ok=True)
+    config = dict(config, backend=name, out_dir=str(out))
+    atomic.write_json(out / "config.json", config)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.setdefault("OMP_NUM_THREADS", str(config["options"]["threads"]))
+    if not verbose:  # frameworks' own start-up chatter stays out of the user's terminal
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "backends.worker", str(out / "config.json")],
+                            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pump = threading.Thread(target=_forward_stderr, args=(proc.stderr, tail, out / "stderr.log"),
+                            daemon=True)
+    pump.start()
+    status = None
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        status = "timeout"
+        _stop(proc)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        _stop(proc)  # a terminal's Ctrl-C reached the child too; let it write its result
+    pump.join(5)
+    return (_finish_child(name, out, proc, tail, status, time.perf_counter() - t0),
+            status == "interrupted")
+
+
+def _forward_stderr(stream, tail, log_path: Path) -> None:
+    """Show the child's progress bar live, keep a tail for the result, and a full log file."""
+    line = bytearray()
+    with open(log_path, "wb") as log:
+        while chunk := stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096):
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+            log.write(chunk)
+            for b in chunk:
+                if b in (10, 13):  # \n or tqdm's \r
+                    if line.strip():
+                        tail.append(line.decode(errors="replace"))
+                    line.clear()
+                else:
+                    line.append(b)
+    if line.strip():
+        tail.append(line.decode(errors="replace"))
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _finish_child(name, out: Path, proc, tail, status, seconds) -> dict:
+    result_file = out / "result.json"
+    result = None
+    if result_file.exists():
+        try:
+            result = json.loads(result_file.read_text())
+        except ValueError:
+            result = None
+    if result is None:  # the interpreter died before writing anything: say how
+        code = proc.returncode
+        how = (f"killed by signal {-code}" if code is not None and code < 0
+               else f"exited with status {code} without a result")
+        result = {"backend": name, "status": "failed", "reason": f"the backend process {how}"}
+    if status:  # the parent's view wins: it stopped the child
+        result["status"] = status
+        result["reason"] = ("exceeded --timeout" if status == "timeout" else "interrupted by signal")
+    result["process_seconds"] = seconds
+    result["exit_code"] = proc.returncode
+    if result["status"] not in ("ok", "skipped"):
+        # lines of progress bars are noise in an error report
+        result["stderr_tail"] = [l for l in tail if "it/s]" not in l and "s/it]" not in l][-20:]
+    return result
+
+
+# ----- the run -----
+def child_dataset(meta: dict) -> dict:
+    """How a child loads exactly what the parent resolved, without touching the network:
+    verified MNIST files from their folder, the 5k digits, or the same seeded synthetic set."""
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    return {"name": meta["name"], "data_dir": source.get("data_dir") or source.get("cache_dir")}
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        return list_backends()
+    # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return run(args)
+    except (UsageError, DataError, ValueError) as exc:
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run(args) -> int:
+    if os.sep in args.dataset or (os.altsep and os.altsep in args.dataset):
+        raise UsageError(f"--dataset {args.dataset}: image-folder datasets are not supported in "
+                         "this version; use mnist, mnist-5k or synthetic")
+    preset = args.preset or DATASET_PRESETS.get(args.dataset, "mnist32")
+    spec = model_spec(preset)
+    dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
+    plan = noise.BatchPlan(len(dataset.images), args.batch_size, args.seed)  # validates the batch
+    iters = (args.iters if args.iters else
+             max(1, round(args.epochs * plan.batches_per_epoch)) if args.epochs else DEFAULT_ITERS)
+    run_dir = make_run_dir(args.out)
+
+    init_path = None
+    if args.shared_init:
+        init_path = run_dir / "init_weights.npz"
+        weights.save(init_path, weights.draw_initial_weights(spec, args.seed), spec)
+
+    command = "python run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    config = {"backends": args.backends, "dataset": args.dataset, "preset": preset, "iters": iters,
+              "batch_size": args.batch_size, "seed": args.seed, "shared_init": args.shared_init,
+              "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
+              "bf16": args.bf16, "timeout": args.timeout}
+    results = {"schema_version": SCHEMA_VERSION, "command": command,
+               "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+               "config": config, "dataset": dataset.meta, "provenance": sysinfo.provenance(),
+               "backends": {}}
+    child_config = {
+        "preset": preset, "iters": iters, "batch_size": args.batch_size, "seed": args.seed,
+        "dataset": child_dataset(dataset.meta), "init_weights": str(init_path) if init_path else None,
+        "quiet": args.quiet,
+        "options": {"device": args.device, "seed": args.seed, "threads": args.threads,
+                    "channels_last": args.channels_last, "bf16": args.bf16, "verbose": args.verbose},
+    }
+    print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
+          f"{iters} iterations of batch {args.batch_size}; writing {_rel(run_dir)}", file=sys.stderr)
+    del dataset  # children load their own copy; keep the parent small
+
+    explicit = args.backend != "all"
+    interrupted = False
+    for name in args.backends:
+        reason = backends.unavailable_reason(name)
+        if interrupted:
+            results["backends"][name] = {"backend": name, "status": "interrupted",
+                                         "reason": "not started: the run was interrupted"}
+        elif reason:
+            results["backends"][name] = {"backend": name, "status": "skipped", "reason": reason}
+            if not args.quiet:
+                print(f"{name:>10}: skipped: {reason}", file=sys.stderr)
+        else:
+            results["backends"][name], interrupted = run_child(
+                name, child_config, run_dir, args.timeout, args.verbose)
+        atomic.write_json(run_dir / "results.json", results)  # partial results survive
+
+    results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    atomic.write_json(run_dir / "results.json", results)
+    report.write_report(run_dir, results)
+    print(report.stdout_table(results))
+    print(f"\nresults: {_rel(run_dir / 'results.json')}  report: {_rel(run_dir / 'report.md')}")
+    if interrupted:
+        return EXIT_INTERRUPTED
+    bad = [n for n, r in results["backends"].items()
+           if r["status"] not in ("ok", "skipped") or (explicit and r["status"] == "skipped")]
+    return 1 if bad else 0
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def list_backends() -> int:
+    from tabulate import tabulate
+    rows = []
+    for name in backends.NAMES:
+        reason = backends.unavailable_reason(name)
+        if reason:
+            rows.append([name, "no", "", reason])
+            continue
+        proc = subprocess.run([sys.executable, "-m", "backends.worker", "--probe", name], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        try:
+            info = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append([name, "yes", info["version"], ", ".join(info["devices"])])
+        except (ValueError, IndexError, KeyError):
+            rows.append([name, "broken", "", (proc.stderr.strip().splitlines() or ["?"])[-1]])
+    print(tabulate(rows, headers=["backend", "installed", "version", "devices / reason"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

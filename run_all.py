@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return run(args)
-    except (UsageError, DataError, ValueError) as exc:
+    except (UsageError, DataError) as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -221,9 +221,12 @@ def run(args) -> int:
         raise UsageError(f"--dataset {args.dataset}: image-folder datasets are not supported in "
                          "this version; use mnist, mnist-5k or synthetic")
     preset = args.preset or DATASET_PRESETS.get(args.dataset, "mnist32")
-    spec = model_spec(preset)
+    spec = model_spec(preset)  # --preset choices are validated by argparse
     dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
-    plan = noise.BatchPlan(len(dataset.images), args.batch_size, args.seed)  # validates the batch
+    try:
+        plan = noise.BatchPlan(len(dataset.images), args.batch_size, args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     iters = (args.iters if args.iters else
              max(1, round(args.epochs * plan.batches_per_epoch)) if args.epochs else DEFAULT_ITERS)
     run_dir = make_run_dir(args.out)
@@ -271,7 +274,12 @@ def run(args) -> int:
 
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     atomic.write_json(run_dir / "results.json", results)
-    report.write_report(run_dir, results)
+    try:
+        report.write_report(run_dir, results)
+    except Exception as exc:  # noqa: BLE001 - results.json is already safe; say what failed
+        print(f"run_all.py: writing the report failed ({type(exc).__name__}: {exc}); "
+              f"results are in {_rel(run_dir / 'results.json')}", file=sys.stderr)
+        return 1
     print(report.stdout_table(results))
     print(f"\nresults: {_rel(run_dir / 'results.json')}  report: {_rel(run_dir / 'report.md')}")
     if interrupted:

@@ -82,6 +82,13 @@ class BackendBase(abc.ABC):
         """D(x) logits, shape (N,). BN modes as in generate(); no running-statistic update."""
 
     @abc.abstractmethod
+    def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
+        """Losses and gradients at the current weights, for parity tests; changes nothing.
+        D's gradients are of loss_D, G's of loss_G through the same (not updated) D, all BN in
+        train mode: {"loss_d": float, "loss_g": float, "grads": {canonical key: array}} with
+        gradients in the canonical layout for every trainable tensor."""
+
+    @abc.abstractmethod
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         """One iteration of SPEC.md (G once, D step, G step with the updated D): (loss_D, loss_G)."""
 

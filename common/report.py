@@ -79,12 +79,12 @@ def loss_curves(losses: pd.DataFrame, path: Path) -> None:
 
 
 def throughput_chart(rows: list[dict], path: Path) -> None:
-    rows = [r for r in rows if r.get("img/s")]
+    rows = [r for r in rows if r.get("_median")]
     if not rows:
         return
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3, 3.6))
-    med = np.array([r["img/s"] for r in rows])
+    med = np.array([r["_median"] for r in rows])
     lo = med - np.array([r["_iqr"][0] for r in rows])
     hi = np.array([r["_iqr"][1] for r in rows]) - med
     ax.bar([r["backend"] for r in rows], med, yerr=[lo, hi], capsize=6, color="#4C72B0")
@@ -115,6 +115,7 @@ def summary_rows(results: dict) -> list[dict]:
             "peak MiB": (f"{mem['bytes'] / 2**20:.0f} ({mem['kind']})" if mem else ""),
             "loss_D": round(fl["loss_d"], 3) if fl else None,
             "loss_G": round(fl["loss_g"], 3) if fl else None,
+            "_median": s.get("img_per_s_median"),
             "_iqr": s.get("img_per_s_iqr"),
             "_reason": r.get("reason"),
         })

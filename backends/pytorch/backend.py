@@ -175,6 +175,27 @@ class Backend(BackendBase):
         self.opt_G.step()
         return loss_d.detach(), loss_g.detach()
 
+    def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
+        real_t, fake_t = self._targets(real.shape[0])
+        nets = self._nets()
+        with _frozen_running_stats(self.G), _frozen_running_stats(self.D):
+            self.G.zero_grad(set_to_none=True)
+            self.D.zero_grad(set_to_none=True)
+            fake = self.G(self._tensor(z))
+            loss_d = (self.criterion(self.D(self._tensor(real)), real_t)
+                      + self.criterion(self.D(fake.detach()), fake_t))
+            d_grads = torch.autograd.grad(loss_d, list(self.D.parameters()))
+            loss_g = self.criterion(self.D(fake), real_t)
+            g_grads = torch.autograd.grad(loss_g, list(self.G.parameters()))
+        for p, g in zip(list(self.D.parameters()) + list(self.G.parameters()), d_grads + g_grads):
+            p.grad = g
+        try:
+            grads = weights.grads_to_canonical(nets, self.spec.parameter_shapes())
+        finally:
+            self.G.zero_grad(set_to_none=True)
+            self.D.zero_grad(set_to_none=True)
+        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "grads": grads}
+
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         loss_d, loss_g = self._step(self._tensor(real), self._tensor(z))
         return float(loss_d), float(loss_g)

@@ -25,6 +25,17 @@ def to_canonical(nets: dict[str, nn.Module], keys) -> dict[str, np.ndarray]:
     return out
 
 
+def grads_to_canonical(nets: dict[str, nn.Module], keys) -> dict[str, np.ndarray]:
+    """The .grad of every trainable tensor, under its canonical key."""
+    params = {name: dict(m.named_parameters()) for name, m in nets.items()}
+    out = {}
+    for key in keys:
+        net, tkey = torch_key(key)
+        if tkey in params[net]:
+            out[key] = params[net][tkey].grad.detach().to("cpu", torch.float32).numpy().copy()
+    return out
+
+
 def from_canonical(nets: dict[str, nn.Module], weights: dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         states = {name: m.state_dict() for name, m in nets.items()}

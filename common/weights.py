@@ -50,7 +50,10 @@ def validate(weights: dict[str, np.ndarray], spec: ModelSpec, source: str = "wei
         if key not in weights:
             raise WeightsError(f"{source}: missing key {key!r} (expected shape {shape} for preset "
                                f"{spec.preset.name})")
-        got = tuple(np.shape(weights[key]))
+        value = np.asarray(weights[key])
+        if value.dtype.kind != "f":
+            raise WeightsError(f"{source}: {key!r} has dtype {value.dtype}, expected floating point")
+        got = value.shape
         if got != shape:
             raise WeightsError(f"{source}: {key!r} has shape {got}, expected {shape} for preset "
                                f"{spec.preset.name}")
@@ -73,13 +76,16 @@ def save(path: str | os.PathLike, weights: dict[str, np.ndarray], spec: ModelSpe
 def load(path: str | os.PathLike, spec: ModelSpec | None = None) -> tuple[dict[str, np.ndarray], ModelSpec]:
     """Read and validate a canonical file; the spec comes from its meta unless one is given."""
     name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise WeightsError(f"{name}: no such weight file")
+    if not zipfile.is_zipfile(name):  # also refuses a plain .npy, which np.load would accept
+        raise WeightsError(f"{name}: not a .npz weight file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(name, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise WeightsError(f"{name}: no such weight file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise WeightsError(f"{name}: not a readable .npz weight file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: zip, header and size errors alike
+        raise WeightsError(f"{name}: not a readable .npz weight file "
+                           f"({type(exc).__name__}: {exc})"[:300]) from None
     meta = _read_meta(arrays.pop(META_KEY, None), name)
     file_spec = model_spec(meta["preset"])
     if spec is not None and spec.preset.name != file_spec.preset.name:
@@ -96,7 +102,7 @@ def _read_meta(raw, name: str) -> dict:
     try:
         meta = json.loads(str(raw))
         version, preset = int(meta["format_version"]), str(meta["preset"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise WeightsError(f"{name}: malformed {META_KEY!r} entry") from None
     if version > FORMAT_VERSION:
         raise WeightsError(f"{name}: weight format version {version} is newer than this "

@@ -251,7 +251,7 @@ def test_load_missing_file(tmp_path):
 def test_load_random_bytes(tmp_path):
     path = tmp_path / "w.npz"
     path.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(WeightsError, match="not a readable"):
+    with pytest.raises(WeightsError, match="npz weight file"):
         weights.load(path)
 
 
@@ -414,12 +414,6 @@ def _npz_with_member(name: str, member: bytes) -> bytes:
 _UNTERMINATED_HEADER = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,"
 _UNTERMINATED_HEADER += b" " * (63 - len(_UNTERMINATED_HEADER) % 64) + b"\n"
 
-BUG_CORRUPT = ("weights.load catches only (OSError, ValueError, BadZipFile, EOFError); "
-               "other exceptions from np.load on a corrupt file escape")
-
-
-@pytest.mark.xfail(strict=True, raises=(TypeError, AttributeError), reason=(
-    "weights.load: np.load on a plain .npy returns an ndarray, which is used as a context manager"))
 def test_load_plain_npy_file_is_refused(tmp_path):
     path = tmp_path / "w.npz"
     path.write_bytes(_npy_bytes(np.zeros(3, np.float32)))
@@ -427,7 +421,6 @@ def test_load_plain_npy_file_is_refused(tmp_path):
         weights.load(path)
 
 
-@pytest.mark.xfail(strict=True, raises=(RuntimeError, NotImplementedError), reason=BUG_CORRUPT)
 @pytest.mark.parametrize("flags, method", [(0x1, None), (0x41, None), (0x0, 99)],
                          ids=["encrypted", "strong-encryption", "unknown-compression"])
 def test_load_zip_with_unsupported_features_is_refused(tmp_path, flags, method):
@@ -437,7 +430,6 @@ def test_load_zip_with_unsupported_features_is_refused(tmp_path, flags, method):
         weights.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CORRUPT + " (tokenize.TokenError from the .npy header)")
 def test_load_npy_member_with_unterminated_header_is_refused(tmp_path):
     npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(_UNTERMINATED_HEADER)) + _UNTERMINATED_HEADER
     path = tmp_path / "w.npz"
@@ -446,7 +438,6 @@ def test_load_npy_member_with_unterminated_header_is_refused(tmp_path):
         weights.load(path)
 
 
-@pytest.mark.xfail(strict=True, raises=MemoryError, reason=BUG_CORRUPT + " (a header's huge shape)")
 def test_load_npy_member_with_huge_shape_is_refused(tmp_path):
     header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (10000000000000,), }"
     header += b" " * (63 - len(header) % 64) + b"\n"
@@ -457,8 +448,6 @@ def test_load_npy_member_with_huge_shape_is_refused(tmp_path):
         weights.load(path)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "weights._read_meta: int(float('inf')) raises OverflowError, not caught"))
 @pytest.mark.parametrize("version", ["Infinity", "1e400"])
 def test_load_meta_with_infinite_format_version_is_refused(tmp_path, mnist_w, version):
     _write_npz(tmp_path / "w.npz", mnist_w,
@@ -467,9 +456,6 @@ def test_load_meta_with_infinite_format_version_is_refused(tmp_path, mnist_w, ve
         weights.load(tmp_path / "w.npz")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "weights.validate/load never check the dtype: string/structured arrays crash np.isfinite "
-    "(TypeError), datetime and complex arrays are silently cast to float32"))
 @pytest.mark.filterwarnings("ignore::numpy.ComplexWarning")
 @pytest.mark.parametrize("dtype", ["U1", [("a", "<f4")], "M8[s]", "complex128"],
                          ids=["str", "structured", "datetime", "complex"])

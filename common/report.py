@@ -125,7 +125,7 @@ def summary_rows(results: dict) -> list[dict]:
     return rows
 
 
-def _table(rows: list[dict], fmt: str) -> str:
+def table(rows: list[dict], fmt: str) -> str:
     from tabulate import tabulate
     visible = [{k: ("" if v is None else v) for k, v in r.items() if not k.startswith("_")}
                for r in rows]
@@ -134,9 +134,9 @@ def _table(rows: list[dict], fmt: str) -> str:
 
 def stdout_table(results: dict) -> str:
     rows = summary_rows(results)
-    lines = [_table(rows, "simple")]
-    for r in rows:
-        if r["status"] != "ok" and r["_reason"]:
+    lines = [table(rows, "simple")]
+    for r in rows:  # skipped backends were announced as they were skipped
+        if r["status"] not in ("ok", "skipped") and r["_reason"]:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
     return "\n".join(lines)
 
@@ -208,12 +208,12 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
         "img/s is the median over timed steps (warm-up excluded; first step shown separately), "
         "IQR its interquartile range.",
         "",
-        _table(rows, "github"),
+        table(rows, "github"),
         "",
     ]
     problems = [r for r in rows if r["status"] != "ok"]
     if problems:
-        lines += ["## Not ok", ""] + [f"- **{r['backend']}** ({r['status']}): {r['_reason']}"
+        lines += ["## Skipped or failed", ""] + [f"- **{r['backend']}** ({r['status']}): {r['_reason']}"
                                      for r in problems] + [""]
     figs = [f for f in figures if f.suffix == ".png"]
     if figs:

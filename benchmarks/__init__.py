@@ -1,0 +1,1 @@
+"""Throughput methodology and the published tables (see benchmarks/README.md)."""

@@ -1,0 +1,46 @@
+"""Render a run's results.json as a published table: numbers, machine, versions and command.
+
+    python -m benchmarks.publish runs/<stamp>/results.json > benchmarks/tables/<name>.md
+
+Tables are generated from result files, never typed.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from common import report
+
+
+def render(results: dict) -> str:
+    prov, cfg = results["provenance"], results["config"]
+    ds = results.get("dataset") or {}
+    rows = [r for r in report.summary_rows(results) if r["status"] == "ok"]
+    git = prov.get("git") or {}
+    lines = [
+        f"Command: `{results['command']}`",
+        "",
+        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
+        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
+        f"- Software: Python {prov.get('python')}; "
+        + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
+        f"- Run: {ds.get('name', cfg['dataset'])}, preset {cfg['preset']}, batch {cfg['batch_size']}, "
+        f"{cfg['iters']} iterations, threads {cfg.get('threads')}, started {results.get('started')}",
+        f"- Code: git {git.get('commit')}" + (" (dirty)" if git.get("dirty") else ""),
+        "",
+        report.table(rows, "github"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.publish RESULTS.json", file=sys.stderr)
+        return 2
+    print(render(report.load_results(Path(argv[0]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

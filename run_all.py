@@ -260,13 +260,13 @@ def run(args) -> int:
     interrupted = False
     for name in args.backends:
         reason = backends.unavailable_reason(name)
-        if interrupted:
-            results["backends"][name] = {"backend": name, "status": "interrupted",
-                                         "reason": "not started: the run was interrupted"}
-        elif reason:
+        if reason:
             results["backends"][name] = {"backend": name, "status": "skipped", "reason": reason}
             if not args.quiet:
                 print(f"{name:>10}: skipped: {reason}", file=sys.stderr)
+        elif interrupted:
+            results["backends"][name] = {"backend": name, "status": "interrupted",
+                                         "reason": "not started: the run was interrupted"}
         else:
             results["backends"][name], interrupted = run_child(
                 name, child_config, run_dir, args.timeout, args.verbose)
@@ -311,7 +311,7 @@ def list_backends() -> int:
             rows.append([name, "yes", info["version"], ", ".join(info["devices"])])
         except (ValueError, IndexError, KeyError):
             rows.append([name, "broken", "", (proc.stderr.strip().splitlines() or ["?"])[-1]])
-    print(tabulate(rows, headers=["backend", "installed", "version", "devices / reason"]))
+    print(tabulate(rows, headers=["backend", "available", "version", "devices / reason"]))
     return 0
 
 

@@ -146,7 +146,7 @@ def _forward_stderr(stream, tail, log_path: Path) -> None:
     """Show the child's progress bar live, keep a tail for the result, and a full log file."""
     line = bytearray()
     with open(log_path, "wb") as log:
-        while chunk := stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096):
+        while chunk := stream.read1(4096):  # whatever is there: tqdm's \r updates arrive live
             sys.stderr.buffer.write(chunk)
             sys.stderr.buffer.flush()
             log.write(chunk)

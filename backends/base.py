@@ -17,7 +17,8 @@ import numpy as np
 
 from common.spec import ModelSpec
 
-# on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time.
+# on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time,
+# excluding time spent fetching from `batches` (common.timing.FetchTimer): that is harness time.
 # The harness times, logs, checks divergence and checkpoints here, identically for every backend;
 # an exception raised by it (divergence, interrupt) ends the backend's loop.
 OnStep = Callable[[int, float, float, float], None]

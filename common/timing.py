@@ -1,6 +1,8 @@
 """Throughput from per-step times: warm-up excluded, median with spread, first step separate."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 
@@ -37,3 +39,27 @@ def summarize(step_seconds, batch_size: int, overhead_seconds=None) -> dict:
             # The harness's own share of wall time (logging, progress, checks between steps).
             summary["harness_overhead_fraction"] = float(o.sum() / (o.sum() + timed.sum()))
     return summary
+
+
+class FetchTimer:
+    """Wraps the harness's batch iterator and keeps the time spent fetching from it, so a
+    backend's step time excludes the harness's data work (which the step log then counts as
+    harness overhead). `pop()` returns the time since the last pop."""
+
+    def __init__(self, batches):
+        self._it = iter(batches)
+        self._seconds = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t0 = time.perf_counter()
+        try:
+            return next(self._it)
+        finally:
+            self._seconds += time.perf_counter() - t0
+
+    def pop(self) -> float:
+        seconds, self._seconds = self._seconds, 0.0
+        return seconds

@@ -101,3 +101,21 @@ def test_summary_values_are_plain_python_numbers():
     for key, value in s.items():
         values = value if isinstance(value, list) else [value]
         assert all(type(v) in (int, float) for v in values), key
+
+
+def test_fetch_timer_counts_only_time_inside_next():
+    import time
+    from common.timing import FetchTimer
+
+    def slow():
+        for i in range(3):
+            time.sleep(0.05)
+            yield i
+
+    timer = FetchTimer(slow())
+    assert next(timer) == 0
+    time.sleep(0.1)  # consumer's own work: not fetch time
+    assert 0.05 <= timer.pop() < 0.1
+    assert list(timer) == [1, 2]
+    assert 0.1 <= timer.pop() < 0.15
+    assert timer.pop() == 0.0

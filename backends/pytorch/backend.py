@@ -19,6 +19,7 @@ from torch import nn
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.pytorch import models, weights
 from common import sysinfo
+from common.timing import FetchTimer
 from common.spec import ModelSpec
 
 
@@ -34,15 +35,18 @@ def _select_device(requested: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def _frozen_running_stats(module: nn.Module):
-    """Train-mode BN (batch statistics) without touching the running statistics."""
-    saved = {k: v.clone() for k, v in module.state_dict().items() if "running" in k or "num_batches" in k}
+def _bn_mode(module: nn.Module, train: bool):
+    """BN with batch statistics (train=True) or running statistics, restoring the module's mode
+    afterwards; in train mode the running statistics are saved and put back unchanged."""
+    saved = ({k: v.clone() for k, v in module.state_dict().items() if "running" in k or "num_batches" in k}
+             if train else {})
     was_training = module.training
-    module.train()
+    module.train(train)
     try:
         yield
     finally:
-        module.load_state_dict(saved, strict=False)
+        if saved:
+            module.load_state_dict(saved, strict=False)
         module.train(was_training)
 
 
@@ -125,14 +129,8 @@ class Backend(BackendBase):
         return contextlib.nullcontext()
 
     def _eval_forward(self, net: nn.Module, x: np.ndarray, train: bool) -> np.ndarray:
-        mode = _frozen_running_stats(net) if train else contextlib.nullcontext()
-        was_training = net.training
-        net.train(train)
-        try:
-            with torch.no_grad(), mode, self._autocast():
-                out = net(self._tensor(x))
-        finally:
-            net.train(was_training)
+        with torch.no_grad(), _bn_mode(net, train), self._autocast():
+            out = net(self._tensor(x))
         return out.float().cpu().numpy()
 
     def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
@@ -177,24 +175,18 @@ class Backend(BackendBase):
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
         real_t, fake_t = self._targets(real.shape[0])
-        nets = self._nets()
-        with _frozen_running_stats(self.G), _frozen_running_stats(self.D):
-            self.G.zero_grad(set_to_none=True)
-            self.D.zero_grad(set_to_none=True)
+        with _bn_mode(self.G, True), _bn_mode(self.D, True):
             fake = self.G(self._tensor(z))
             loss_d = (self.criterion(self.D(self._tensor(real)), real_t)
                       + self.criterion(self.D(fake.detach()), fake_t))
-            d_grads = torch.autograd.grad(loss_d, list(self.D.parameters()))
             loss_g = self.criterion(self.D(fake), real_t)
-            g_grads = torch.autograd.grad(loss_g, list(self.G.parameters()))
-        for p, g in zip(list(self.D.parameters()) + list(self.G.parameters()), d_grads + g_grads):
-            p.grad = g
-        try:
-            grads = weights.grads_to_canonical(nets, self.spec.parameter_shapes())
-        finally:
-            self.G.zero_grad(set_to_none=True)
-            self.D.zero_grad(set_to_none=True)
-        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()), "grads": grads}
+            named = {}
+            for name, net, loss in (("D", self.D, loss_d), ("G", self.G, loss_g)):
+                params = dict(net.named_parameters())
+                named[name] = dict(zip(params, torch.autograd.grad(loss, list(params.values()),
+                                                                   retain_graph=True)))
+        return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
+                "grads": weights.grads_to_canonical(named, self.spec.parameter_shapes())}
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         loss_d, loss_g = self._step(self._tensor(real), self._tensor(z))
@@ -203,18 +195,19 @@ class Backend(BackendBase):
     def train(self, batches, start, on_step) -> None:
         # On a GPU a loss fetch is a sync: fetch every K steps and time the K steps together.
         k = self.fetch_every_gpu if self.device.type == "cuda" else 1
+        batches = FetchTimer(batches)  # the harness's data work is not step time
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         iteration, t0 = start, time.perf_counter()
         for real, z in batches:
             pending.append(self._step(self._tensor(real), self._tensor(z)))
             if len(pending) == k:
-                iteration, t0 = self._flush(pending, iteration, t0, on_step)
+                iteration, t0 = self._flush(pending, iteration, t0, batches.pop(), on_step)
         if pending:
-            self._flush(pending, iteration, t0, on_step)
+            self._flush(pending, iteration, t0, batches.pop(), on_step)
 
-    def _flush(self, pending, iteration, t0, on_step):
+    def _flush(self, pending, iteration, t0, fetch_seconds, on_step):
         losses = torch.stack([torch.stack(p) for p in pending]).cpu().numpy()  # the sync
-        seconds = (time.perf_counter() - t0) / len(pending)
+        seconds = (time.perf_counter() - t0 - fetch_seconds) / len(pending)
         for loss_d, loss_g in losses:
             on_step(iteration, float(loss_d), float(loss_g), seconds)
             iteration += 1

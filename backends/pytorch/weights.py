@@ -25,14 +25,13 @@ def to_canonical(nets: dict[str, nn.Module], keys) -> dict[str, np.ndarray]:
     return out
 
 
-def grads_to_canonical(nets: dict[str, nn.Module], keys) -> dict[str, np.ndarray]:
-    """The .grad of every trainable tensor, under its canonical key."""
-    params = {name: dict(m.named_parameters()) for name, m in nets.items()}
+def grads_to_canonical(named_grads: dict[str, dict[str, torch.Tensor]], keys) -> dict[str, np.ndarray]:
+    """{net: {torch parameter name: gradient}} -> gradients under their canonical keys."""
     out = {}
     for key in keys:
         net, tkey = torch_key(key)
-        if tkey in params[net]:
-            out[key] = params[net][tkey].grad.detach().to("cpu", torch.float32).numpy().copy()
+        if tkey in named_grads[net]:  # running statistics have no gradient
+            out[key] = named_grads[net][tkey].detach().to("cpu", torch.float32).numpy().copy()
     return out
 
 

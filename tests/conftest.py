@@ -11,6 +11,8 @@ import backends
 from common import weights
 from common.spec import model_spec
 
+pytest_plugins = ["tests.loopback"]  # loopback servers and the data-isolation fixture
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 IMPLEMENTED = [n for n, r in backends.REGISTRY.items() if r.implemented]
 

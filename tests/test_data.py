@@ -19,10 +19,9 @@ from common.data import Dataset, load_dataset, quantize_to_uint8, to_model_range
 from common.download import DownloadState, md5_file
 from common.errors import DataError
 from common.idx import parse_idx, read_idx_file, write_idx
-# Loopback server helpers and the autouse isolation fixture (env, proxies, download state).
-from tests.test_download import (  # noqa: F401  (fixtures are used by name)
-    FixtureServer, isolated_env, record_urlopen, refused_url, server,
-)
+from tests.loopback import FixtureServer, record_urlopen, refused_url
+
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 MNIST32 = types.SimpleNamespace(name="mnist32", image_size=32, channels=1)
 RGB64 = types.SimpleNamespace(name="celeba64", image_size=64, channels=3)

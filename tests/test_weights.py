@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import pathlib
 import struct
 import zipfile

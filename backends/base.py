@@ -40,6 +40,12 @@ class BackendOptions:
 
 class BackendBase(abc.ABC):
     name: str = ""  # registry name
+    # Real framework differences the parity tests model instead of hiding (SPEC.md):
+    # where Adam's eps sits ("pytorch": added to the bias-corrected sqrt(v); "folded": bias
+    # correction folded into the step size, as Keras, MXNet and Chainer do) ...
+    adam_convention: str = "pytorch"
+    # ... and whether BN's running variance takes the unbiased batch variance (x m/(m-1)).
+    running_var_unbiased: bool = True
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         self.spec, self.options = spec, options
@@ -71,6 +77,23 @@ class BackendBase(abc.ABC):
     @abc.abstractmethod
     def export_weights(self) -> dict[str, np.ndarray]:
         """Canonical weights: float32, PyTorch layout, exactly the spec's keys."""
+
+    # ----- introspection, for the parametrised tests -----
+    @abc.abstractmethod
+    def layer_output_shapes(self, z: np.ndarray, x: np.ndarray) -> dict[str, tuple[int, int, int]]:
+        """Per-sample output shape of every conv/deconv and BN, observed on the framework's own
+        layers while G(z) and D(x) run, keyed by the spec's names ('G.deconv0', 'G.bn0', ...)
+        and given as NCHW (C, H, W) whatever layout the framework uses inside."""
+
+    @abc.abstractmethod
+    def trainable_parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per layer, counted from the framework's own variables (not the
+        canonical export), keyed by the spec's names ('G.deconv0', 'G.bn0', ...)."""
+
+    @abc.abstractmethod
+    def apply_gradients(self, net: str, grads: dict[str, np.ndarray]) -> None:
+        """One step of net's ('G' or 'D') own optimizer with these gradients (canonical keys and
+        layout, every trainable tensor of net): tests the optimizer against a numpy model."""
 
     # ----- compute -----
     @abc.abstractmethod

@@ -43,6 +43,33 @@ def test_output_shapes(make_backend, batch, preset, n):
 
 
 @pytest.mark.parametrize("preset", ["mnist32", "dcgan64"])
+def test_every_layer_output_shape(make_backend, batch, preset):
+    """Observed on the framework's own layers, so a padding convention that differs (Keras
+    'same' vs explicit p1) shows up here before it shows up as a parity failure."""
+    spec = model_spec(preset)
+    real, z = batch(preset, 2)
+    shapes = make_backend(preset).layer_output_shapes(z, real)
+    expected = {layer.name: layer.out_shape for layer in spec.layers}
+    expected.update({layer.bn_name: layer.out_shape for layer in spec.layers if layer.batchnorm})
+    assert shapes == expected
+
+
+@pytest.mark.parametrize("preset", ["mnist32", "dcgan64"])
+def test_trainable_parameters_per_layer_equal_pytorch(make_backend, preset):
+    """The spec's counts are PyTorch's (checked against the published DCGAN numbers in
+    test_spec), so equal to the spec layer by layer is equal to PyTorch layer by layer."""
+    spec = model_spec(preset)
+    expected = {}
+    for layer in spec.layers:
+        expected[layer.name] = int(np.prod(layer.weight_shape))  # no biases anywhere
+        if layer.batchnorm:
+            expected[layer.bn_name] = 2 * layer.out_channels  # gamma and beta
+    counts = make_backend(preset).trainable_parameter_counts()
+    assert counts == expected
+    assert sum(counts.values()) == spec.parameter_count()
+
+
+@pytest.mark.parametrize("preset", ["mnist32", "dcgan64"])
 def test_weight_round_trip_and_parameter_count(make_backend, preset):
     spec = model_spec(preset)
     b = make_backend(preset, seed=3)
@@ -108,12 +135,12 @@ def test_gradients_match_oracle(make_backend, batch, preset, n):
         assert _max_rel(got["grads"][key], g) <= GRAD_RTOL, key
 
 
-def _bn_stats_after(spec, w, passes):
+def _bn_stats_after(spec, w, passes, unbiased):
     """Running statistics after the given (net, input, weights-for-forward) train-mode passes,
-    composed with the oracle in PyTorch's convention (unbiased variance, m/(m-1))."""
+    composed with the oracle in the backend's convention (unbiased: the m/(m-1) factor)."""
     for net, x, fw in passes:
         _, cache = oracle.forward(spec, fw, net, x, train=True)
-        w = oracle.update_running_stats(w, cache, spec, unbiased=True)
+        w = oracle.update_running_stats(w, cache, spec, unbiased=unbiased)
     return w
 
 
@@ -138,29 +165,30 @@ def test_one_iteration_matches_oracle(make_backend, batch):
     # D's update: Adam(t=1) of the oracle's gradients.
     lr = spec.adam.lr
     d_keys, g_keys = oracle.trainable_keys(spec, "D"), oracle.trainable_keys(spec, "G")
-    _assert_adam_step(w1, w0, ref["grads"], d_keys, lr, spec)
+    _assert_adam_step(w1, w0, ref["grads"], d_keys, lr, spec, b.adam_convention)
 
     # G step sees the updated D: loss_G and G's gradients from the backend's D weights.
     w_mid = dict(w0, **{k: w1[k].astype(np.float64) for k in d_keys})
     ref_g = oracle.gradients(spec, w_mid, real, z)
     assert abs(loss_g - ref_g["loss_g"]) <= FORWARD_ATOL
-    _assert_adam_step(w1, w0, ref_g["grads"], g_keys, lr, spec)
+    _assert_adam_step(w1, w0, ref_g["grads"], g_keys, lr, spec, b.adam_convention)
 
     # Running statistics: G once, D three times (real, fake, fake through the updated D).
     fake, _ = oracle.forward(spec, w0, "G", z, train=True)
     expected = _bn_stats_after(spec, w0, [("G", z, w0), ("D", real, w0), ("D", fake, w0),
-                                          ("D", fake, w_mid)])
+                                          ("D", fake, w_mid)], b.running_var_unbiased)
     for key in w1:
         if "running" in key:
             assert _max_rel(w1[key], expected[key]) <= FORWARD_ATOL, key
 
 
-def _assert_adam_step(w1, w0, grads, keys, lr, spec):
-    """Adam at t=1 with PyTorch's convention: p - lr·g/(|g| + eps). Where |g| is above the
-    float32 gradient error (GRAD_RTOL of the tensor's max), the sign cannot flip and the step is
-    exact to float32 rounding of p (~1e-9 here, plus 1e-7 slack); elsewhere it is at most 2·lr."""
+def _assert_adam_step(w1, w0, grads, keys, lr, spec, convention):
+    """Adam at t=1 in the backend's convention: p - lr·g/(|g| + eps') with eps' = eps
+    ("pytorch") or eps/sqrt(1-beta2) ("folded"). Where |g| is above the float32 gradient error
+    (GRAD_RTOL of the tensor's max), the sign cannot flip and the step is exact to float32
+    rounding of p (~1e-9 here, plus 1e-7 slack); elsewhere it is at most 2·lr."""
     for key in keys:
-        p, _, _ = oracle.adam_update(w0[key], grads[key], None, None, 1, spec.adam, "pytorch")
+        p, _, _ = oracle.adam_update(w0[key], grads[key], None, None, 1, spec.adam, convention)
         diff = np.abs(w1[key] - p)
         assert diff.max() <= 2 * lr * (1 + 1e-3), key
         confident = np.abs(grads[key]) > 10 * GRAD_RTOL * np.abs(grads[key]).max()
@@ -217,3 +245,28 @@ def test_step_seconds_exclude_the_harness_batch_fetch(make_backend, batch):
     seconds = []
     make_backend().train(slow_batches(), 0, lambda i, d, g, s: seconds.append(s))
     assert len(seconds) == 3 and max(seconds) < 0.3
+
+
+def test_optimizer_matches_numpy_model_of_its_convention(make_backend):
+    """The backend's own Adam given identical gradients, three steps, against the numpy model of
+    its declared convention (tests/oracle.py adam_update). Gradients span 1e-9..1e-3 so eps
+    matters: a wrong eps placement changes near-zero-gradient updates by O(lr), far above the
+    bound. Both compute the same quantities; what remains is float32 rounding of each update
+    (~lr·u per step) and of p itself: 1e-6 of max(|p|, lr) is ample and still catches it."""
+    spec = model_spec("mnist32")
+    b = make_backend()
+    rng = np.random.default_rng(0)
+    for net in ("D", "G"):
+        keys = oracle.trainable_keys(spec, net)
+        ref = {k: v.astype(np.float64) for k, v in b.export_weights().items() if k in keys}
+        m, v = dict.fromkeys(keys), dict.fromkeys(keys)
+        for t in (1, 2, 3):
+            grads = {k: (rng.standard_normal(ref[k].shape) * 10.0 ** rng.integers(-9, -2))
+                     .astype(np.float32) for k in keys}
+            b.apply_gradients(net, grads)
+            for k in keys:
+                ref[k], m[k], v[k] = oracle.adam_update(ref[k], grads[k], m[k], v[k], t,
+                                                        spec.adam, b.adam_convention)
+            got = b.export_weights()
+            for k in keys:
+                assert np.abs(got[k] - ref[k]).max() <= 1e-6 * max(np.abs(ref[k]).max(), spec.adam.lr), (net, t, k)

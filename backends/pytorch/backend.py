@@ -117,6 +117,42 @@ class Backend(BackendBase):
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
 
+    # ----- introspection -----
+    def _layers(self):
+        """(spec name, torch module) for every conv/deconv and BN: children share the names."""
+        for layer in self.spec.layers:
+            net = self._nets()[layer.net].net
+            yield layer.name, getattr(net, f"{layer.kind}{layer.index}")
+            if layer.batchnorm:
+                yield layer.bn_name, getattr(net, f"bn{layer.index}")
+
+    def layer_output_shapes(self, z: np.ndarray, x: np.ndarray) -> dict[str, tuple[int, int, int]]:
+        shapes: dict[str, tuple[int, int, int]] = {}
+
+        def record(name):
+            def hook(module, inputs, output):  # returns None: a returned value would replace output
+                shapes[name] = tuple(output.shape[1:])
+            return hook
+
+        handles = [m.register_forward_hook(record(name)) for name, m in self._layers()]
+        try:
+            self.generate(z), self.discriminate(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return shapes
+
+    def trainable_parameter_counts(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in m.parameters() if p.requires_grad)
+                for name, m in self._layers()}
+
+    def apply_gradients(self, net: str, grads: dict[str, np.ndarray]) -> None:
+        module, opt = (self.G, self.opt_G) if net == "G" else (self.D, self.opt_D)
+        params = dict(module.named_parameters())
+        for key, g in grads.items():
+            params[weights.torch_key(key)[1]].grad = self._tensor(g)
+        opt.step()
+
     # ----- compute -----
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

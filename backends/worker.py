@@ -36,7 +36,8 @@ def run(config: dict) -> dict:
     log = None
     try:
         ds = data.load_dataset(config["dataset"]["name"], spec.preset,
-                               data_dir=config["dataset"].get("data_dir"), seed=config["seed"])
+                               data_dir=config["dataset"].get("data_dir"),
+                               seed=config.get("data_seed", config["seed"]))
         plan = noise.BatchPlan(len(ds.images), config["batch_size"], config["seed"])
         t0 = time.perf_counter()
         Backend = backends.load(config["backend"])

@@ -230,6 +230,30 @@ def time_to_quality_chart(results: dict, path: Path) -> bool:
     return True
 
 
+# ----- across training seeds -----
+def seed_rows(results: dict) -> list[dict]:
+    """Mean and spread across training seeds (GAN runs vary more between seeds than between
+    evaluation resamples): one row per backend, over the seeds where it finished."""
+    if not results.get("by_seed"):
+        return []
+    runs = [results["backends"], *results["by_seed"].values()]
+    rows = []
+    for name in results["backends"]:
+        ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
+        row = {"backend": name, "seeds ok": f"{len(ok)}/{len(runs)}"}
+        for label, get, digits in (
+                ("img/s", lambda r: (r.get("summary") or {}).get("img_per_s_median"), 1),
+                ("final loss_D", lambda r: (r.get("final_losses") or {}).get("loss_d"), 3),
+                ("final loss_G", lambda r: (r.get("final_losses") or {}).get("loss_g"), 3),
+                ("FD", lambda r: (r.get("quality") or {}).get("fd"), 1),
+                ("classifier score", lambda r: (r.get("quality") or {}).get("classifier_score"), 2)):
+            values = [v for v in map(get, ok) if v is not None]
+            row[label] = (f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+                          if len(values) > 1 else (f"{values[0]:.{digits}f}" if values else ""))
+        rows.append(row)
+    return rows
+
+
 # ----- parity of this run's backends (shared initial weights) -----
 PARITY_ITERS = (5, 10)
 
@@ -340,7 +364,7 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
         written.append(run_dir / "quality.png")
     if time_to_quality_chart(results, run_dir / "time_to_quality.png"):
         written.append(run_dir / "time_to_quality.png")
-    sections = {"losses": loss_rows(losses), "quality": quality,
+    sections = {"losses": loss_rows(losses), "quality": quality, "seeds": seed_rows(results),
                 "parity": parity_rows(run_dir, results, losses)}
     atomic.write_text(run_dir / "report.md", report_markdown(results, rows, written, run_dir, sections))
     written.append(run_dir / "report.md")
@@ -388,6 +412,12 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
                   "bootstrap std (FD, precision/recall, density/coverage), subset std (KID) or "
                   "10-split std (classifier score). The floor row is what real digits score.", "",
                   table(sections["quality"], "github"), ""]
+    if sections.get("seeds"):
+        seeds = results["config"].get("seeds")
+        lines += ["## Across training seeds", "",
+                  f"Seeds {', '.join(map(str, seeds))}: mean ± std across seeds (each seed's "
+                  "own init, noise and data order); the sections above show the first seed.", "",
+                  table(sections["seeds"], "github"), ""]
     if sections.get("parity"):
         lines += ["## Parity in this run", "",
                   "Every backend against PyTorch from the same initial weights: outputs of G and D "

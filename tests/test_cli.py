@@ -94,6 +94,21 @@ def test_mnist_offline_falls_back_to_the_5k_digits_and_says_so(tmp_path, offline
     assert "## Sample quality" in (out / "report.md").read_text()
 
 
+def test_seeds_train_every_backend_once_per_seed(tmp_path, offline_env):
+    require_backend("pytorch")
+    out = tmp_path / "run"
+    proc = run_cli("--backend", "pytorch", "--dataset", "synthetic", "--iters", "2", "--batch-size", "8",
+                   "--seeds", "3,4", "--out", str(out), "--quiet", env=offline_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["seeds"] == [3, 4] and results["config"]["seed"] == 3
+    assert results["backends"]["pytorch"]["status"] == results["by_seed"]["4"]["pytorch"]["status"] == "ok"
+    first = (out / "backends" / "pytorch" / "losses.csv").read_text()
+    second = (out / "seeds" / "4" / "backends" / "pytorch" / "losses.csv").read_text()
+    assert first.splitlines()[1].split(",")[2] != second.splitlines()[1].split(",")[2]  # other init
+    assert "## Across training seeds" in (out / "report.md").read_text()
+
+
 def test_report_is_rebuilt_and_runs_compared_without_training(tmp_path, offline_env):
     require_backend("pytorch")
     out = tmp_path / "run"
@@ -131,8 +146,11 @@ def test_unknown_backend_lists_valid_names():
     (["--dataset", "synthetic", "--batch-size", "5000"], "--batch-size"),
     (["--dataset", "nosuch"], "nosuch"),
     (["--dataset", "mnist", "--preset", "dcgan64"], "mnist32"),
+    (["--seeds", "0,x"], "--seeds"),
+    (["--seeds", "1,1"], "--seeds"),
+    (["--quality-every", "-1"], "--quality-every"),
 ], ids=["zero-iters", "negative-batch", "batch-larger-than-dataset", "unknown-dataset",
-        "mnist-needs-mnist32"])
+        "mnist-needs-mnist32", "seeds-not-integers", "seeds-repeated", "negative-quality-every"])
 def test_bad_input_is_one_line_exit_2(tmp_path, offline_env, args, needle):
     proc = run_cli(*args, "--out", str(tmp_path / "run"), env=offline_env)
     assert needle in _one_line_error(proc)

@@ -274,3 +274,18 @@ def test_compare_runs_shows_changes(full_run):
     assert "500.0 -> 550.0 (+10.0%)" in text
     assert "150.00 -> 120.00" in text
     assert "0.693 -> -" in text  # a value missing on one side is shown, not a crash
+
+
+def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
+    _, results, _ = full_run
+    results["config"]["seeds"] = [0, 1, 2]
+    other = json.loads(json.dumps(results["backends"]))
+    results["by_seed"] = {"1": json.loads(json.dumps(other)), "2": other}
+    results["by_seed"]["1"]["pytorch"]["quality"]["fd"] = 110.0
+    results["by_seed"]["2"]["pytorch"]["quality"]["fd"] = 120.0
+    results["by_seed"]["2"]["tensorflow"]["status"] = "failed"
+    rows = {r["backend"]: r for r in report.seed_rows(results)}
+    assert rows["pytorch"]["seeds ok"] == "3/3" and rows["pytorch"]["FD"] == "110.0 ± 10.0"
+    assert rows["tensorflow"]["seeds ok"] == "2/3" and rows["tensorflow"]["FD"] == "150.0 ± 0.0"
+    assert "## Across training seeds" in report.report_markdown(
+        results, report.summary_rows(results), [], Path("."), {"seeds": report.seed_rows(results)})

@@ -1,0 +1,86 @@
+"""G and D as chainer.Chain, links built in init_scope from the spec's layer table.
+
+Links are named as the canonical layers (deconv0, bn0, ...), so the key map in weights.py is a
+rename of BN's running statistics (avg_mean/avg_var) and W for weight, nothing else.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from backends.compat import prepare_chainer
+from common.spec import LayerSpec, ModelSpec
+
+chainer = prepare_chainer()
+import chainer.functions as F  # noqa: E402
+import chainer.links as L  # noqa: E402
+from chainer import initializers  # noqa: E402
+
+
+class _NormalAround(initializers.Normal):
+    """N(mean, scale): chainer's Normal draws around 0 only (BN gamma is N(1, 0.02))."""
+
+    def __init__(self, mean: float, scale: float, rng: np.random.RandomState):
+        super().__init__(scale, rng=rng)
+        self.mean = mean
+
+    def __call__(self, array):
+        super().__call__(array)
+        array += self.mean
+
+
+def _activation(kind: str, spec: ModelSpec):
+    return {"relu": F.relu,
+            "leaky_relu": lambda h: F.leaky_relu(h, slope=spec.leaky_slope),
+            "tanh": F.tanh,
+            "none": lambda h: h}[kind]
+
+
+class _ConvNet(chainer.Chain):
+    """The layer table as links (conv/deconv without bias, BN with the spec's eps and decay set
+    explicitly: chainer's defaults are eps 2e-5, decay 0.9), applied in order."""
+
+    def __init__(self, layers: tuple[LayerSpec, ...], spec: ModelSpec, rng: np.random.RandomState):
+        super().__init__()
+        self._layers = layers
+        self._activations = [_activation(layer.activation, spec) for layer in layers]
+        with self.init_scope():
+            for layer in layers:
+                link = L.Deconvolution2D if layer.kind == "deconv" else L.Convolution2D
+                setattr(self, f"{layer.kind}{layer.index}", link(
+                    layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.pad,
+                    nobias=True, initialW=initializers.Normal(spec.init_std, rng=rng)))
+                if layer.batchnorm:
+                    setattr(self, f"bn{layer.index}", L.BatchNormalization(
+                        layer.out_channels, decay=spec.bn.decay, eps=spec.bn.eps,
+                        initial_gamma=_NormalAround(spec.bn.gamma_init_mean,
+                                                    spec.bn.gamma_init_std, rng),
+                        initial_beta=0))
+
+    def batchnorms(self) -> list:
+        return [getattr(self, f"bn{layer.index}") for layer in self._layers if layer.batchnorm]
+
+    def forward(self, h):
+        for layer, activation in zip(self._layers, self._activations):
+            h = getattr(self, f"{layer.kind}{layer.index}")(h)
+            if layer.batchnorm:
+                h = getattr(self, f"bn{layer.index}")(h)
+            h = activation(h)
+        return h
+
+
+class Generator(_ConvNet):
+    def __init__(self, spec: ModelSpec, rng: np.random.RandomState):
+        super().__init__(spec.generator, spec, rng)
+        self.nz = spec.preset.nz
+
+    def forward(self, z):
+        return super().forward(F.reshape(z, (-1, self.nz, 1, 1)))
+
+
+class Discriminator(_ConvNet):
+    def __init__(self, spec: ModelSpec, rng: np.random.RandomState):
+        super().__init__(spec.discriminator, spec, rng)
+
+    def forward(self, x):
+        # One logit per image; the sigmoid lives in the loss.
+        return F.reshape(super().forward(x), (-1,))

@@ -39,9 +39,11 @@ def prepare_chainer():
     bare first `import chainer`; later imports get the prepared module."""
     with warnings.catch_warnings():
         # Import-time noise in every run's log, nothing to act on: numpy.distutils' deprecation
-        # (numpy >= 1.23), and pkg_resources' (chainer's environment check imports it, hence
-        # setuptools<81).
+        # (numpy >= 1.23) and, on numpy 2, that of the setuptools module it imports; and
+        # pkg_resources' (chainer's environment check imports it, hence setuptools<81).
         warnings.filterwarnings("ignore", message=r"\s*`numpy.distutils` is deprecated",
+                                category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="msvccompiler is deprecated",
                                 category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
                                 category=UserWarning)

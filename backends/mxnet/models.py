@@ -1,0 +1,104 @@
+"""G and D as mx.sym graphs, built from the spec's layer table.
+
+Layer nodes carry the canonical layer names (deconv0, bn0, conv1, ...), so MXNet's parameter
+names are `deconv0_weight`, `bn0_gamma`, `bn0_beta` and the auxiliary states `bn0_moving_mean`,
+`bn0_moving_var`; weights.py maps those to the canonical keys.
+
+Note on one-channel deconvolutions (G's last layer on mnist32). mxnet 1.9.1's oneDNN (MKLDNN)
+kernels, measured: the input gradient of a Deconvolution with num_filter=1 fails at waitall()
+("could not create a primitive descriptor for a reorder primitive"); a two-channel Deconvolution
+whose weight is computed in the graph ([w, zeros]) segfaults in backward when that weight needs a
+gradient; a two-channel one with a weight that needs none, and the weight gradient of the
+one-channel one, both work. So such a layer is built from the parts that work:
+  y = Deconvolution(stop_gradient(x), w)               value and weight gradient, one channel
+  t = Deconvolution(x, stop_gradient([w, 0]))[:, :1]   the input gradient, through two channels
+  out = y + (t - stop_gradient(t))                     t - t is exactly 0: out's value is y's
+The zero block is an operator, not a parameter, so the parameter count and the canonical weights
+are the spec's; channel 0 of t is the same sum as y, and the parity tests prove the whole exact.
+The cost is one more forward of the smallest layer. Measured alternatives (full training steps,
+batch 64 on mnist32, 2 shared CPU cores, indicative): this graph 330 img/s; the layer in float64
+(mx.sym.cast, which leaves oneDNN for mxnet's own kernel) 209 img/s; MXNET_MKLDNN_ENABLED=0 for
+the whole process 72 img/s. mxnet 1.9.1 has no per-operator oneDNN switch. The same graph runs on
+a GPU, where it costs next to nothing and needs no second variant.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+
+from common.spec import LayerSpec, ModelSpec
+
+# Data and label variable names of the modules (backend.py binds them).
+Z, IMAGES, LABEL = "z", "images", "label"
+
+
+def _one_channel_deconv(x: mx.sym.Symbol, layer: LayerSpec, geometry: dict) -> mx.sym.Symbol:
+    """A Deconvolution to one channel that oneDNN can differentiate (the module docstring)."""
+    name, k = f"{layer.kind}{layer.index}", layer.kernel
+    weight = mx.sym.Variable(f"{name}_weight", shape=(layer.in_channels, 1, k, k),
+                             dtype="float32")
+    value = mx.sym.Deconvolution(mx.sym.BlockGrad(x), weight=weight, num_filter=1, **geometry,
+                                 name=f"{name}_value")
+    padded_weight = mx.sym.concat(mx.sym.BlockGrad(weight),
+                                  mx.sym.zeros(shape=(layer.in_channels, 1, k, k)), dim=1)
+    padded = mx.sym.Deconvolution(x, weight=padded_weight, num_filter=2, **geometry,
+                                  name=f"{name}_input_grad")
+    through = mx.sym.slice_axis(padded, axis=1, begin=0, end=1)
+    return mx.sym.elemwise_add(value, through - mx.sym.BlockGrad(through), name=name)
+
+
+def _conv(x: mx.sym.Symbol, layer: LayerSpec) -> mx.sym.Symbol:
+    k, name = layer.kernel, f"{layer.kind}{layer.index}"
+    geometry = dict(kernel=(k, k), stride=(layer.stride,) * 2, pad=(layer.pad,) * 2, no_bias=True)
+    if layer.kind == "conv":
+        return mx.sym.Convolution(x, num_filter=layer.out_channels, **geometry, name=name)
+    if layer.out_channels == 1:
+        return _one_channel_deconv(x, layer, geometry)
+    return mx.sym.Deconvolution(x, num_filter=layer.out_channels, **geometry, name=name)
+
+
+def _activation(x: mx.sym.Symbol, layer: LayerSpec, spec: ModelSpec) -> mx.sym.Symbol:
+    name = f"{layer.activation}{layer.index}"
+    if layer.activation == "leaky_relu":  # MXNet's default slope is 0.25
+        return mx.sym.LeakyReLU(x, act_type="leaky", slope=spec.leaky_slope, name=name)
+    if layer.activation in ("relu", "tanh"):
+        return mx.sym.Activation(x, act_type=layer.activation, name=name)
+    return x
+
+
+def _build(x: mx.sym.Symbol, layers: tuple[LayerSpec, ...], spec: ModelSpec) -> mx.sym.Symbol:
+    for layer in layers:
+        x = _conv(x, layer)
+        if layer.batchnorm:
+            # MXNet defaults: fix_gamma=True (gamma frozen at 1) and eps 1e-3; momentum is the
+            # weight of the old running value, the spec's decay.
+            x = mx.sym.BatchNorm(x, fix_gamma=False, eps=spec.bn.eps, momentum=spec.bn.decay,
+                                 use_global_stats=False, name=f"bn{layer.index}")
+        x = _activation(x, layer, spec)
+    return x
+
+
+def generator(spec: ModelSpec) -> mx.sym.Symbol:
+    """z (N, nz) -> images (N, C, H, W)."""
+    z = mx.sym.reshape(mx.sym.Variable(Z), shape=(-1, spec.preset.nz, 1, 1))
+    return _build(z, spec.generator, spec)
+
+
+def bce_with_logits(logits: mx.sym.Symbol, target: mx.sym.Symbol) -> mx.sym.Symbol:
+    """The spec's loss, batch mean: softplus(l) - l*t. MXNet's softrelu is log1p(exp(l)), and l
+    itself above 20, so it never overflows; its gradient is sigmoid(l), which makes the loss's
+    gradient exactly (sigmoid(l) - t)/N."""
+    return mx.sym.mean(mx.sym.Activation(logits, act_type="softrelu") - logits * target)
+
+
+def discriminator(spec: ModelSpec) -> mx.sym.Symbol:
+    """(images, label) -> [loss, logits]: the batch-mean loss against `label` (one target per
+    image), the head backward() starts from, and D's logits (N,), gradient-blocked, for callers.
+
+    MakeLoss of the stable softplus form rather than LogisticRegressionOutput: the loss value and
+    its gradient come from the same graph (LogisticRegressionOutput outputs sigmoid(l), from which
+    the spec's loss cannot be recovered stably), and its gradient is already the batch mean, so
+    the optimizer's rescale_grad stays 1 whatever the batch size (LogisticRegressionOutput's is
+    per image and needs rescale_grad = 1/N tied to the bound batch)."""
+    logits = mx.sym.reshape(_build(mx.sym.Variable(IMAGES), spec.discriminator, spec), shape=(-1,))
+    loss = mx.sym.MakeLoss(bce_with_logits(logits, mx.sym.Variable(LABEL)), name="loss")
+    return mx.sym.Group([loss, mx.sym.BlockGrad(logits, name="logits")])

@@ -1,0 +1,52 @@
+"""Canonical weights <-> MXNet parameter and auxiliary-state names.
+
+MXNet's Convolution weight is (out, in, kh, kw) and its Deconvolution weight (in, out, kh, kw):
+the canonical (PyTorch) layouts, so the conversion is a key map only. BN's running statistics are
+MXNet auxiliary states (`moving_mean`, `moving_var`); their names never collide with arguments'.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_BN_NAMES = {"gamma": "gamma", "beta": "beta", "running_mean": "moving_mean",
+             "running_var": "moving_var"}
+
+
+def mxnet_key(canonical: str) -> tuple[str, str]:
+    """'G.bn0.running_var' -> ('G', 'bn0_moving_var')."""
+    net, layer, tensor = canonical.split(".")
+    return net, f"{layer}_{_BN_NAMES.get(tensor, tensor)}"
+
+
+def layer_name(mxnet_name: str) -> str:
+    """'bn0_gamma' -> 'bn0': the layer part of an MXNet parameter name."""
+    return mxnet_name.split("_", 1)[0]
+
+
+def to_canonical(named: dict[str, dict], keys) -> dict[str, np.ndarray]:
+    """{net: {MXNet name: NDArray}} (arguments and auxiliary states) -> canonical arrays."""
+    out = {}
+    for key in keys:
+        net, name = mxnet_key(key)
+        out[key] = named[net][name].asnumpy().astype(np.float32, copy=True)
+    return out
+
+
+def grads_to_canonical(named_grads: dict[str, dict], keys) -> dict[str, np.ndarray]:
+    """{net: {MXNet argument name: gradient}} -> gradients under their canonical keys."""
+    out = {}
+    for key in keys:
+        net, name = mxnet_key(key)
+        if name in named_grads[net]:  # running statistics have no gradient
+            out[key] = named_grads[net][name].asnumpy().astype(np.float32, copy=True)
+    return out
+
+
+def from_canonical(named: dict[str, dict], weights: dict[str, np.ndarray]) -> None:
+    """Writes canonical arrays into {net: {MXNet name: NDArray}} in place."""
+    for key, value in weights.items():
+        net, name = mxnet_key(key)
+        target = named[net][name]
+        if target.shape != np.shape(value):
+            raise ValueError(f"{key}: shape {np.shape(value)}, MXNet's {name} is {target.shape}")
+        target[:] = np.asarray(value, dtype=np.float32)

@@ -23,7 +23,7 @@ REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("pytorch", "backends.pytorch.backend", "torch", "torch"),
     Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow", implemented=False),
     Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", implemented=False),
-    Registration("chainer", "backends.chainer.backend", "chainer", "chainer", implemented=False),
+    Registration("chainer", "backends.chainer.backend", "chainer", "chainer"),
 )}
 
 NAMES = tuple(REGISTRY)

@@ -192,7 +192,11 @@ FIRST5_ATOL = 1e-3
 # near-zero gradients flips some steps (2·lr each) and the runs drift apart, and how fast depends
 # on the framework's arithmetic: a bound per backend, each measured (value in the comment) and
 # set with margin.
-TEN_ITER_ATOL: dict[str, float] = {}
+TEN_ITER_ATOL: dict[str, float] = {
+    # chainer measured 7.1e-3 against PyTorch with folded eps (5.9e-3 against default PyTorch;
+    # 1.9e-3 against the float64 oracle in its convention), iteration 8, loss_G.
+    "chainer": 2e-2,
+}
 CROSS_ITERS = 10
 
 

@@ -76,3 +76,48 @@ def prepare_chainer():
         deconv._set_cover_all = _set_cover_all
     return chainer
 
+
+def prepare_tensorflow() -> None:
+    """Import TensorFlow and Keras 3 on it (call before any other import of either)."""
+    import importlib
+    import os
+
+    # Keras 3 picks its backend once, at import, from KERAS_BACKEND or ~/.keras/keras.json:
+    # this backend is Keras on TensorFlow whatever a user's default is.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0)
+    if level > 0 and "tensorflow" not in sys.modules:
+        _import_dropping_stderr_below("keras", level)
+    importlib.import_module("keras")  # imports tensorflow (a no-op if done just above)
+
+
+def _import_dropping_stderr_below(module: str, level: int) -> None:
+    """TF 2.19+ logs through absl before TF_CPP_MIN_LOG_LEVEL applies, so its import prints INFO
+    lines ("oneDNN custom operations are on", tensorflow#100442) whatever the level: keep the
+    C++ stderr of the import and pass on only what the level lets through."""
+    import importlib
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            importlib.import_module(module)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if _absl_severity(line) in (None, *range(level, 4)):
+                    sys.stderr.write(line)
+
+
+def _absl_severity(line: str) -> int | None:
+    """0-3 for an absl log line ('I0000 00:00:...' is INFO, W, E, F), None for anything else."""
+    if line.startswith("WARNING: All log messages before absl::InitializeLog()"):
+        return 0  # absl's notice that INFO lines follow: as quiet as they are
+    if len(line) > 5 and line[0] in "IWEF" and line[1:5].isdigit():
+        return "IWEF".index(line[0])
+    return None

@@ -1,0 +1,285 @@
+"""TensorFlow/Keras backend (Keras 3 on TensorFlow).
+
+Differences from the protocol worth knowing:
+- The iteration is `GAN.train_step` in models.py (Keras puts the step on the model), and
+  train() is Keras's own loop: `GAN.fit` over a tf.data pipeline that carries the harness's
+  batches unchanged (Dataset.from_generator: order and values as given; no prefetch, so the
+  harness's fetch runs inside the step, serially, and FetchTimer takes its time out). fit keeps
+  the order (a dataset is never shuffled) and calls a callback after every step, so no loop of
+  our own is needed. train_step() runs the same `GAN.iteration` under its own tf.function.
+- Losses are fetched every step: Keras turns the logs into floats before the batch-end
+  callback, which on a GPU is one sync per step.
+- channels_last inside (Keras's layout); NCHW is transposed at the boundary, so
+  options.channels_last changes nothing here.
+- XLA is off unless DCGAN_BENCH_TF_XLA=1 (jit_compile for the step; Keras would switch it on by
+  itself on a GPU). options.bf16 is Keras mixed precision ('mixed_bfloat16' layers: bfloat16
+  compute, float32 variables, BN statistics and losses).
+- Adam folds the bias correction into the step size ("folded"); BN's moving variance takes the
+  biased batch variance (running_var_unbiased False).
+- options.threads sets both TF thread pools (intra-op: threads per op; inter-op: ops at once);
+  it must come before TF's runtime starts, which it does in the worker's fresh process.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from backends.base import BackendBase, BackendOptions, BackendUnavailable
+from backends.tensorflow import models, weights
+from common import sysinfo
+from common.spec import ModelSpec
+from common.timing import FetchTimer
+
+XLA_ENV = "DCGAN_BENCH_TF_XLA"  # "1": jit_compile the step (proposed: a BackendOptions field)
+MIXED_POLICY = "mixed_bfloat16"
+
+
+def _set_threads(threads: int | None) -> None:
+    if not threads:
+        return
+    pools = tf.config.threading
+    try:
+        pools.set_intra_op_parallelism_threads(threads)
+        pools.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as exc:  # TF's runtime already started in this process
+        now = (pools.get_intra_op_parallelism_threads(), pools.get_inter_op_parallelism_threads())
+        if now != (threads, threads):
+            raise BackendUnavailable(f"threads={threads}: TensorFlow already runs with "
+                                     f"intra/inter-op threads {now} in this process") from exc
+
+
+def _select_device(requested: str) -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if requested == "cpu" or not gpus:
+        if requested == "gpu":
+            raise BackendUnavailable(
+                f"--device gpu: TensorFlow {tf.__version__} sees no GPU "
+                f"(built with CUDA: {tf.test.is_built_with_cuda()})")
+        if gpus:
+            with contextlib.suppress(RuntimeError):  # too late once TF's runtime started:
+                tf.config.set_visible_devices([], "GPU")  # then the device scope pins the CPU
+        return "/CPU:0"
+    with contextlib.suppress(RuntimeError):
+        # Allocate as needed rather than the whole GPU up front; the peak is measured either way.
+        tf.config.experimental.set_memory_growth(gpus[0], True)
+    return "/GPU:0"
+
+
+def _quiet() -> None:
+    """TF's and absl's Python-level logging down to errors (TF_CPP_MIN_LOG_LEVEL, the C++ side,
+    is set by run_all before TF starts)."""
+    tf.get_logger().setLevel(logging.ERROR)
+    with contextlib.suppress(ImportError):
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+@contextlib.contextmanager
+def _running_statistics_kept(nets):
+    """BN running statistics restored after a train-mode forward (Keras updates them in call)."""
+    stats = [v for net in nets for layer in net.stack
+             if isinstance(layer, keras.layers.BatchNormalization)
+             for v in (layer.moving_mean, layer.moving_variance)]
+    saved = [v.numpy() for v in stats]
+    try:
+        yield
+    finally:
+        for v, value in zip(stats, saved):
+            v.assign(value)
+
+
+class _StepReporter(keras.callbacks.Callback):
+    """on_step after every step of fit; its seconds exclude the harness's batch fetch, which
+    runs inside the step (from_generator, not prefetched) and is measured by the FetchTimer."""
+
+    def __init__(self, fetch: FetchTimer, start: int, on_step):
+        super().__init__()
+        self.fetch, self.iteration, self.on_step = fetch, start, on_step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras has already turned logs into floats: the step is done on the device.
+        seconds = time.perf_counter() - self.t0 - self.fetch.pop()
+        self.on_step(self.iteration, logs["loss_d"], logs["loss_g"], seconds)
+        self.iteration += 1
+
+
+class Backend(BackendBase):
+    name = "tensorflow"
+    adam_convention = "folded"
+    running_var_unbiased = False
+
+    @classmethod
+    def probe(cls) -> dict:
+        gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                for g in tf.config.list_physical_devices("GPU")]
+        return {"version": f"{tf.__version__} (keras {keras.__version__})",
+                "devices": ["cpu"] + [f"gpu:{i} ({name})" for i, name in enumerate(gpus)]}
+
+    def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
+        super().__init__(spec, options)
+        if keras.backend.backend() != "tensorflow":
+            raise BackendUnavailable(f"Keras runs on {keras.backend.backend()!r} in this process, "
+                                     "not TensorFlow (KERAS_BACKEND was set before this backend)")
+        if not options.verbose:
+            _quiet()
+        _set_threads(options.threads)
+        self.device = _select_device(options.device)
+        self.xla = os.environ.get(XLA_ENV, "") == "1"
+        dtype = MIXED_POLICY if options.bf16 else "float32"
+        with self._on_device():
+            seed = keras.random.SeedGenerator(options.seed)  # the spec's init, seeded (no shared init)
+            self.G = models.Generator(spec, seed, dtype)
+            self.D = models.Discriminator(spec, seed, dtype)
+            p = spec.preset
+            self.G(np.zeros((2, p.nz), np.float32))  # builds the variables
+            self.D(np.zeros((2, p.image_size, p.image_size, p.channels), np.float32))
+            self.gan = models.GAN(spec, self.G, self.D)
+            self.gan.compile(self._adam(), self._adam(), jit_compile=self.xla)
+            self._step = tf.function(self.gan.iteration, jit_compile=self.xla,
+                                     reduce_retracing=True)
+
+    def _adam(self) -> keras.optimizers.Adam:
+        adam = self.spec.adam
+        if adam.weight_decay:
+            raise NotImplementedError("Keras's Adam weight_decay is decoupled (AdamW); the spec's "
+                                      "is PyTorch's L2 term")
+        return keras.optimizers.Adam(learning_rate=adam.lr, beta_1=adam.beta1, beta_2=adam.beta2,
+                                     epsilon=adam.eps, amsgrad=False)
+
+    def _on_device(self):
+        return tf.device(self.device)
+
+    @property
+    def _on_gpu(self) -> bool:
+        return self.device.startswith("/GPU")
+
+    # ----- device -----
+    def device_info(self) -> dict:
+        if self._on_gpu:
+            gpu = tf.config.list_physical_devices("GPU")[0]
+            name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        else:
+            name = sysinfo.cpu_model()
+        pools = tf.config.threading
+        return {"device": "gpu" if self._on_gpu else "cpu", "name": name,
+                "framework_version": tf.__version__, "keras_version": keras.__version__,
+                "xla": self.xla,
+                # 0 means TF's default: as many as the machine has cores.
+                "threads": {"intra_op": pools.get_intra_op_parallelism_threads(),
+                            "inter_op": pools.get_inter_op_parallelism_threads()}}
+
+    def synchronize(self) -> None:
+        if self._on_gpu:
+            tf.test.experimental.sync_devices()
+
+    def peak_memory(self) -> dict:
+        if self._on_gpu:
+            return {"bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"]),
+                    "kind": "device-allocator"}
+        return {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"}
+
+    # ----- weights -----
+    def _nets(self) -> dict:
+        return {"G": self.G, "D": self.D}
+
+    def load_weights(self, canonical: dict[str, np.ndarray]) -> None:
+        weights.from_canonical(self._nets(), canonical)
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
+
+    # ----- introspection -----
+    def _spec_layer_names(self) -> dict[str, str]:
+        """Keras layer -> spec name ('G.deconv0', 'G.bn0', ...) for every conv/deconv and BN."""
+        names = {}
+        for layer in self.spec.layers:
+            names[f"{layer.net}.{layer.kind}{layer.index}"] = layer.name
+            if layer.batchnorm:
+                names[f"{layer.net}.bn{layer.index}"] = layer.bn_name
+        return names
+
+    def layer_output_shapes(self, z: np.ndarray, x: np.ndarray) -> dict[str, tuple[int, int, int]]:
+        names, shapes = self._spec_layer_names(), {}
+        with self._on_device():
+            for net, inputs in (("G", z), ("D", models.to_channels_last(x))):
+                for layer, out in self._nets()[net].layer_outputs(inputs):
+                    name = names.get(f"{net}.{layer.name}")
+                    if name:
+                        h, w, c = out.shape[1:]
+                        shapes[name] = (c, h, w)
+        return shapes
+
+    def trainable_parameter_counts(self) -> dict[str, int]:
+        counts = {}
+        for key, name in self._spec_layer_names().items():
+            net, layer = key.split(".")
+            counts[name] = sum(int(np.prod(v.shape))
+                               for v in self._nets()[net].get_layer(layer).trainable_variables)
+        return counts
+
+    def apply_gradients(self, net: str, grads: dict[str, np.ndarray]) -> None:
+        opt = self.gan.g_optimizer if net == "G" else self.gan.d_optimizer
+        variables = [weights.variable(self._nets(), key) for key in grads]
+        with self._on_device():
+            opt.apply([weights.to_keras_layout(g) for g in grads.values()], variables)
+
+    # ----- compute -----
+    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
+        with self._on_device(), _running_statistics_kept([self.G] if train else []):
+            images = models.to_channels_first(self.G(z, training=train))
+        return images.numpy().astype(np.float32)
+
+    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        with self._on_device(), _running_statistics_kept([self.D] if train else []):
+            logits = self.D(models.to_channels_last(x), training=train)
+        return logits.numpy().astype(np.float32)
+
+    def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
+        d_keys, g_keys = (weights.trainable_keys(self.spec, net) for net in ("D", "G"))
+        nets = self._nets()
+        with self._on_device(), _running_statistics_kept([self.G, self.D]):
+            with tf.GradientTape(persistent=True) as tape:
+                fake = self.G(z, training=True)
+                loss_d = self.gan.d_loss(models.to_channels_last(real), fake)
+                loss_g = self.gan.g_loss(fake)  # the same, not updated, D
+            grads = dict(zip(d_keys, tape.gradient(loss_d, [weights.variable(nets, k) for k in d_keys])))
+            grads.update(zip(g_keys, tape.gradient(loss_g, [weights.variable(nets, k) for k in g_keys])))
+            del tape
+        return {"loss_d": float(loss_d), "loss_g": float(loss_g),
+                "grads": {k: weights.to_canonical_layout(g.numpy()) for k, g in grads.items()}}
+
+    def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
+        with self._on_device():
+            loss_d, loss_g = self._step(tf.constant(real), tf.constant(z))
+        return float(loss_d), float(loss_g)
+
+    def _dataset(self, batches) -> tf.data.Dataset:
+        """The harness's (real, z) batches as a tf.data pipeline, in order and unchanged."""
+        p = self.spec.preset
+        signature = (tf.TensorSpec((None, p.channels, p.image_size, p.image_size), tf.float32),
+                     tf.TensorSpec((None, p.nz), tf.float32))
+        dataset = tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
+        options = tf.data.Options()
+        options.deterministic = True
+        # No background fetch: the harness's time must stay measurable (FetchTimer) and apart
+        # from the step's, and no thread may compete with the step for the CPU.
+        options.experimental_optimization.inject_prefetch = False
+        return dataset.with_options(options)
+
+    def train(self, batches, start, on_step) -> None:
+        fetch = FetchTimer(batches)
+        with self._on_device(), warnings.catch_warnings():
+            # fit reads the harness's finite stream to its end and then says so: expected here.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            self.gan.fit(self._dataset(fetch), epochs=1, verbose=0, shuffle=False,
+                         callbacks=[_StepReporter(fetch, start, on_step)])

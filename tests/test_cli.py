@@ -196,6 +196,9 @@ TEN_ITER_ATOL: dict[str, float] = {
     # chainer measured 7.1e-3 against PyTorch with folded eps (5.9e-3 against default PyTorch;
     # 1.9e-3 against the float64 oracle in its convention), iteration 8, loss_G.
     "chainer": 2e-2,
+    # mxnet measured 1.1e-2 against PyTorch with folded eps (6.1e-3 against default PyTorch),
+    # iteration 9, loss_G; PyTorch-folded against itself, 1 vs 2 threads: 7.2e-3.
+    "mxnet": 3e-2,
 }
 CROSS_ITERS = 10
 

@@ -46,6 +46,8 @@ def run(config: dict) -> dict:
             backend.load_weights(weights.load(config["init_weights"], spec)[0])
         result["setup_seconds"] = time.perf_counter() - t0
         result["device"] = backend.device_info()
+        result["conventions"] = {"adam": backend.adam_convention,
+                                 "running_var_unbiased": backend.running_var_unbiased}
         _save_init_outputs(backend, spec, config, ds.images, out)
 
         start, stop = 0, config["iters"]

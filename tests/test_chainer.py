@@ -165,3 +165,22 @@ def test_gpu_style_loss_fetch_every_k_steps_reports_each_step():
     b.train(_batches(0, 5), 0, lambda *a: calls.append(a))
     assert [c[:3] for c in calls] == [r[:3] for r in ref]
     assert calls[0][3] == calls[1][3] and calls[2][3] == calls[3][3]  # timed together
+
+
+def test_an_exception_from_on_step_ends_the_loop_quietly(capsys):
+    """The harness stops a run by raising from on_step (divergence, interrupt): the Trainer
+    ends at that iteration and re-raises it, without printing its own loop traceback."""
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def on_step(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _backend().train(_batches(0, 5), 0, on_step)
+    assert [c[0] for c in calls] == [0, 1]
+    assert capsys.readouterr().err == ""

@@ -25,6 +25,11 @@ from common.spec import model_spec
 from common.steplog import Diverged, StepLog
 from common.timing import summarize
 
+# Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>", kind one of
+# FAULTS. The parent's handling of each is what tests/test_faults.py checks.
+FAULT_ENV = "DCGAN_BENCH_TEST_FAULT"
+FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang")
+
 GRID_COUNT = 64  # the sample grid: 8 x 8 images, the first of the run's fixed z
 INIT_CHECK_COUNT = 16  # G(z) and D(x) at the initial weights: the report's forward-parity check
 
@@ -55,7 +60,8 @@ def run(config: dict) -> dict:
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
                       progress=not config.get("quiet"), probe=probe, probe_every=every)
         t0 = time.perf_counter()
-        backend.train(noise.iterate_batches(ds.images, plan, spec.preset.nz, start, stop), start, log)
+        on_step = _with_injected_fault(config["backend"], log)
+        backend.train(noise.iterate_batches(ds.images, plan, spec.preset.nz, start, stop), start, on_step)
         backend.synchronize()
         result["wall_seconds"] = time.perf_counter() - t0
         result["status"] = "ok"
@@ -65,8 +71,14 @@ def run(config: dict) -> dict:
         result.update(status="interrupted", reason="interrupted by signal")
     except (BackendUnavailable, DataError) as exc:
         result.update(status="failed", reason=str(exc))
+    except MemoryError as exc:
+        result.update(status="oom", reason=f"out of memory: {exc}", traceback=traceback.format_exc(limit=20))
     except Exception as exc:  # noqa: BLE001 - any backend error is recorded, never re-raised
-        result.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
+        # Frameworks report device OOM with their own exception types (torch.OutOfMemoryError,
+        # TF ResourceExhaustedError, CuPy OutOfMemoryError, MXNet's MXNetError text).
+        oom = "OutOfMemory" in type(exc).__name__ or "ResourceExhausted" in type(exc).__name__ \
+            or "out of memory" in str(exc).lower()
+        result.update(status="oom" if oom else "failed", reason=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=20))
     finally:
         if log is not None:
@@ -83,6 +95,34 @@ def run(config: dict) -> dict:
         except Exception as exc:  # noqa: BLE001
             result.update(status="failed", reason=f"writing outputs: {type(exc).__name__}: {exc}")
     return result
+
+
+def _with_injected_fault(name: str, on_step):
+    """on_step, or (tests only, FAULT_ENV) on_step that fails the chosen way at one iteration."""
+    fault = os.environ.get(FAULT_ENV, "")
+    target, _, rest = fault.partition(":")
+    kind, _, at = rest.partition("@")
+    if target != name or kind not in FAULTS:
+        return on_step
+    at = int(at or 0)
+
+    def faulty(iteration, loss_d, loss_g, seconds):
+        if iteration == at:
+            print(f"injected fault: {kind} at iteration {at}", file=sys.stderr, flush=True)
+            if kind == "raise":
+                raise RuntimeError("injected fault")
+            if kind == "oom":
+                raise MemoryError("injected: simulated allocation failure")
+            if kind == "nan":
+                loss_d = float("nan")
+            if kind == "segfault":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if kind == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if kind == "hang":
+                time.sleep(3600)
+        on_step(iteration, loss_d, loss_g, seconds)
+    return faulty
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

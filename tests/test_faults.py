@@ -1,0 +1,93 @@
+"""Fault isolation through the real CLI: one backend fails on purpose (backends/worker.py
+FAULT_ENV, a hook only tests set), the others finish, and the run says what happened."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import backends
+from backends.worker import FAULT_ENV
+from tests.conftest import require_backend
+from tests.test_cli import REPO, _offline, run_cli
+
+FAULTY = "pytorch"
+
+
+def _bystander() -> str:
+    """Another backend that can run here (the one that must finish despite the fault)."""
+    for name in ("chainer", "mxnet", "tensorflow"):
+        if backends.REGISTRY[name].implemented and not backends.unavailable_reason(name):
+            return name
+    pytest.skip("needs a second runnable backend besides pytorch")
+
+
+def _run_with_fault(tmp_path, fault: str, *extra):
+    require_backend(FAULTY)
+    other = _bystander()
+    out = tmp_path / "run"
+    env = dict(_offline(tmp_path), **{FAULT_ENV: f"{FAULTY}:{fault}"})
+    proc = run_cli("--backend", f"{FAULTY},{other}", "--dataset", "synthetic", "--iters", "3",
+                   "--batch-size", "8", "--out", str(out), "--quiet", *extra, env=env)
+    results = json.loads((out / "results.json").read_text())
+    assert results["backends"][other]["status"] == "ok", results["backends"][other]
+    return proc, results["backends"][FAULTY], (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("fault,status,reason", [
+    ("raise@1", "failed", "RuntimeError: injected fault"),
+    ("oom@1", "oom", "out of memory"),
+    ("segfault@1", "failed", "killed by signal 11"),
+    ("kill@1", "failed", "killed by signal 9"),
+])
+def test_a_failing_backend_is_recorded_and_the_others_finish(tmp_path, fault, status, reason):
+    proc, result, report_md = _run_with_fault(tmp_path, fault)
+    assert proc.returncode == 1
+    assert result["status"] == status and reason in result["reason"]
+    assert any("injected fault" in line for line in result["stderr_tail"])
+    assert reason in report_md
+
+
+def test_a_hanging_backend_is_stopped_by_timeout(tmp_path):
+    t0 = time.monotonic()
+    proc, result, report_md = _run_with_fault(tmp_path, "hang@1", "--timeout", "20")
+    assert proc.returncode == 1
+    assert result["status"] == "timeout" and "--timeout" in result["reason"]
+    assert time.monotonic() - t0 < 120  # stopped, not waited out (the hang is an hour)
+    assert "timeout" in report_md
+
+
+def test_divergence_stops_that_backend_at_the_step_and_keeps_its_curve(tmp_path):
+    proc, result, _ = _run_with_fault(tmp_path, "nan@2")
+    assert proc.returncode == 1
+    assert result["status"] == "diverged" and result["diverged_at"] == 2
+    assert result["iterations_done"] == 3  # iterations 0, 1 and the non-finite 2 are logged
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_keeps_partial_results_and_exits_130(tmp_path, sig):
+    require_backend(FAULTY)
+    out = tmp_path / "run"
+    env = dict(os.environ, **_offline(tmp_path))
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_all.py"), "--backend", "all", "--dataset",
+                             "synthetic", "--iters", "100000", "--batch-size", "8", "--out", str(out),
+                             "--quiet"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    losses = out / "backends" / FAULTY / "losses.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not losses.exists() or losses.stat().st_size < 200):
+        time.sleep(0.5)
+    assert losses.exists(), "the first backend never started training"
+    proc.send_signal(sig)  # to the parent only: it must stop the child itself
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    first = results["backends"][FAULTY]
+    assert first["status"] == "interrupted" and first["iterations_done"] > 0
+    assert all(r["status"] in ("interrupted", "skipped") for r in results["backends"].values())
+    assert (out / "report.md").exists()

@@ -21,13 +21,11 @@ import mxnet as mx  # noqa: E402  (backends.mxnet imported it, with its shim, ju
 
 from backends.base import BackendOptions, BackendUnavailable  # noqa: E402
 from backends.mxnet import models  # noqa: E402
-from backends.mxnet.backend import Backend, _adam_params, _executor  # noqa: E402
+from backends.mxnet.backend import _ONEDNN, Backend, _adam_params, _executor  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # mx.nd.array touches scipy.sparse.csr, deprecated in SciPy (the backend filters it at runtime).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mxnet.ndarray.utils")
-ONEDNN = (mx.runtime.Features().is_enabled("MKLDNN")
-          and os.environ.get("MXNET_MKLDNN_ENABLED", "1") != "0")
 
 
 def _backend(preset="mnist32", **options):
@@ -40,7 +38,8 @@ def _backend(preset="mnist32", **options):
 def _batch(n, seed=1, preset="mnist32"):
     p = model_spec(preset).preset
     rng = np.random.default_rng(seed)
-    real = np.tanh(rng.standard_normal((n, p.channels, p.image_size, p.image_size))).astype(np.float32)
+    shape = (n, p.channels, p.image_size, p.image_size)
+    real = np.tanh(rng.standard_normal(shape)).astype(np.float32)
     return real, rng.standard_normal((n, p.nz)).astype(np.float32)
 
 
@@ -150,7 +149,7 @@ print("backward ok")
 """
 
 
-@pytest.mark.skipif(not ONEDNN, reason="the workaround's reason exists only with oneDNN (MKLDNN)")
+@pytest.mark.skipif(not _ONEDNN, reason="the workaround's reason exists only with oneDNN (MKLDNN)")
 def test_plain_one_channel_deconvolution_still_fails_under_onednn():
     """Why models.py builds G's one-channel last layer from parts: the plain layer's input
     gradient fails under oneDNN (run in its own interpreter: the engine is left broken). When a
@@ -193,10 +192,10 @@ def test_one_channel_layer_adds_no_parameter_and_matches_the_plain_layer_without
         out = exe.forward(is_train=True)[0].asnumpy()
         exe.backward([mx.nd.array(gy, dtype=dtype)])
         results[name] = (out, grads["x"].asnumpy(), grads["deconv3_weight"].asnumpy())
-    ref_out = oracle.conv_transpose2d(x, w, s, p)
-    for got, ref in zip(results["workaround"], (ref_out,) + oracle.conv_transpose2d_backward(gy, x, w, s, p)):
+    refs = (oracle.conv_transpose2d(x, w, s, p),) + oracle.conv_transpose2d_backward(gy, x, w, s, p)
+    for got, ref in zip(results["workaround"], refs):  # value, input gradient, weight gradient
         assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())  # float32 bound
-    for got, ref in zip(results["plain float64"], (ref_out,) + oracle.conv_transpose2d_backward(gy, x, w, s, p)):
+    for got, ref in zip(results["plain float64"], refs):
         assert np.abs(got - ref).max() <= 1e-12 * max(1.0, np.abs(ref).max())
 
 
@@ -258,7 +257,9 @@ def test_auto_device_and_what_is_recorded():
     assert info["threads"]["requested"] == 3
     assert info["threads"].get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")
     mem = b.peak_memory()
-    assert mem["bytes"] > 0 and mem["kind"] == ("rss" if info["device"] == "cpu" else mem["kind"])
+    assert mem["bytes"] > 0
+    if info["device"] == "cpu":
+        assert mem["kind"] == "rss"
 
 
 def test_own_init_follows_the_spec_without_shared_weights():

@@ -9,10 +9,16 @@ not at import, so backend.py sets them per run (they follow `--verbose`).
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 
 from backends.compat import prepare_mxnet
 
+# Full float32 on GPUs, as the PyTorch backend does: under MXNet's default cuDNN math mode,
+# cuDNN 8 may use TF32 for float32 convolutions on Ampere and newer GPUs. The switch is read
+# when the CUDA libraries initialise, so it is set before the import; an explicit setting wins.
+# (No effect on the CPU; not testable on this project's CPU-only machines.)
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
 prepare_mxnet()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -34,10 +34,14 @@ from common import sysinfo
 from common.spec import ModelSpec
 from common.timing import FetchTimer
 
-# What the engine read at import (backends/mxnet/__init__.py imported mxnet just before this).
+# The thread settings MXNet's engine read at import (backends/mxnet/__init__.py imported mxnet
+# just before this module); unset OMP_NUM_THREADS means MXNet's own choice.
 _THREAD_ENV_AT_IMPORT = {name: os.environ.get(name)
                          for name in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS",
-                                      "MXNET_OMP_MAX_THREADS", "MXNET_MKLDNN_ENABLED")}
+                                      "MXNET_OMP_MAX_THREADS")}
+# oneDNN (MKLDNN) kernels change the CPU arithmetic (and need models.py's one-channel workaround).
+_ONEDNN = (mx.runtime.Features().is_enabled("MKLDNN")
+           and os.environ.get("MXNET_MKLDNN_ENABLED", "1") != "0")
 
 # mxnet's C++ log switches, read when first used (at bind or at the first fallback), so they can
 # follow options.verbose: the "Subgraph backend MKLDNN is activated" line at every bind, and the
@@ -160,7 +164,7 @@ class Backend(BackendBase):
         name = sysinfo.gpu_models()[self.ctx.device_id] if gpu and sysinfo.gpu_models() else \
             sysinfo.cpu_model()
         return {"device": "gpu" if gpu else "cpu", "name": name,
-                "framework_version": mx.__version__,
+                "framework_version": mx.__version__, "onednn": _ONEDNN and not gpu,
                 "threads": {"requested": self.options.threads,
                             **{k: v for k, v in _THREAD_ENV_AT_IMPORT.items() if v is not None}}}
 
@@ -208,9 +212,13 @@ class Backend(BackendBase):
             exe = _executor(module)
             args = {n: a for n, a in exe.arg_dict.items() if n in group.list_arguments()}
             args[data] = mx.nd.array(inputs, ctx=self.ctx)
+            # Bound with gradients: an inference-only bind would let mxnet's default oneDNN
+            # subgraph pass fuse conv+BN nodes away (and it then fails on the argument count).
             grads = {n: mx.nd.zeros_like(a) for n, a in args.items()}
-            outputs = group.bind(self.ctx, args, args_grad=grads, aux_states=dict(exe.aux_dict)).forward(is_train=False)
-            shapes.update({f"{net}.{name}": tuple(out.shape[1:]) for name, out in zip(names, outputs)})
+            exe = group.bind(self.ctx, args, args_grad=grads, aux_states=dict(exe.aux_dict))
+            outputs = exe.forward(is_train=False)
+            shapes.update({f"{net}.{name}": tuple(out.shape[1:])
+                           for name, out in zip(names, outputs)})
         return shapes
 
     def trainable_parameter_counts(self) -> dict[str, int]:

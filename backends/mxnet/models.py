@@ -7,8 +7,8 @@ names are `deconv0_weight`, `bn0_gamma`, `bn0_beta` and the auxiliary states `bn
 Note on one-channel deconvolutions (G's last layer on mnist32). mxnet 1.9.1's oneDNN (MKLDNN)
 kernels, measured: the input gradient of a Deconvolution with num_filter=1 fails at waitall()
 ("could not create a primitive descriptor for a reorder primitive"); a two-channel Deconvolution
-whose weight is computed in the graph ([w, zeros]) segfaults in backward when that weight needs a
-gradient; a two-channel one with a weight that needs none, and the weight gradient of the
+whose weight is computed in the graph ([w, zeros]) segfaults in G's backward when that weight
+needs a gradient; a two-channel one with a weight that needs none, and the weight gradient of the
 one-channel one, both work. So such a layer is built from the parts that work:
   y = Deconvolution(stop_gradient(x), w)               value and weight gradient, one channel
   t = Deconvolution(x, stop_gradient([w, 0]))[:, :1]   the input gradient, through two channels
@@ -16,10 +16,11 @@ one-channel one, both work. So such a layer is built from the parts that work:
 The zero block is an operator, not a parameter, so the parameter count and the canonical weights
 are the spec's; channel 0 of t is the same sum as y, and the parity tests prove the whole exact.
 The cost is one more forward of the smallest layer. Measured alternatives (full training steps,
-batch 64 on mnist32, 2 shared CPU cores, indicative): this graph 330 img/s; the layer in float64
-(mx.sym.cast, which leaves oneDNN for mxnet's own kernel) 209 img/s; MXNET_MKLDNN_ENABLED=0 for
-the whole process 72 img/s. mxnet 1.9.1 has no per-operator oneDNN switch. The same graph runs on
-a GPU, where it costs next to nothing and needs no second variant.
+batch 64 on mnist32, 2 CPU cores shared with other work, so indicative; four interleaved rounds):
+this graph 140-330 img/s; the layer in float64 (mx.sym.cast, which leaves oneDNN for mxnet's own
+kernel) 130-210 img/s; MXNET_MKLDNN_ENABLED=0 for the whole process 71-76 img/s. mxnet 1.9.1 has
+no per-operator oneDNN switch. The same graph runs on a GPU, where it costs next to nothing and
+needs no second variant.
 """
 from __future__ import annotations
 

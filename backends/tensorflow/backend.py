@@ -14,8 +14,9 @@ Differences from the protocol worth knowing:
 - XLA is off unless DCGAN_BENCH_TF_XLA=1 (jit_compile for the step; Keras would switch it on by
   itself on a GPU). options.bf16 is Keras mixed precision ('mixed_bfloat16' layers: bfloat16
   compute, float32 variables, BN statistics and losses).
-- Adam folds the bias correction into the step size ("folded"); BN's moving variance takes the
-  biased batch variance (running_var_unbiased False).
+- Adam folds the bias correction into the step size ("folded"), which Keras forms in float32:
+  SpecStepSize corrects its rounding. BN's moving variance takes the biased batch variance
+  (running_var_unbiased False).
 - options.threads sets both TF thread pools (intra-op: threads per op; inter-op: ops at once);
   it must come before TF's runtime starts, which it does in the worker's fresh process.
 """
@@ -79,6 +80,34 @@ def _quiet() -> None:
     with contextlib.suppress(ImportError):
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+class SpecStepSize(keras.optimizers.schedules.LearningRateSchedule):
+    """The spec's lr, scaled so that Keras's float32 Adam step size is the float64 one.
+
+    Keras's Adam forms alpha = lr·sqrt(1-b2^t)/(1-b1^t) from float32 betas and powers, where
+    1 - b2^t cancels: float32(0.999) is 1.3e-8 off, so alpha comes out 6.4e-6 (relative) small at
+    t=1, and a float32 power's rounding moves it by up to ~1e-5 at later small t. This returns
+    lr times (float64 alpha)/(Keras's float32 alpha), computed with the same float32 ops, so the
+    update is the spec's Adam in the folded convention to float32 rounding (the MXNet backend
+    corrects its own float32 hyperparameters alike)."""
+
+    def __init__(self, adam):
+        self.adam = adam
+
+    def __call__(self, step):
+        a = self.adam
+
+        def bias_correction(dtype):
+            t = tf.cast(step + 1, dtype)  # Keras's local_step
+            return (tf.sqrt(1 - tf.pow(tf.constant(a.beta2, dtype), t))
+                    / (1 - tf.pow(tf.constant(a.beta1, dtype), t)))
+
+        ratio = bias_correction(tf.float64) / tf.cast(bias_correction(tf.float32), tf.float64)
+        return tf.cast(a.lr * ratio, tf.float32)
+
+    def get_config(self):
+        return {"adam": self.adam}
 
 
 @contextlib.contextmanager
@@ -153,8 +182,8 @@ class Backend(BackendBase):
         if adam.weight_decay:
             raise NotImplementedError("Keras's Adam weight_decay is decoupled (AdamW); the spec's "
                                       "is PyTorch's L2 term")
-        return keras.optimizers.Adam(learning_rate=adam.lr, beta_1=adam.beta1, beta_2=adam.beta2,
-                                     epsilon=adam.eps, amsgrad=False)
+        return keras.optimizers.Adam(learning_rate=SpecStepSize(adam), beta_1=adam.beta1,
+                                     beta_2=adam.beta2, epsilon=adam.eps, amsgrad=False)
 
     def _on_device(self):
         return tf.device(self.device)

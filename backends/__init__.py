@@ -21,7 +21,7 @@ class Registration:
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("pytorch", "backends.pytorch.backend", "torch", "torch"),
-    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow", implemented=False),
+    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow"),
     Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet"),
     Registration("chainer", "backends.chainer.backend", "chainer", "chainer"),
 )}

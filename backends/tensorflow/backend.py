@@ -7,8 +7,10 @@ Differences from the protocol worth knowing:
   harness's fetch runs inside the step, serially, and FetchTimer takes its time out). fit keeps
   the order (a dataset is never shuffled) and calls a callback after every step, so no loop of
   our own is needed. train_step() runs the same `GAN.iteration` under its own tf.function.
+- The first step's seconds include tracing and instantiating the step's graph (fit traces on
+  its first batch; ~0.4-1.8 s here), which common.timing counts as warm-up.
 - Losses are fetched every step: Keras turns the logs into floats before the batch-end
-  callback, which on a GPU is one sync per step.
+  callback, which on a GPU is one sync per step. TF32 is off on GPUs (full float32).
 - channels_last inside (Keras's layout); NCHW is transposed at the boundary, so
   options.channels_last changes nothing here.
 - XLA is off unless DCGAN_BENCH_TF_XLA=1 (jit_compile for the step; Keras would switch it on by
@@ -70,6 +72,8 @@ def _select_device(requested: str) -> str:
     with contextlib.suppress(RuntimeError):
         # Allocate as needed rather than the whole GPU up front; the peak is measured either way.
         tf.config.experimental.set_memory_growth(gpus[0], True)
+    # Full float32 for spec runs, as the other backends: TF uses TF32 on Ampere+ by default.
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     return "/GPU:0"
 
 

@@ -232,33 +232,29 @@ class Backend(BackendBase):
         return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
 
     # ----- introspection -----
-    def _spec_layer_names(self) -> dict[str, str]:
-        """Keras layer -> spec name ('G.deconv0', 'G.bn0', ...) for every conv/deconv and BN."""
-        names = {}
+    def _spec_layers(self):
+        """(spec name, Keras layer) for every conv/deconv and BN: the Keras layers carry the spec's
+        names without the net's prefix ('G.bn0' is G's layer 'bn0')."""
         for layer in self.spec.layers:
-            names[f"{layer.net}.{layer.kind}{layer.index}"] = layer.name
-            if layer.batchnorm:
-                names[f"{layer.net}.bn{layer.index}"] = layer.bn_name
-        return names
+            for name in (layer.name, layer.bn_name):
+                if name:
+                    net, keras_name = name.split(".")
+                    yield name, self._nets()[net].get_layer(keras_name)
 
     def layer_output_shapes(self, z: np.ndarray, x: np.ndarray) -> dict[str, tuple[int, int, int]]:
-        names, shapes = self._spec_layer_names(), {}
+        observed = {id(layer): name for name, layer in self._spec_layers()}
+        shapes = {}
         with self._on_device():
-            for net, inputs in (("G", z), ("D", models.to_channels_last(x))):
-                for layer, out in self._nets()[net].layer_outputs(inputs):
-                    name = names.get(f"{net}.{layer.name}")
-                    if name:
+            for net, inputs in ((self.G, z), (self.D, models.to_channels_last(x))):
+                for layer, out in net.layer_outputs(inputs):
+                    if id(layer) in observed:
                         h, w, c = out.shape[1:]
-                        shapes[name] = (c, h, w)
+                        shapes[observed[id(layer)]] = (c, h, w)
         return shapes
 
     def trainable_parameter_counts(self) -> dict[str, int]:
-        counts = {}
-        for key, name in self._spec_layer_names().items():
-            net, layer = key.split(".")
-            counts[name] = sum(int(np.prod(v.shape))
-                               for v in self._nets()[net].get_layer(layer).trainable_variables)
-        return counts
+        return {name: sum(int(np.prod(v.shape)) for v in layer.trainable_variables)
+                for name, layer in self._spec_layers()}
 
     def apply_gradients(self, net: str, grads: dict[str, np.ndarray]) -> None:
         opt = self.gan.g_optimizer if net == "G" else self.gan.d_optimizer

@@ -249,6 +249,9 @@ def run(args) -> int:
     if os.sep in args.dataset or (os.altsep and os.altsep in args.dataset):
         raise UsageError(f"--dataset {args.dataset}: image-folder datasets are not supported in "
                          "this version; use mnist, mnist-5k or synthetic")
+    if args.device == "gpu" and not sysinfo.gpu_models():
+        raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
+                         "use --device cpu or --device auto")
     preset = args.preset or DATASET_PRESETS.get(args.dataset, "mnist32")
     spec = model_spec(preset)  # --preset choices are validated by argparse
     dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)

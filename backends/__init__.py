@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 
 
@@ -33,12 +34,18 @@ def install_command(name: str) -> str:
     return f'PIP_CONSTRAINT="$PWD/constraints.txt" pip install ".[{REGISTRY[name].extra}]"'
 
 
+# Tests only: frameworks to treat as not installed (comma-separated import names), so the
+# missing-framework path is tested on a machine that has them all.
+HIDE_ENV = "DCGAN_BENCH_TEST_HIDE_FRAMEWORKS"
+
+
 def unavailable_reason(name: str) -> str | None:
     """Why this backend cannot run here (None if it can be tried); imports no framework."""
     reg = REGISTRY[name]
     if not reg.implemented:
         return f"the {name} backend is not implemented in this version of dcgan-bench"
-    if importlib.util.find_spec(reg.framework) is None:
+    hidden = os.environ.get(HIDE_ENV, "").split(",")
+    if reg.framework in hidden or importlib.util.find_spec(reg.framework) is None:
         return f"{reg.framework} is not installed; add it with: {install_command(name)}"
     return None
 

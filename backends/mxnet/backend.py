@@ -57,10 +57,17 @@ def _quiet(verbose: bool) -> None:
     warnings.filterwarnings("ignore", module=r"mxnet(\.|$)")
 
 
+def _gpu_count() -> int:
+    try:
+        return mx.context.num_gpus()
+    except mx.base.MXNetError:  # a CUDA build on a machine without a usable driver
+        return 0
+
+
 def _select_context(requested: str) -> mx.Context:
     if requested == "cpu":
         return mx.cpu()
-    if mx.context.num_gpus() > 0:
+    if _gpu_count() > 0:
         return mx.gpu(0)
     if requested == "gpu":
         built = "" if mx.runtime.Features().is_enabled("CUDA") else \
@@ -119,7 +126,7 @@ class Backend(BackendBase):
     @classmethod
     def probe(cls) -> dict:
         return {"version": mx.__version__,
-                "devices": ["cpu"] + [f"gpu:{i}" for i in range(mx.context.num_gpus())]}
+                "devices": ["cpu"] + [f"gpu:{i}" for i in range(_gpu_count())]}
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)

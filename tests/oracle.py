@@ -414,3 +414,67 @@ def train_iteration(spec: ModelSpec, weights: dict, opt_state, real, z, t: int,
     _, grads_g = backward(spec, w, "G", cache_g, d_fake)
     w, state = _adam_step_net(spec, w, grads_g, state, t, convention)
     return w, state, loss_r + loss_f, loss_g
+
+
+def _flip_branch(cache: dict, layer_index: int, flat_index: int) -> dict:
+    """A copy of a forward cache with one ReLU/LeakyReLU pre-activation moved across the kink
+    (forward values unchanged): backward() then takes the other branch at that element only."""
+    layers = list(cache["layers"])
+    pre = layers[layer_index]["pre"].copy()
+    value = pre.flat[flat_index]
+    pre.flat[flat_index] = -value if value > 0 else max(-value, 1e-300)
+    layers[layer_index] = dict(layers[layer_index], pre=pre)
+    return dict(cache, layers=layers)
+
+
+def _near_kinks(spec: ModelSpec, net: str, cache: dict, rtol: float):
+    """(layer index, flat index) of every ReLU/LeakyReLU pre-activation within rtol of its
+    layer's largest |pre-activation| from 0."""
+    for i, (layer, lc) in enumerate(zip(_layers(spec, net), cache["layers"])):
+        if layer.activation in ("relu", "leaky_relu"):
+            pre = np.abs(lc["pre"])
+            for flat in np.flatnonzero(pre < rtol * pre.max()):
+                yield i, int(flat)
+
+
+def kink_slack(spec: ModelSpec, weights: dict, real, z, rtol: float) -> dict:
+    """Elementwise bound on how far each gradient of gradients() can move when rounding puts
+    ReLU/LeakyReLU pre-activations on the other side of their kink.
+
+    At fixed forward values the gradients are affine in the branch taken at each element, so
+    any combination of flips among the near-kink elements (within rtol of their layer's scale
+    from 0) moves a gradient by at most the sum of |change| from flipping each one alone. The
+    fake batch passes through D twice in a backend (D step, G step): each pass may flip on its
+    own, so each is counted. Returns {canonical key: array}, zeros where no kink is near."""
+    w = as_float64(weights)
+    lab = spec.loss
+    fake, cache_g = forward(spec, w, "G", z, train=True)
+    logits_real, cache_r = forward(spec, w, "D", real, train=True)
+    logits_fake, cache_f = forward(spec, w, "D", fake, train=True)
+    _, d_r = bce_with_logits(logits_real, lab.real_label)
+    _, d_f = bce_with_logits(logits_fake, lab.fake_label)
+    _, d_g = bce_with_logits(logits_fake, lab.real_label)
+
+    def g_grads(c_g, c_dg):
+        d_fake, _ = backward(spec, w, "D", c_dg, d_g)
+        return backward(spec, w, "G", c_g, d_fake)[1]
+
+    slack = {k: np.zeros(np.shape(w[k])) for k in trainable_keys(spec, "D") + trainable_keys(spec, "G")}
+
+    def add(delta_of):
+        for key, delta in delta_of.items():
+            slack[key] += np.abs(delta)
+
+    for cache, d in ((cache_r, d_r), (cache_f, d_f)):  # D's step: its two passes
+        base = backward(spec, w, "D", cache, d)[1]
+        for i, flat in _near_kinks(spec, "D", cache, rtol):
+            flipped = backward(spec, w, "D", _flip_branch(cache, i, flat), d)[1]
+            add({k: flipped[k] - base[k] for k in base})
+    base_g = g_grads(cache_g, cache_f)  # G's step: D's pass on the fake, then G
+    for i, flat in _near_kinks(spec, "D", cache_f, rtol):
+        flipped = g_grads(cache_g, _flip_branch(cache_f, i, flat))
+        add({k: flipped[k] - base_g[k] for k in base_g})
+    for i, flat in _near_kinks(spec, "G", cache_g, rtol):
+        flipped = g_grads(_flip_branch(cache_g, i, flat), cache_f)
+        add({k: flipped[k] - base_g[k] for k in base_g})
+    return slack

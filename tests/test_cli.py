@@ -210,9 +210,9 @@ NOISE_FACTOR = 2.0
 TEN_ITER_ATOL: dict[str, float] = {
     # pytorch (float32 run vs float64 PyTorch, same convention) measured 2.6e-3, iteration 8.
     "pytorch": 8e-3,
-    # chainer measured 7.1e-3 against PyTorch with folded eps (5.9e-3 against default PyTorch;
-    # 1.9e-3 against the float64 oracle in its convention), iteration 8, loss_G.
-    "chainer": 2e-2,
+    # chainer measured 3.6e-3 against float64 PyTorch (folded), iteration 6 (first 5: 4.2e-4,
+    # iteration 4; 5.9e-3 against the float32 PyTorch run).
+    "chainer": 1e-2,
     # mxnet measured 5.1e-3 against float64 PyTorch (folded), iteration 8, loss_G (first 5:
     # 1.1e-3, iteration 4, where float32 PyTorch folded is 2.2e-3 from the same float64 run).
     "mxnet": 1.5e-2,

@@ -63,3 +63,40 @@ class FetchTimer:
     def pop(self) -> float:
         seconds, self._seconds = self._seconds, 0.0
         return seconds
+
+
+class LossFetcher:
+    """Reports steps to the harness's on_step in batches of `every`: a loss fetch is a device
+    sync, so on a GPU the losses of `every` queued steps are fetched at once and those steps
+    share the elapsed time equally; on a CPU (every=1) each step is reported as it ends. Time
+    spent in the harness's batch source (the FetchTimer) is not step time, nor is on_step's.
+
+    to_numpy(pending) turns the queued per-step loss handles into an (n, 2) array; it is the
+    sync, and may do more device work that belongs to the steps (e.g. wait for all updates)."""
+
+    def __init__(self, on_step, batches: FetchTimer, start: int, every: int, to_numpy):
+        self.on_step, self.batches, self.every, self.to_numpy = on_step, batches, every, to_numpy
+        self.iteration = start
+        self.pending: list = []
+        self.restart()
+
+    def restart(self) -> None:
+        """Start timing now (e.g. after a loop's own set-up, or a lookahead fetch)."""
+        self.batches.pop()
+        self.t0 = time.perf_counter()
+
+    def add(self, losses) -> None:
+        self.pending.append(losses)
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        losses = self.to_numpy(pending)
+        seconds = (time.perf_counter() - self.t0 - self.batches.pop()) / len(pending)
+        for loss_d, loss_g in losses:
+            self.on_step(self.iteration, float(loss_d), float(loss_g), seconds)
+            self.iteration += 1
+        self.t0 = time.perf_counter()

@@ -119,3 +119,25 @@ def test_fetch_timer_counts_only_time_inside_next():
     assert list(timer) == [1, 2]
     assert 0.1 <= timer.pop() < 0.15
     assert timer.pop() == 0.0
+
+
+def test_loss_fetcher_reports_each_step_in_order_with_its_share_of_time():
+    import time as _time
+    from common.timing import FetchTimer, LossFetcher
+
+    def slow():
+        for i in range(5):
+            _time.sleep(0.05)  # harness work: never step time
+            yield i
+
+    calls, fetched = [], []
+    batches = FetchTimer(slow())
+    fetcher = LossFetcher(lambda *a: calls.append(a), batches, 7, 2,
+                          lambda p: fetched.append(len(p)) or [(d, g) for d, g in p])
+    for i in batches:
+        _time.sleep(0.02)  # the step
+        fetcher.add((float(i), -float(i)))
+    fetcher.flush()
+    assert [c[0] for c in calls] == [7, 8, 9, 10, 11] and fetched == [2, 2, 1]
+    assert [c[1:3] for c in calls] == [(float(i), -float(i)) for i in range(5)]
+    assert all(0.015 < c[3] < 0.045 for c in calls)  # ~0.02 s each, the 0.05 s fetches excluded

@@ -234,7 +234,7 @@ class Backend(BackendBase):
         iterator = training.HarnessBatches(batches)
         updater = training.DCGANUpdater(iterator, self.G, self.D, self.opt_G, self.opt_D,
                                         self.device, self.spec.loss)
-        progress = training.HarnessProgress(on_step, batches, self.fetch_every)
+        progress = training.HarnessProgress(on_step, batches, self.fetch_every, start)
         with chainer.using_config("train", True):
             training.run_trainer(updater, iterator, progress, start, out=self.trainer_out,
                                  log_every=self.log_every, snapshot_every=self.snapshot_every)

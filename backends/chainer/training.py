@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 
 from backends.compat import prepare_chainer
 from backends.chainer.weights import to_numpy
 from common.spec import LossSpec
-from common.timing import FetchTimer
+from common.timing import FetchTimer, LossFetcher
 
 chainer = prepare_chainer()
 import chainer.functions as F  # noqa: E402
@@ -93,37 +92,28 @@ class DCGANUpdater(training.updaters.StandardUpdater):
 
 class HarnessProgress(training.Extension):
     """Hands every finished iteration to the harness's on_step (its progress bar, loss log and
-    divergence check). A loss fetch is a device sync, so losses are fetched every
-    `fetch_every` iterations (1 on the CPU) and those iterations timed together; the time spent
-    in the harness's batch source is not step time (FetchTimer), nor is on_step's own."""
+    divergence check) through common.timing.LossFetcher: losses fetched every `fetch_every`
+    iterations (1 on the CPU), the harness's batch fetch and on_step not counted as step time."""
     trigger = (1, "iteration")
     priority = -200  # after LogReport and snapshot: on_step sees the finished iteration
 
-    def __init__(self, on_step, batches: FetchTimer, fetch_every: int):
-        self.on_step, self.batches, self.fetch_every = on_step, batches, fetch_every
-        self.pending: list = []
-        self.t0 = time.perf_counter()
+    def __init__(self, on_step, batches: FetchTimer, fetch_every: int, start: int):
+        self.fetcher = LossFetcher(on_step, batches, start, fetch_every, _losses_to_numpy)
 
     def initialize(self, trainer):
-        self.batches.pop()  # the iterator's first lookahead happened before the first step
-        self.t0 = time.perf_counter()
+        self.fetcher.restart()  # the iterator's first lookahead happened before the first step
 
     def __call__(self, trainer):
         obs = trainer.observation
-        self.pending.append((trainer.updater.iteration - 1, obs["loss_d"], obs["loss_g"]))
-        if len(self.pending) == self.fetch_every:
-            self.flush()
+        self.fetcher.add((obs["loss_d"], obs["loss_g"]))
 
     def flush(self):
-        if not self.pending:
-            return
-        pending, self.pending = self.pending, []
-        xp = chainer.backend.get_array_module(pending[0][1])
-        losses = to_numpy(xp.stack([xp.stack(p[1:]) for p in pending]))  # the sync
-        seconds = (time.perf_counter() - self.t0 - self.batches.pop()) / len(pending)
-        for (iteration, _, _), (loss_d, loss_g) in zip(pending, losses):
-            self.on_step(iteration, float(loss_d), float(loss_g), seconds)
-        self.t0 = time.perf_counter()
+        self.fetcher.flush()
+
+
+def _losses_to_numpy(pending):
+    xp = chainer.backend.get_array_module(pending[0][0])
+    return to_numpy(xp.stack([xp.stack(p) for p in pending]))  # the sync
 
 
 def _every(n: int):

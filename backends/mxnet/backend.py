@@ -22,7 +22,6 @@ Differences from the protocol's defaults worth knowing:
 from __future__ import annotations
 
 import os
-import time
 import warnings
 
 import mxnet as mx
@@ -32,7 +31,7 @@ from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.mxnet import models, weights
 from common import sysinfo
 from common.spec import ModelSpec
-from common.timing import FetchTimer
+from common.timing import FetchTimer, LossFetcher
 
 # The thread settings MXNet's engine read at import (backends/mxnet/__init__.py imported mxnet
 # just before this module); unset OMP_NUM_THREADS means MXNet's own choice.
@@ -330,22 +329,12 @@ class Backend(BackendBase):
     def train(self, batches, start, on_step) -> None:
         k = self.fetch_every_gpu if self.ctx.device_type == "gpu" else 1
         batches = FetchTimer(batches)  # the harness's data work is not step time
-        pending: list[tuple[mx.nd.NDArray, mx.nd.NDArray]] = []
-        iteration, t0 = start, time.perf_counter()
+        fetcher = LossFetcher(on_step, batches, start, k, self._losses_to_numpy)
         for real, z in batches:
-            pending.append(self._step(self._array(real), self._array(z)))
-            if len(pending) == k:
-                iteration, t0 = self._flush(pending, iteration, t0, batches.pop(), on_step)
-        if pending:
-            self._flush(pending, iteration, t0, batches.pop(), on_step)
+            fetcher.add(self._step(self._array(real), self._array(z)))
+        fetcher.flush()
 
-    def _flush(self, pending, iteration, t0, fetch_seconds, on_step):
+    def _losses_to_numpy(self, pending) -> np.ndarray:
         mx.nd.waitall()  # the steps' last updates too, not just the losses
-        seconds = (time.perf_counter() - t0 - fetch_seconds) / len(pending)
         self._sample_device_memory()
-        losses = mx.nd.stack(*[mx.nd.concat(d, g, dim=0) for d, g in pending]).asnumpy()
-        for loss_d, loss_g in losses:
-            on_step(iteration, float(loss_d), float(loss_g), seconds)
-            iteration += 1
-        pending.clear()
-        return iteration, time.perf_counter()
+        return mx.nd.stack(*[mx.nd.concat(d, g, dim=0) for d, g in pending]).asnumpy()

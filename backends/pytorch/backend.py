@@ -10,7 +10,6 @@ Differences from the protocol's defaults worth knowing:
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.pytorch import models, weights
 from common import sysinfo
-from common.timing import FetchTimer
+from common.timing import FetchTimer, LossFetcher
 from common.spec import ModelSpec
 
 
@@ -232,20 +231,11 @@ class Backend(BackendBase):
         # On a GPU a loss fetch is a sync: fetch every K steps and time the K steps together.
         k = self.fetch_every_gpu if self.device.type == "cuda" else 1
         batches = FetchTimer(batches)  # the harness's data work is not step time
-        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        iteration, t0 = start, time.perf_counter()
+        fetcher = LossFetcher(on_step, batches, start, k, _losses_to_numpy)
         for real, z in batches:
-            pending.append(self._step(self._tensor(real), self._tensor(z)))
-            if len(pending) == k:
-                iteration, t0 = self._flush(pending, iteration, t0, batches.pop(), on_step)
-        if pending:
-            self._flush(pending, iteration, t0, batches.pop(), on_step)
+            fetcher.add(self._step(self._tensor(real), self._tensor(z)))
+        fetcher.flush()
 
-    def _flush(self, pending, iteration, t0, fetch_seconds, on_step):
-        losses = torch.stack([torch.stack(p) for p in pending]).cpu().numpy()  # the sync
-        seconds = (time.perf_counter() - t0 - fetch_seconds) / len(pending)
-        for loss_d, loss_g in losses:
-            on_step(iteration, float(loss_d), float(loss_g), seconds)
-            iteration += 1
-        pending.clear()
-        return iteration, time.perf_counter()
+
+def _losses_to_numpy(pending: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+    return torch.stack([torch.stack(p) for p in pending]).cpu().numpy()  # the sync

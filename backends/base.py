@@ -35,6 +35,7 @@ class BackendOptions:
     threads: int | None = None  # CPU threads for the framework; None keeps its default
     channels_last: bool = False  # fast paths, off by default: parity is proven without them
     bf16: bool = False
+    xla: bool = False           # XLA compilation where the framework has it (TensorFlow)
     verbose: bool = False
 
 

@@ -13,8 +13,8 @@ Differences from the protocol worth knowing:
   callback, which on a GPU is one sync per step. TF32 is off on GPUs (full float32).
 - channels_last inside (Keras's layout); NCHW is transposed at the boundary, so
   options.channels_last changes nothing here.
-- XLA is off unless DCGAN_BENCH_TF_XLA=1 (jit_compile for the step; Keras would switch it on by
-  itself on a GPU). options.bf16 is Keras mixed precision ('mixed_bfloat16' layers: bfloat16
+- XLA is off unless options.xla (jit_compile for the step; Keras would switch it on by itself
+  on a GPU). options.bf16 is Keras mixed precision ('mixed_bfloat16' layers: bfloat16
   compute, float32 variables, BN statistics and losses).
 - Adam folds the bias correction into the step size ("folded"), which Keras forms in float32:
   SpecStepSize corrects its rounding. BN's moving variance takes the biased batch variance
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import warnings
 
@@ -40,7 +39,6 @@ from common import sysinfo
 from common.spec import ModelSpec
 from common.timing import FetchTimer
 
-XLA_ENV = "DCGAN_BENCH_TF_XLA"  # "1": jit_compile the step (proposed: a BackendOptions field)
 MIXED_POLICY = "mixed_bfloat16"
 
 
@@ -167,7 +165,7 @@ class Backend(BackendBase):
             _quiet()
         _set_threads(options.threads)
         self.device = _select_device(options.device)
-        self.xla = os.environ.get(XLA_ENV, "") == "1"
+        self.xla = options.xla
         dtype = MIXED_POLICY if options.bf16 else "float32"
         with self._on_device():
             seed = keras.random.SeedGenerator(options.seed)  # the spec's init, seeded (no shared init)

@@ -1,0 +1,53 @@
+"""PyTorch's losses for the CLI parity check, in a fresh process (tests/test_cli.py):
+
+    python -m tests.pytorch_reference pytorch|folded float32|float64 ITERS THREADS
+
+prints one JSON line: ITERS pairs (loss_D, loss_G) of the PyTorch backend on mnist-5k, batch 64,
+seed 0, from the shared initial weights, exactly as `run_all.py --shared-init` feeds it.
+
+"folded" runs torch.optim.Adam with eps_t = eps/sqrt(1-beta2^t) at step t: then PyTorch's
+p -= lr·(m/c1)/(sqrt(v/c2) + eps_t) equals lr·sqrt(c2)/c1 · m/(sqrt(v) + eps), the folded
+update, exactly (tests/oracle.py adam_update). float64 converts the backend's modules, its inputs
+and its labels (a test-only use of the PyTorch backend's internals).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def losses(convention: str, float64: bool, iters: int, threads: int) -> list[list[float]]:
+    import torch
+
+    import backends
+    from backends.base import BackendOptions
+    from common import data, noise, weights
+    from common.spec import model_spec
+    spec = model_spec("mnist32")
+    images = data.load_dataset("mnist-5k", spec.preset).images
+    plan = noise.BatchPlan(len(images), 64, seed=0)
+    b = backends.load("pytorch")(spec, BackendOptions(device="cpu", threads=threads))
+    b.load_weights(weights.draw_initial_weights(spec, 0))
+    if float64:
+        b.G.double(), b.D.double()
+        as_tensor = b._tensor
+        b._tensor = lambda a: as_tensor(a).double()
+        b._targets = lambda n: (torch.full((n,), spec.loss.real_label, dtype=torch.float64),
+                                torch.full((n,), spec.loss.fake_label, dtype=torch.float64))
+    out = []
+    for t, (real, z) in enumerate(noise.iterate_batches(images, plan, spec.preset.nz, 0, iters), 1):
+        if convention == "folded":
+            for opt in (b.opt_D, b.opt_G):
+                for group in opt.param_groups:
+                    group["eps"] = spec.adam.eps / np.sqrt(1 - spec.adam.beta2 ** t)
+        out.append(list(b.train_step(real, z)))
+    return out
+
+
+if __name__ == "__main__":
+    convention, precision, iters, threads = sys.argv[1:5]
+    if convention not in ("pytorch", "folded") or precision not in ("float32", "float64"):
+        sys.exit("usage: python -m tests.pytorch_reference pytorch|folded float32|float64 ITERS THREADS")
+    print(json.dumps(losses(convention, precision == "float64", int(iters), int(threads))))

@@ -16,6 +16,11 @@ def render(results: dict) -> str:
     prov, cfg = results["provenance"], results["config"]
     ds = results.get("dataset") or {}
     rows = [r for r in report.summary_rows(results) if r["status"] == "ok"]
+    for r in rows:  # the harness's own share of wall time: the methodology requires it small
+        s = results["backends"][r["backend"]].get("summary") or {}
+        frac = s.get("harness_overhead_fraction")
+        r["harness overhead"] = f"{100 * frac:.2f}%" if frac is not None else ""
+    quality = report.quality_rows(results)
     git = prov.get("git") or {}
     lines = [
         f"Command: `{results['command']}`",
@@ -31,6 +36,11 @@ def render(results: dict) -> str:
         report.table(rows, "github"),
         "",
     ]
+    if quality:
+        info = results.get("quality_info") or {}
+        lines += [f"Sample quality ({info.get('samples')} fixed-z samples per backend against "
+                  "held-out real digits; ± bootstrap/subset/split spread; see README \"Sample "
+                  "quality\"):", "", report.table(quality, "github"), ""]
     return "\n".join(lines)
 
 

@@ -289,3 +289,13 @@ def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
     assert rows["tensorflow"]["seeds ok"] == "2/3" and rows["tensorflow"]["FD"] == "150.0 ± 0.0"
     assert "## Across training seeds" in report.report_markdown(
         results, report.summary_rows(results), [], Path("."), {"seeds": report.seed_rows(results)})
+
+
+def test_publish_renders_machine_command_throughput_overhead_and_quality(full_run):
+    from benchmarks import publish
+    _, results, _ = full_run
+    results["backends"]["pytorch"]["summary"]["harness_overhead_fraction"] = 0.0049
+    text = publish.render(results)
+    assert results["command"] in text and "Test CPU" in text and "abc1234 (dirty)" in text
+    assert "0.49%" in text and "500.0" in text and "600.0" in text
+    assert "real digits (floor)" in text and "150.00 ± 7.50" in text

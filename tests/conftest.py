@@ -2,6 +2,7 @@
 except under CI=true, where a missing framework is a failure (CI installs all of them)."""
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -33,16 +34,20 @@ def backend_name(request) -> str:
     return request.param
 
 
+def shared_init_backend(name: str, preset: str = "mnist32", seed: int = 0, **options):
+    """A CPU backend `name` loaded with the shared initial weights of `seed`; options are
+    BackendOptions fields (fast paths, threads)."""
+    from backends.base import BackendOptions
+    spec = model_spec(preset)
+    backend = backends.load(name)(spec, BackendOptions(device="cpu", seed=seed, **options))
+    backend.load_weights(weights.draw_initial_weights(spec, seed))
+    return backend
+
+
 @pytest.fixture
 def make_backend(backend_name):
     """make_backend(preset, seed=0) -> a CPU backend loaded with the shared initial weights."""
-    def make(preset: str = "mnist32", seed: int = 0):
-        from backends.base import BackendOptions
-        spec = model_spec(preset)
-        backend = backends.load(backend_name)(spec, BackendOptions(device="cpu", seed=seed))
-        backend.load_weights(weights.draw_initial_weights(spec, seed))
-        return backend
-    return make
+    return functools.partial(shared_init_backend, backend_name)
 
 
 @pytest.fixture

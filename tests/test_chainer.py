@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import noise, weights
+from common import noise
 from common.spec import model_spec
 from tests import oracle
-from tests.conftest import require_backend
+from tests.conftest import require_backend, shared_init_backend
 
 require_backend("chainer")
 from backends.base import BackendOptions, BackendUnavailable  # noqa: E402
@@ -23,10 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _backend(preset="mnist32", **options):
-    spec = model_spec(preset)
-    b = Backend(spec, BackendOptions(device="cpu", **options))
-    b.load_weights(weights.draw_initial_weights(spec, 0))
-    return b
+    return shared_init_backend("chainer", preset, **options)
 
 
 def test_spec_values_replace_chainer_defaults():

@@ -14,7 +14,7 @@ import pytest
 from common import weights
 from common.spec import model_spec
 from tests import oracle
-from tests.conftest import require_backend
+from tests.conftest import require_backend, shared_init_backend
 
 require_backend("mxnet")
 import mxnet as mx  # noqa: E402  (backends.mxnet imported it, with its shim, just above)
@@ -29,10 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mxnet.ndarra
 
 
 def _backend(preset="mnist32", **options):
-    spec = model_spec(preset)
-    b = Backend(spec, BackendOptions(device="cpu", **options))
-    b.load_weights(weights.draw_initial_weights(spec, 0))
-    return b
+    return shared_init_backend("mxnet", preset, **options)
 
 
 def _batch(n, seed=1, preset="mnist32"):

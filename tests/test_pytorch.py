@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common import weights
 from common.spec import model_spec
-from tests.conftest import require_backend
+from tests.conftest import require_backend, shared_init_backend
 
 require_backend("pytorch")
 import torch  # noqa: E402
@@ -16,10 +15,7 @@ from backends.pytorch.backend import Backend  # noqa: E402
 
 
 def _backend(preset="mnist32", **options):
-    spec = model_spec(preset)
-    b = Backend(spec, BackendOptions(device="cpu", **options))
-    b.load_weights(weights.draw_initial_weights(spec, 0))
-    return b
+    return shared_init_backend("pytorch", preset, **options)
 
 
 def test_fast_paths_run_and_stay_close():

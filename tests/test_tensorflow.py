@@ -14,7 +14,7 @@ import pytest
 from common import noise, weights
 from common.spec import model_spec
 from tests import oracle
-from tests.conftest import require_backend
+from tests.conftest import require_backend, shared_init_backend
 from tests.test_backend_parity import FORWARD_ATOL, GRAD_RTOL
 
 require_backend("tensorflow")
@@ -31,10 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _backend(preset="mnist32", **options):
-    spec = model_spec(preset)
-    b = Backend(spec, BackendOptions(device="cpu", **options))
-    b.load_weights(weights.draw_initial_weights(spec, 0))
-    return b
+    return shared_init_backend("tensorflow", preset, **options)
 
 
 def _batch(preset="mnist32", n=8, seed=0):

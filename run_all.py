@@ -73,6 +73,7 @@ def parse_args(argv):
     p.add_argument("--bf16", action="store_true",
                    help="bf16 fast path (PyTorch autocast, Keras mixed_bfloat16); off for parity")
     p.add_argument("--xla", action="store_true", help="XLA-compiled step (TensorFlow); off for parity")
+    p.add_argument("--compile", action="store_true", help="torch.compile'd G and D (PyTorch); off for parity")
     p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
     p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
@@ -269,7 +270,8 @@ def run(args) -> int:
     config = {"backends": args.backends, "dataset": args.dataset, "preset": preset, "iters": iters,
               "batch_size": args.batch_size, "seed": args.seed, "shared_init": args.shared_init,
               "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
-              "bf16": args.bf16, "xla": args.xla, "timeout": args.timeout}
+              "bf16": args.bf16, "xla": args.xla, "compile": args.compile,
+              "timeout": args.timeout}
     if len(args.seed_list) > 1:
         config["seeds"] = args.seed_list
     results = {"schema_version": SCHEMA_VERSION, "command": command,
@@ -284,7 +286,7 @@ def run(args) -> int:
         "dataset": child_dataset(dataset.meta), "quiet": args.quiet, "quality": quality,
         "options": {"device": args.device, "threads": args.threads,
                     "channels_last": args.channels_last, "bf16": args.bf16, "xla": args.xla,
-                    "verbose": args.verbose},
+                    "compile": args.compile, "verbose": args.verbose},
     }
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
           f"{iters} iterations of batch {args.batch_size}"

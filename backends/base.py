@@ -36,6 +36,7 @@ class BackendOptions:
     channels_last: bool = False  # fast paths, off by default: parity is proven without them
     bf16: bool = False
     xla: bool = False           # XLA compilation where the framework has it (TensorFlow)
+    compile: bool = False       # torch.compile of G and D (PyTorch)
     verbose: bool = False
 
 

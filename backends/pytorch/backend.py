@@ -82,6 +82,10 @@ class Backend(BackendBase):
             params, lr=adam.lr, betas=(adam.beta1, adam.beta2), eps=adam.eps,
             weight_decay=adam.weight_decay)
         self.opt_G, self.opt_D = make_adam(self.G.parameters()), make_adam(self.D.parameters())
+        # The training step's forward passes, compiled by Inductor when asked (first steps pay
+        # for the compilation, one graph per net and requires_grad state); evaluation stays eager.
+        compile_ = torch.compile if options.compile else (lambda net: net)
+        self._G_train, self._D_train = compile_(self.G), compile_(self.D)
         self.criterion = nn.BCEWithLogitsLoss()  # batch mean, as the spec's loss
         self._labels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -94,7 +98,9 @@ class Backend(BackendBase):
         return {"device": "gpu" if self.device.type == "cuda" else "cpu", "name": name,
                 "framework_version": torch.__version__,
                 "threads": {"torch.get_num_threads": torch.get_num_threads(),
-                            "torch.get_num_interop_threads": torch.get_num_interop_threads()}}
+                            "torch.get_num_interop_threads": torch.get_num_interop_threads()},
+                "fast_paths": {"channels_last": self.options.channels_last,
+                               "bf16_autocast": self.options.bf16, "torch_compile": self.options.compile}}
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -187,12 +193,12 @@ class Backend(BackendBase):
         self.G.train()
         self.D.train()
         with self._autocast():
-            fake = self.G(z)  # once per iteration: both steps use it
+            fake = self._G_train(z)  # once per iteration: both steps use it
 
             # D step: real and fake in separate forward passes (two sets of batch statistics).
             self.opt_D.zero_grad(set_to_none=True)
-            loss_d = (self.criterion(self.D(real).float(), real_t)
-                      + self.criterion(self.D(fake.detach()).float(), fake_t))
+            loss_d = (self.criterion(self._D_train(real).float(), real_t)
+                      + self.criterion(self._D_train(fake.detach()).float(), fake_t))
         loss_d.backward()
         self.opt_D.step()
 
@@ -201,7 +207,7 @@ class Backend(BackendBase):
         self.D.requires_grad_(False)
         try:
             with self._autocast():
-                loss_g = self.criterion(self.D(fake).float(), real_t)
+                loss_g = self.criterion(self._D_train(fake).float(), real_t)
             loss_g.backward()
         finally:
             self.D.requires_grad_(True)

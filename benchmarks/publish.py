@@ -1,15 +1,24 @@
-"""Render a run's results.json as a published table: numbers, machine, versions and command.
+"""Published tables, generated from result files, never typed.
 
     python -m benchmarks.publish runs/<stamp>/results.json > benchmarks/tables/<name>.md
+    python -m benchmarks.publish --readme [--check]
 
-Tables are generated from result files, never typed.
+The first renders one run's results.json (numbers, machine, versions, command). The second
+rewrites the README's benchmark section from every benchmarks/results/*/throughput.json (the
+throughput grid's output); --check only says whether the README is stale (exit 1).
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
-from common import report
+from common import atomic, report
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+START, END = "<!-- benchmarks:start (python -m benchmarks.publish --readme) -->", "<!-- benchmarks:end -->"
 
 
 def render(results: dict) -> str:
@@ -44,9 +53,61 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+def grid_summary(doc: dict, folder: str) -> str:
+    """One throughput grid as README rows: per backend and configuration, img/s at each batch."""
+    a, prov = doc["args"], doc["provenance"]
+    batches = [b for b in a["batch_sizes"].split(",")]
+    rows: dict[tuple[str, str], dict] = {}
+    for r in doc["rows"]:
+        if r["status"] == "skipped":
+            continue
+        row = rows.setdefault((r["backend"], r["config"]), {"backend": r["backend"], "config": r["config"]})
+        row[f"img/s @{r['batch']}"] = r.get("img/s", r["status"])
+        if str(r["batch"]) == batches[len(batches) // 2]:  # the middle batch size's details
+            row["first step s"] = r.get("first step s", "")
+            row["harness share"] = r.get("harness share", "")
+            row["vs bare"] = r.get("vs bare", "")
+    device = ", ".join(prov["gpus"]) if prov.get("gpus") else f"{prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs"
+    lines = [f"**{a['preset']}** on {device}, {doc['started'][:10]} "
+             f"([full table](benchmarks/results/{folder}/throughput.md), "
+             f"{doc['grid_seconds'] / 60:.0f} min grid, `{doc['command']}`):", "",
+             report.table(list(rows.values()), "github"), ""]
+    if doc.get("quality_rows"):
+        lines += ["Same code, best path against spec on real digits "
+                  f"({a['quality_iters']} iterations, batch 64):", "",
+                  report.table(doc["quality_rows"], "github"), ""]
+    return "\n".join(lines)
+
+
+def readme_section() -> str:
+    parts = []
+    for path in sorted(RESULTS_DIR.glob("*/throughput.json")):
+        parts.append(grid_summary(json.loads(path.read_text()), path.parent.name))
+    return "\n".join([START, "", *parts, END]) if parts else "\n".join([START, "(no results yet)", END])
+
+
+def update_readme(check: bool) -> int:
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"benchmarks.publish: README.md has no {START} ... {END} section", file=sys.stderr)
+        return 2
+    head, rest = text.split(START, 1)
+    new = head + readme_section() + rest.split(END, 1)[1]
+    if check:
+        if new != text:
+            print("README.md's benchmark section is stale: run python -m benchmarks.publish --readme",
+                  file=sys.stderr)
+            return 1
+        return 0
+    atomic.write_text(README, new)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m benchmarks.publish RESULTS.json", file=sys.stderr)
+    if argv[:1] == ["--readme"] and set(argv[1:]) <= {"--check"}:
+        return update_readme(check="--check" in argv)
+    if len(argv) != 1 or argv[0].startswith("--"):
+        print("usage: python -m benchmarks.publish RESULTS.json | --readme [--check]", file=sys.stderr)
         return 2
     print(render(report.load_results(Path(argv[0]))))
     return 0

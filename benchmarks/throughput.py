@@ -1,18 +1,32 @@
-"""Throughput sweep: every backend at several batch sizes, on synthetic data, nothing else running.
+"""The throughput grid: backend x configuration x batch size, one preset per call.
 
-    python -m benchmarks.throughput --backend all --batch-sizes 16,64,256 --iters 40 --repeats 2
+    python -m benchmarks.throughput --backend all --preset mnist32 --batch-sizes 16,64,256 \\
+        --configs spec,best --bare --images 2048 --quality-iters 300
 
-Each (batch size, repeat) is one `run_all.py --dataset synthetic` run (so every backend still runs
-alone in its own process, with the same thread count), without the quality probes, into
-OUT/b<batch>-r<repeat>/. Per backend and batch the table gives the median of the runs' img/s
-medians, the range of those medians across repeats (the between-run spread, which on a shared VM
-is larger than any one run's IQR), the first step's seconds, peak memory and the harness's share
-of wall time. Writes OUT/throughput.md and OUT/throughput.json.
+Every cell is its own process, alone on the machine: a `run_all.py --dataset synthetic` run (the
+harness as users run it; quality probes off), or with --bare the framework's bare reference loop
+(`python -m benchmarks.bare`, no harness). A cell is time-boxed by work, not by luck: it trains
+ceil(--images / batch) iterations (at least --min-iters), so every batch size sees the same
+number of images. Configurations: `spec` (full float32, what parity is proven on), `best` (each
+framework's fast paths on that device, benchmarks/configs.py) or single fast paths (an ablation).
+With --quality-iters, every backend whose best configuration differs from spec also trains that
+many iterations on real digits in both configurations and the evaluator scores the samples, so a
+faster path that generates worse samples shows. Per cell the table gives the median over repeats
+of each run's median img/s (warm-up excluded; runs' own IQR and the range across repeats beside
+it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
+the harness against the bare loop, model GFLOP/s (common/flops.py) and, on a GPU with a known
+dense peak, the fraction of it. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
+the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the tables of
+benchmarks/results/ into the README.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import math
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,94 +36,299 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import atomic, report  # noqa: E402
+import backends  # noqa: E402  (the registry imports no framework)
+from benchmarks import configs  # noqa: E402
+from common import atomic, flops, report, sysinfo  # noqa: E402
+from common.spec import PRESETS, model_spec  # noqa: E402
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+EXIT_USAGE = 2
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="all")
-    p.add_argument("--preset", default="mnist32")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", default="all", help=f"all or a comma-separated list of {', '.join(backends.NAMES)}")
+    p.add_argument("--preset", default="mnist32", choices=list(PRESETS))
     p.add_argument("--batch-sizes", default="16,64,256")
-    p.add_argument("--iters", type=int, default=40, help="iterations per run (warm-up excluded from the statistics)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per batch size")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--configs", default="spec,best",
+                   help="comma-separated: spec, best, or '+'-joined fast paths "
+                        f"({', '.join(configs.FAST_PATHS)}) for an ablation")
+    p.add_argument("--bare", action="store_true", help="also time each framework's bare reference loop")
+    p.add_argument("--images", type=int, default=2048, help="images per cell: the time box")
+    p.add_argument("--min-iters", type=int, default=8, help="iterations per cell at least")
+    p.add_argument("--repeats", type=int, default=1, help="runs per cell")
+    p.add_argument("--quality-iters", type=int, default=0,
+                   help="train best and spec this many iterations on real digits and score them (0: off)")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--out", help="folder to create (default: runs/throughput-<timestamp>)")
+    p.add_argument("--out", help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>)")
+    p.add_argument("--work", help="raw run folders (default: runs/bench-<timestamp>)")
     args = p.parse_args(argv)
     try:
         args.batches = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
         p.error(f"--batch-sizes takes comma-separated integers, got {args.batch_sizes!r}")
-    if any(b <= 0 for b in args.batches) or args.iters <= 0 or args.repeats <= 0:
-        p.error("--batch-sizes, --iters and --repeats must be positive")
+    if any(b <= 0 for b in args.batches) or min(args.images, args.min_iters, args.repeats, args.threads) <= 0:
+        p.error("--batch-sizes, --images, --min-iters, --repeats and --threads must be positive")
+    args.backends = list(backends.NAMES) if args.backend == "all" else args.backend.split(",")
+    unknown = [b for b in args.backends if b not in backends.REGISTRY]
+    if unknown:
+        p.error(f"unknown backend {', '.join(unknown)}; valid: all, {', '.join(backends.NAMES)}")
+    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    try:
+        for c in args.config_list:
+            configs.fast_paths(c, args.backends[0], "cpu")
+    except configs.ConfigError as exc:
+        p.error(str(exc))
     return args
 
 
-def run_one(args, batch: int, out: Path) -> dict:
-    cmd = [sys.executable, str(REPO / "run_all.py"), "--backend", args.backend, "--dataset", "synthetic",
-           "--preset", args.preset, "--batch-size", str(batch), "--iters", str(args.iters),
-           "--quality-every", "0", "--device", args.device, "--out", str(out), "--quiet"]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    results_file = out / "results.json"
-    if not results_file.exists():
-        raise SystemExit(f"benchmarks.throughput: run_all.py failed: {proc.stderr.strip()[-500:]}")
-    return report.load_results(results_file)
+def machine_slug() -> str:
+    gpus = sysinfo.gpu_models()
+    name = gpus[0].split(",")[0] if gpus else f"cpu-{os.cpu_count()}core"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def rows_from(runs: dict[int, list[dict]]) -> list[dict]:
+def iterations(args, batch: int) -> int:
+    return max(args.min_iters, math.ceil(args.images / batch))
+
+
+# ----- one cell -----
+def _run(cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env)
+
+
+def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="synthetic",
+                 iters: int | None = None) -> dict:
+    """One run_all.py run of one backend; its result (whatever its status) plus the provenance."""
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--backend", name, "--dataset", dataset,
+           "--preset", args.preset, "--batch-size", str(batch), "--iters", str(iters or iterations(args, batch)),
+           "--device", args.device, "--threads", str(args.threads), "--out", str(out), "--quiet",
+           "--quality-every", "0", *configs.flags(paths)]  # no probes inside timed runs
+    load = os.getloadavg()[0]
+    proc = _run(cmd)
+    if not (out / "results.json").exists():
+        return {"status": "failed", "reason": f"run_all.py: {proc.stderr.strip()[-300:]}", "load_before": load}
+    results = report.load_results(out / "results.json")
+    r = dict(results["backends"][name], load_before=load)
+    r["provenance"] = results["provenance"]
+    return r
+
+
+def bare_cell(args, name: str, batch: int, out: Path) -> dict:
+    """The framework's bare loop in a fresh process with the harness's thread environment."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
+    device = "cpu" if args.device == "auto" and backend_device(args, name) == "cpu" else args.device
+    cmd = [sys.executable, "-m", "benchmarks.bare", "--backend", name, "--preset", args.preset,
+           "--batch-size", str(batch), "--iters", str(iterations(args, batch)), "--threads",
+           str(args.threads), "--device", "gpu" if device == "gpu" else "cpu", "--out", str(out / "bare.json")]
+    load = os.getloadavg()[0]
+    proc = _run(cmd, env)
+    if proc.returncode or not (out / "bare.json").exists():
+        return {"status": "failed", "reason": f"bare loop: {proc.stderr.strip()[-300:]}", "load_before": load}
+    from common.timing import summarize
+    bare = json.loads((out / "bare.json").read_text())
+    summary = summarize(bare["step_seconds"], batch)
+    summary["peak_memory"] = bare["peak_memory"]
+    return {"status": "ok", "summary": summary, "load_before": load,
+            "device": {"device": device if device != "auto" else "cpu", "threads": bare.get("threads"),
+                       "framework_version": bare.get("framework_version")}}
+
+
+_DEVICES: dict[str, str] = {}
+
+
+def backend_device(args, name: str) -> str:
+    """'gpu' if this backend will run on a GPU (its framework sees one and --device allows it)."""
+    if args.device == "cpu":
+        return "cpu"
+    if name not in _DEVICES:
+        proc = subprocess.run([sys.executable, "-m", "backends.worker", "--probe", name], cwd=REPO,
+                              capture_output=True, text=True)
+        try:
+            devices = json.loads(proc.stdout.strip().splitlines()[-1])["devices"]
+        except (ValueError, IndexError, KeyError):
+            devices = ["cpu"]
+        _DEVICES[name] = "gpu" if any(d != "cpu" for d in devices) else "cpu"
+    return _DEVICES[name]
+
+
+# ----- rows -----
+def cell_row(spec, name: str, config: str, batch: int, runs: list[dict]) -> dict:
+    row = {"backend": name, "config": config, "batch": batch}
+    ok = [r for r in runs if r["status"] == "ok"]
+    if not ok:
+        return dict(row, status=runs[0]["status"], reason=runs[0].get("reason") or "")
+    medians = [r["summary"]["img_per_s_median"] for r in ok]
+    s, dev = ok[0]["summary"], ok[0].get("device") or {}
+    img_s = float(np.median(medians))
+    gflops = img_s * flops.iteration_flops_per_image(spec) / 1e9
+    peak = flops.dense_peak_flops(dev.get("name", ""), "bf16" if "bf16" in config else "fp32") \
+        if dev.get("device") == "gpu" else None
+    row.update({
+        "status": "ok", "runs": len(ok), "iters": s["steps"], "img/s": round(img_s, 1),
+        "IQR (run 1)": f"{s['img_per_s_iqr'][0]:.1f}-{s['img_per_s_iqr'][1]:.1f}",
+        "range across runs": f"{min(medians):.1f}-{max(medians):.1f}",
+        "first step s": round(float(np.median([r["summary"]["first_step_seconds"] for r in ok])), 3),
+        "peak MiB": f"{max(r['summary']['peak_memory']['bytes'] for r in ok) / 2**20:.0f} "
+                    f"({s['peak_memory']['kind']})",
+        "_peak_bytes": max(r["summary"]["peak_memory"]["bytes"] for r in ok),
+        "harness share": (f"{100 * max(r['summary']['harness_overhead_fraction'] for r in ok):.2f}%"
+                          if "harness_overhead_fraction" in s else ""),
+        "GFLOP/s": round(gflops, 1),
+        "of peak": f"{100 * gflops * 1e9 / peak:.1f}%" if peak else "",
+        "device": dev.get("device", ""),
+        "threads": _threads(dev.get("threads")),
+        "load before": round(max(r["load_before"] for r in runs), 2),
+    })
+    return row
+
+
+def _threads(settings: dict | None) -> str:
+    """A framework's thread settings as it reported them, short: 'get_num_threads=2, ...'."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted((settings or {}).items()))
+
+
+def add_bare_comparison(rows: list[dict]) -> None:
+    """Throughput the harness loses against the bare loop of the same backend and batch."""
+    bare = {(r["backend"], r["batch"]): r["img/s"] for r in rows if r["config"] == "bare loop" and r["status"] == "ok"}
+    for r in rows:
+        b = bare.get((r["backend"], r["batch"]))
+        if r["status"] == "ok" and r["config"] == configs.label(()) and b:
+            r["vs bare"] = f"{100 * (1 - r['img/s'] / b):+.1f}%"
+
+
+def quality_rows(args, work: Path) -> list[dict]:
+    """Spec and best trained alike on real digits, both scored: does the fast path cost quality?"""
     rows = []
-    for batch, results in runs.items():
-        for name in results[0]["backends"]:
-            per_run = [r["backends"][name] for r in results]
-            ok = [r for r in per_run if r["status"] == "ok"]
-            if not ok:
-                rows.append({"backend": name, "batch": batch, "status": per_run[0]["status"],
-                             "reason": per_run[0].get("reason") or ""})
-                continue
-            medians = [r["summary"]["img_per_s_median"] for r in ok]
-            s = ok[0]["summary"]
-            rows.append({
-                "backend": name, "batch": batch, "status": "ok", "runs": len(ok),
-                "img/s": round(float(np.median(medians)), 1),
-                "range across runs": f"{min(medians):.1f}-{max(medians):.1f}",
-                "IQR (first run)": f"{s['img_per_s_iqr'][0]:.1f}-{s['img_per_s_iqr'][1]:.1f}",
-                "first step s": round(float(np.median([r["summary"]["first_step_seconds"] for r in ok])), 3),
-                "peak MiB": f"{max(r['summary']['peak_memory']['bytes'] for r in ok) / 2**20:.0f} "
-                            f"({s['peak_memory']['kind']})",
-                "harness overhead": f"{100 * max(r['summary'].get('harness_overhead_fraction', 0) for r in ok):.2f}%",
-            })
+    for name in args.backends:
+        paths = configs.fast_paths("best", name, backend_device(args, name))
+        if isinstance(paths, str) or not paths or backends.unavailable_reason(name):
+            continue
+        for p in ((), paths):
+            label = configs.label(p)
+            print(f"quality: {name} {label}", file=sys.stderr, flush=True)
+            r = harness_cell(args, name, p, 64, work / f"quality-{name}-{'-'.join(p) or 'spec'}",
+                             dataset="mnist-5k", iters=args.quality_iters)
+            row = {"backend": name, "config": label, "iterations": args.quality_iters, "status": r["status"]}
+            q = r.get("quality")
+            if q:
+                row.update({"FD": f"{q['fd']:.1f} ± {q['fd_std']:.1f}",
+                            "classifier score": f"{q['classifier_score']:.2f} ± {q['classifier_score_std']:.2f}",
+                            "img/s": round(r["summary"]["img_per_s_median"], 1),
+                            "final loss_D": round(r["final_losses"]["loss_d"], 3),
+                            "final loss_G": round(r["final_losses"]["loss_g"], 3)})
+            else:
+                row["reason"] = r.get("reason") or r.get("quality_error") or "no quality (no evaluator for this data)"
+            rows.append(row)
     return rows
+
+
+# ----- outputs -----
+def scaling_figure(rows: list[dict], path: Path, preset: str) -> None:
+    """img/s and peak memory against batch size, one line per backend and configuration."""
+    plt = report._pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    series: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r["status"] == "ok":
+            series.setdefault((r["backend"], r["config"]), []).append(r)
+    for (name, config), rs in sorted(series.items()):
+        rs = sorted(rs, key=lambda r: r["batch"])
+        style = "-" if config.startswith("spec") else ":" if config == "bare loop" else "--"
+        x = [r["batch"] for r in rs]
+        ax1.plot(x, [r["img/s"] for r in rs], style, marker="o", label=f"{name} {config}")
+        ax2.plot(x, [r["_peak_bytes"] / 2**20 for r in rs], style, marker="o", label=f"{name} {config}")
+    for ax, title in ((ax1, f"throughput, {preset} (img/s, higher is better)"),
+                      (ax2, "peak memory (MiB; RSS on a CPU, allocator peak on a GPU)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    report._save_fig(fig, path)
+
+
+def render(doc: dict) -> str:
+    prov, a = doc["provenance"], doc["args"]
+    gpu = ", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"
+    lines = [
+        f"Command: `{doc['command']}`", "",
+        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, {gpu}",
+        f"- Software: Python {prov.get('python')}; "
+        + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
+        f"- Code: git {(prov.get('git') or {}).get('commit')}; started {doc['started']}, "
+        f"finished {doc['finished']} ({doc['grid_seconds'] / 60:.1f} min for the whole grid)",
+        f"- Cells: preset {a['preset']}, synthetic data, {a['images']} images per cell "
+        f"(ceil(images/batch) iterations, at least {a['min_iters']}), {a['repeats']} run(s) per cell, "
+        f"{a['threads']} threads for every framework; warm-up excluded from img/s; `threads` is "
+        "each framework's own setting as it reported it; `load before` is the 1-minute load "
+        "average when the cell started (the machine was otherwise idle when it is near 0)",
+        "- Model FLOPs per image and iteration: "
+        f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/flops.py); `of peak` only where the "
+        "device is a GPU with a known dense peak, at the precision named in common/flops.py",
+        "", report.table(doc["rows"], "github"), ""]
+    if doc.get("quality_rows"):
+        lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
+                  f"{a['quality_iters']} iterations, seed 0, shared initial weights; FD and "
+                  "classifier score as in README \"Sample quality\" (± bootstrap spread):", "",
+                  report.table(doc["quality_rows"], "github"), ""]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out) if args.out else REPO / "runs" / f"throughput-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    today = dt.date.today().isoformat()
+    out = Path(args.out) if args.out else RESULTS_DIR / f"{machine_slug()}-{today}-{args.preset}"
     if out.exists():
-        raise SystemExit(f"benchmarks.throughput: {out} already exists; choose a new --out")
+        print(f"benchmarks.throughput: {out} already exists; choose a new --out", file=sys.stderr)
+        return EXIT_USAGE
     out.mkdir(parents=True)
-    runs: dict[int, list[dict]] = {}
-    for batch in args.batches:
-        for k in range(args.repeats):
-            print(f"batch {batch}, run {k + 1}/{args.repeats}", file=sys.stderr, flush=True)
-            runs.setdefault(batch, []).append(run_one(args, batch, out / f"b{batch}-r{k + 1}"))
-    rows = rows_from(runs)
-    first = runs[args.batches[0]][0]
-    prov = first["provenance"]
+    work = Path(args.work) if args.work else REPO / "runs" / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    spec = model_spec(args.preset)
     command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join([
-        f"Command: `{command}`", "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
-        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
-        "- Software: " + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
-        f"- Synthetic data, preset {args.preset}, {args.iters} iterations per run, threads "
-        f"{first['config'].get('threads')}, spec-default float32; img/s is the median over runs of "
-        "each run's median step (warm-up excluded)",
-        f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
-        report.table(rows, "github"), ""])
+    started, t0 = dt.datetime.now().astimezone(), dt.datetime.now()
+    rows, provenance = [], None
+    for name in args.backends:
+        reason = backends.unavailable_reason(name)
+        device = "cpu" if reason else backend_device(args, name)
+        plan = [(c, configs.fast_paths(c, name, device)) for c in args.config_list]
+        if args.bare:
+            plan.append(("bare loop", "bare"))
+        for config, paths in plan:
+            if reason or isinstance(paths, str) and paths != "bare":  # one row says why
+                rows.append({"backend": name, "config": config, "batch": "all",
+                             "status": "skipped", "reason": reason or paths})
+                continue
+            label = config if paths == "bare" else configs.label(paths)
+            for batch in args.batches:
+                runs = []
+                for k in range(args.repeats):
+                    print(f"{name} {label} batch {batch} run {k + 1}/{args.repeats}", file=sys.stderr, flush=True)
+                    cell = work / f"{name}-{label.split(' ')[0].replace('+', '-')}-b{batch}-r{k + 1}"
+                    r = (bare_cell(args, name, batch, cell) if paths == "bare"
+                         else harness_cell(args, name, paths, batch, cell))
+                    provenance = r.pop("provenance", None) or provenance
+                    runs.append(r)
+                rows.append(cell_row(spec, name, label, batch, runs))
+    add_bare_comparison(rows)
+    q_rows = quality_rows(args, work) if args.quality_iters else []
+    doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k != "batches"},
+           "started": started.isoformat(timespec="seconds"),
+           "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+           "grid_seconds": (dt.datetime.now() - t0).total_seconds(),
+           "provenance": provenance or sysinfo.provenance(),
+           "flops_per_image": flops.iteration_flops_per_image(spec),
+           "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+           "quality_rows": q_rows}
+    scaling_figure(rows, out / "scaling.png", args.preset)
+    atomic.write_json(out / "throughput.json", doc)
+    text = render(doc)
     atomic.write_text(out / "throughput.md", text)
-    atomic.write_json(out / "throughput.json", {"command": command, "rows": rows})
     print(text)
     return 0
 

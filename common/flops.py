@@ -39,3 +39,22 @@ def iteration_flops_per_image(spec: ModelSpec) -> int:
     f_g, f_d = forward_flops(spec.generator), forward_flops(spec.discriminator)
     f_g0, f_d0 = layer_flops(spec.generator[0]), layer_flops(spec.discriminator[0])
     return 3 * f_g - f_g0 + 7 * f_d - 2 * f_d0
+
+
+# Dense peak FLOP/s from NVIDIA's datasheets, no sparsity: fp32 is the CUDA-core rate (the spec
+# runs keep TF32 off), bf16 the tensor-core rate. Matched on the name nvidia-smi reports, most
+# specific first; anything else has no stated peak, and no fraction is printed for it.
+DENSE_PEAKS = (  # (name fragment, {precision: FLOP/s})
+    ("H100 PCIe", {"fp32": 51.2e12, "bf16": 756e12}),
+    ("H100", {"fp32": 66.9e12, "bf16": 989.4e12}),   # SXM5 (nvidia-smi: "H100 80GB HBM3")
+    ("H200", {"fp32": 66.9e12, "bf16": 989.4e12}),   # SXM; the H100 SXM's compute
+    ("A100", {"fp32": 19.5e12, "bf16": 312e12}),
+)
+
+
+def dense_peak_flops(device_name: str, precision: str) -> float | None:
+    """The GPU's dense peak FLOP/s at 'fp32' or 'bf16', or None when it is not in the table."""
+    for fragment, peaks in DENSE_PEAKS:
+        if fragment in device_name:
+            return peaks.get(precision)
+    return None

@@ -127,8 +127,9 @@ def summary_rows(results: dict) -> list[dict]:
 
 def table(rows: list[dict], fmt: str) -> str:
     """Rows of dicts as a pandas-made table (keys starting with _ are data for figures)."""
-    visible = [{k: ("" if v is None else v) for k, v in r.items() if not k.startswith("_")}
-               for r in rows]
+    columns = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("_")))
+    # a cell a row does not have (a skipped cell's img/s) stays empty, not NaN
+    visible = [{k: ("" if r.get(k) is None else r[k]) for k in columns} for r in rows]
     # numparse off: values formatted here ("3.0e-06", "100.00 ± 5.00") are shown as formatted
     return pd.DataFrame(visible).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
 

@@ -18,13 +18,13 @@ FAST_PATHS = {
 
 # backend -> device -> fast paths in the best-available configuration, or the reason there is none.
 BEST = {
-    "pytorch": {
-        # Measured on the 2-core CPU (benchmarks/README.md, ablation): bf16 autocast and
-        # channels_last each help; torch.compile costs ~20 s to compile and was no faster there.
-        "cpu": ("channels_last", "bf16"),
-        "gpu": ("channels_last", "bf16", "compile"),  # untested here: no GPU in CI
-    },
-    "tensorflow": {"cpu": ("xla", "bf16"), "gpu": ("xla", "bf16")},
+    # CPU choices from the ablation on the 2-core AVX-512-BF16 VM, batch 64 (img/s, spec -> path;
+    # benchmarks/results/ablations/): PyTorch channels_last+bf16 643 -> 1188 (mnist32), 116 -> 233
+    # (dcgan64), torch.compile no faster (626, 129) and adding it to the pair slower; TensorFlow
+    # bf16 669 -> 838 and 122 -> 178, XLA slower on this CPU (457, 88) with or without bf16.
+    # GPU choices are the frameworks' documented fast paths, untested here (no GPU was lent).
+    "pytorch": {"cpu": ("channels_last", "bf16"), "gpu": ("channels_last", "bf16", "compile")},
+    "tensorflow": {"cpu": ("bf16",), "gpu": ("xla", "bf16")},
     "mxnet": {
         "cpu": "none beyond the spec run: oneDNN kernels are already on by default",
         "gpu": "none beyond the spec run: cuDNN autotuning is already on by default "

@@ -178,7 +178,7 @@ def cell_row(spec, name: str, config: str, batch: int, runs: list[dict]) -> dict
         "_peak_bytes": max(r["summary"]["peak_memory"]["bytes"] for r in ok),
         "harness share": (f"{100 * max(r['summary']['harness_overhead_fraction'] for r in ok):.2f}%"
                           if "harness_overhead_fraction" in s else ""),
-        "GFLOP/s": round(gflops, 1),
+        "GFLOP/s": float(f"{gflops:.3g}"),
         "of peak": f"{100 * gflops * 1e9 / peak:.1f}%" if peak else "",
         "device": dev.get("device", ""),
         "threads": _threads(dev.get("threads")),

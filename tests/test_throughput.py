@@ -20,25 +20,44 @@ def test_grid_writes_rows_figure_and_table(tmp_path):
     require_backend("pytorch")
     out = tmp_path / "grid"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--backend", "pytorch",
-                           "--batch-sizes", "4,8", "--images", "8", "--min-iters", "3", "--repeats", "2",
+                           "--batch-sizes", "4,8", "--images", "16", "--min-iters", "3", "--bare",
                            "--configs", "spec,xla", "--out", str(out), "--work", str(tmp_path / "work")],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((out / "throughput.json").read_text())
     rows = doc["rows"]
-    # the time box: ceil(8 images / batch) iterations, at least 3
-    assert [(r["config"], r["batch"], r.get("runs"), r.get("iters")) for r in rows] == [
-        ("spec (float32)", 4, 2, 3), ("spec (float32)", 8, 2, 3), ("xla", "all", None, None)]
+    # the time box: ceil(16 images / batch) iterations, at least 3
+    assert [(r["config"], r["batch"], r.get("iters")) for r in rows] == [
+        ("spec (float32)", 4, 4), ("spec (float32)", 8, 3), ("xla", "all", None),
+        ("bare loop", 4, 4), ("bare loop", 8, 3)]
     assert rows[2]["status"] == "skipped" and "pytorch has no xla" in rows[2]["reason"]
-    for r in rows[:2]:
-        lo, hi = map(float, r["range across runs"].split("-"))
-        assert r["status"] == "ok" and lo <= r["img/s"] <= hi
-        assert r["GFLOP/s"] == pytest.approx(r["img/s"] * doc["flops_per_image"] / 1e9, rel=1e-2)
-        assert "get_num_threads=" in r["threads"] and r["device"] == "cpu"
+    for r in rows[:2] + rows[3:]:
+        assert r["status"] == "ok" and r["img/s"] > 0 and r["device"] == "cpu"
+        # img/s is printed to 0.1 and GFLOP/s to 3 significant digits
+        gflop = doc["flops_per_image"] / 1e9
+        assert r["GFLOP/s"] == pytest.approx(r["img/s"] * gflop, rel=5e-3, abs=0.05 * gflop)
+        assert "get_num_threads=" in r["threads"]
+    for spec_row, bare_row in zip(rows[:2], rows[3:]):  # the harness's cost against the bare loop
+        assert float(spec_row["vs bare"].rstrip("%")) == pytest.approx(
+            100 * (1 - spec_row["img/s"] / bare_row["img/s"]), abs=0.1)
     text = (out / "throughput.md").read_text()
     assert "Machine:" in text and "| pytorch" in text and "nan" not in text
     image = mpimg.imread(out / "scaling.png")
     assert image.std() > 0.01  # something was drawn
+
+
+def test_a_cell_is_the_median_over_repeats_with_their_range():
+    from benchmarks.throughput import cell_row
+
+    def run(img_s, first):
+        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu", "threads": {"t": 2}},
+                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s - 1, img_s + 1],
+                            "first_step_seconds": first, "steps": 10, "harness_overhead_fraction": 0.01,
+                            "peak_memory": {"bytes": 2**20 * 100, "kind": "rss"}}}
+    row = cell_row(model_spec("mnist32"), "pytorch", "spec (float32)", 64,
+                   [run(100.0, 0.5), run(300.0, 0.1), run(200.0, 0.3), {"status": "failed", "load_before": 3.0}])
+    assert (row["runs"], row["img/s"], row["range across runs"], row["first step s"]) == (3, 200.0, "100.0-300.0", 0.3)
+    assert row["load before"] == 3.0 and row["peak MiB"] == "100 (rss)" and row["of peak"] == ""
 
 
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path):

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import atomic, data, noise, report, sysinfo, weights  # noqa: E402
+from common import atomic, data, noise, parallel, report, sysinfo, weights  # noqa: E402
 from common.errors import DataError  # noqa: E402
 from common.spec import DATASET_PRESETS, PRESETS, model_spec  # noqa: E402
 
@@ -73,6 +73,12 @@ def parse_args(argv):
     p.add_argument("--bf16", action="store_true",
                    help="bf16 fast path (PyTorch autocast, Keras mixed_bfloat16); off for parity")
     p.add_argument("--xla", action="store_true", help="XLA-compiled step (TensorFlow); off for parity")
+    p.add_argument("--devices", type=int, default=1,
+                   help="data-parallel replicas, each with its framework's own engine (README "
+                        "'Data parallel'); each trains on 1/N of every --batch-size batch")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA "
+                        "only); default per-replica BN")
     p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
     p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
@@ -105,10 +111,16 @@ def parse_args(argv):
     args.seed = args.seed_list[0]
     if args.quality_every is not None and args.quality_every < 0:
         p.error(f"--quality-every must be 0 (off) or positive, got {args.quality_every}")
-    for name in ("iters", "epochs", "batch_size", "threads", "timeout"):
+    for name in ("iters", "epochs", "batch_size", "threads", "timeout", "devices"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    try:
+        parallel.check_batch(args.batch_size, args.devices)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.sync_bn and args.devices == 1:
+        p.error("--sync-bn needs --devices 2 or more (one device already normalises the whole batch)")
     return args
 
 
@@ -145,8 +157,11 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "backends.worker", str(out / "config.json")],
-                            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = parallel.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"))
+    launcher = command[1:3] != ["-m", "backends.worker"]
+    # A launcher and its replicas get their own process group: when it ends, none outlives it.
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=launcher)
     pump = threading.Thread(target=_forward_stderr, args=(proc.stderr, tail, out / "stderr.log"),
                             daemon=True)
     pump.start()
@@ -159,9 +174,23 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     except KeyboardInterrupt:
         status = "interrupted"
         _stop(proc)  # a terminal's Ctrl-C reached the child too; let it write its result
+    if launcher:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # any replica the launcher left behind
+        except ProcessLookupError:
+            pass
     pump.join(5)
-    return (_finish_child(name, out, proc, tail, status, time.perf_counter() - t0),
-            status == "interrupted")
+    result = _finish_child(name, out, proc, tail, status, time.perf_counter() - t0)
+    if launcher and not status and result["status"] not in ("ok", "skipped"):
+        # A replica failed and the launcher stopped the rest: where rank 0 did not fail on its own
+        # (it was stopped, or left no result), the launcher's summary says which one and how.
+        failure = parallel.replica_failure(list(tail))
+        if result["status"] == "interrupted" or not (out / "result.json").exists():
+            result.update(status="failed", reason=failure or f"the launcher ended the run "
+                          f"(exit status {proc.returncode}): {result['reason']}")
+        elif failure:
+            result["replica_failure"] = failure
+    return result, status == "interrupted"
 
 
 def _forward_stderr(stream, tail, log_path: Path) -> None:
@@ -191,6 +220,7 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
 
 
 def _finish_child(name, out: Path, proc, tail, status, seconds) -> dict:
@@ -269,7 +299,8 @@ def run(args) -> int:
     config = {"backends": args.backends, "dataset": args.dataset, "preset": preset, "iters": iters,
               "batch_size": args.batch_size, "seed": args.seed, "shared_init": args.shared_init,
               "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
-              "bf16": args.bf16, "xla": args.xla, "timeout": args.timeout}
+              "bf16": args.bf16, "xla": args.xla, "timeout": args.timeout,
+              "devices": args.devices, "sync_bn": args.sync_bn}
     if len(args.seed_list) > 1:
         config["seeds"] = args.seed_list
     results = {"schema_version": SCHEMA_VERSION, "command": command,
@@ -284,7 +315,7 @@ def run(args) -> int:
         "dataset": child_dataset(dataset.meta), "quiet": args.quiet, "quality": quality,
         "options": {"device": args.device, "threads": args.threads,
                     "channels_last": args.channels_last, "bf16": args.bf16, "xla": args.xla,
-                    "verbose": args.verbose},
+                    "verbose": args.verbose, "devices": args.devices, "sync_bn": args.sync_bn},
     }
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
           f"{iters} iterations of batch {args.batch_size}"

@@ -181,15 +181,13 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
             pass
     pump.join(5)
     result = _finish_child(name, out, proc, tail, status, time.perf_counter() - t0)
-    if launcher and not status and result["status"] not in ("ok", "skipped"):
-        # A replica failed and the launcher stopped the rest: where rank 0 did not fail on its own
-        # (it was stopped, or left no result), the launcher's summary says which one and how.
-        failure = parallel.replica_failure(list(tail))
-        if result["status"] == "interrupted" or not (out / "result.json").exists():
-            result.update(status="failed", reason=failure or f"the launcher ended the run "
-                          f"(exit status {proc.returncode}): {result['reason']}")
-        elif failure:
-            result["replica_failure"] = failure
+    if launcher and not status and result["status"] in ("failed", "interrupted"):
+        # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
+        # replica it was; rank 0's own error (a lost peer, a stop) follows from it.
+        first = parallel.first_failure(list(tail))
+        if first and first[0] != 0:
+            result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
+                          f"replicas (rank 0: {result['reason'][:200]})")
     return result, status == "interrupted"
 
 

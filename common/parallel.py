@@ -68,20 +68,18 @@ def replica_config(config: dict, rank: int) -> dict:
     return dict(config, out_dir=out, quiet=True, quality=None)
 
 
-# torchrun's summary of a failed job ("[1]:\n  time: ...\n  rank: 1 (local_rank: 1)\n
-# exitcode: -9 (pid: 123)\n ... traceback: Signal 9 (SIGKILL) received by PID 123").
-_TORCHRUN_FAILURE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*exitcode\s*:\s*(-?\d+)")
+# torchrun's summary of a failed job ends with its first failure: "Root Cause (first observed
+# failure):\n[0]:\n  time : ...\n  rank : 1 (local_rank: 1)\n  exitcode : -9 (pid: 123)".
+_TORCHRUN_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*"
+                                  r"exitcode\s*:\s*(-?\d+)", re.S)
 
 
-def replica_failure(stderr_lines: list[str]) -> str | None:
-    """Which replica failed and how, from the launcher's failure summary (None if none found)."""
-    text = "\n".join(stderr_lines)
-    failures = _TORCHRUN_FAILURE.findall(text)
-    if not failures:
+def first_failure(stderr_lines: list[str]) -> tuple[int, str] | None:
+    """(rank, what happened) of the replica that failed first, from the launcher's summary; the
+    others' errors (a peer's lost connection) follow from it. None if there is no summary."""
+    found = _TORCHRUN_ROOT_CAUSE.search("\n".join(stderr_lines))
+    if not found:
         return None
-    parts = []
-    for rank, code in failures:
-        code = int(code)
-        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        parts.append(f"replica {rank} {how}")
-    return "; ".join(dict.fromkeys(parts)) + " (the launcher stopped the other replicas)"
+    rank, code = int(found.group(1)), int(found.group(2))
+    how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+    return rank, f"replica {rank} {how}"

@@ -62,12 +62,13 @@ class BackendBase(abc.ABC):
     # Whether options.devices > 1 and options.sync_bn have an engine behind them here.
     data_parallel: bool = False
     sync_bn_supported: bool = False
+    no_data_parallel = "no data-parallel path in this version"  # why not, where data_parallel is off
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         self.spec, self.options = spec, options
         if options.devices > 1 and not self.data_parallel:
-            raise BackendUnavailable(f"--devices {options.devices}: the {self.name} backend has no "
-                                     "data-parallel path in this version; run it with --devices 1")
+            raise BackendUnavailable(f"--devices {options.devices}: the {self.name} backend: "
+                                     f"{self.no_data_parallel}; run it with --devices 1")
         if options.sync_bn and not self.sync_bn_supported:
             raise BackendUnavailable(f"--sync-bn: the {self.name} backend has no synchronised BN; "
                                      "leave --sync-bn off (per-replica BN)")

@@ -79,6 +79,11 @@ def parse_args(argv):
     p.add_argument("--sync-bn", action="store_true",
                    help="with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA "
                         "only); default per-replica BN")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with "
+                        "the same arguments on each; --devices replicas per host")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                   help="with --nodes: where the hosts meet (one of them, a free port)")
     p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
     p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
@@ -111,15 +116,22 @@ def parse_args(argv):
     args.seed = args.seed_list[0]
     if args.quality_every is not None and args.quality_every < 0:
         p.error(f"--quality-every must be 0 (off) or positive, got {args.quality_every}")
-    for name in ("iters", "epochs", "batch_size", "threads", "timeout", "devices"):
+    for name in ("iters", "epochs", "batch_size", "threads", "timeout", "devices", "nodes"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     try:
-        parallel.check_batch(args.batch_size, args.devices)
+        parallel.check_batch(args.batch_size, args.devices * args.nodes)
     except ValueError as exc:
-        p.error(str(exc))
-    if args.sync_bn and args.devices == 1:
+        p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
+    if args.nodes > 1:
+        several = [b for b in args.backends if b not in parallel.PROCESS_PER_REPLICA]
+        if several:
+            p.error(f"--nodes: only {', '.join(parallel.PROCESS_PER_REPLICA)} runs across hosts in "
+                    f"this version; pass --backend {','.join(parallel.PROCESS_PER_REPLICA)}")
+        if not args.rdzv_endpoint:
+            p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
+    if args.sync_bn and args.devices * args.nodes == 1:
         p.error("--sync-bn needs --devices 2 or more (one device already normalises the whole batch)")
     return args
 
@@ -157,7 +169,8 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
-    command = parallel.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"))
+    command = parallel.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
+                                      config.get("nodes", 1), config.get("rdzv_endpoint"))
     launcher = command[1:3] != ["-m", "backends.worker"]
     # A launcher and its replicas get their own process group: when it ends, none outlives it.
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
@@ -298,7 +311,7 @@ def run(args) -> int:
               "batch_size": args.batch_size, "seed": args.seed, "shared_init": args.shared_init,
               "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
               "bf16": args.bf16, "xla": args.xla, "timeout": args.timeout,
-              "devices": args.devices, "sync_bn": args.sync_bn}
+              "devices": args.devices, "sync_bn": args.sync_bn, "nodes": args.nodes}
     if len(args.seed_list) > 1:
         config["seeds"] = args.seed_list
     results = {"schema_version": SCHEMA_VERSION, "command": command,
@@ -311,9 +324,11 @@ def run(args) -> int:
         "preset": preset, "iters": iters, "batch_size": args.batch_size,
         "data_seed": args.seed,  # the data stay those the parent resolved, whatever the seed
         "dataset": child_dataset(dataset.meta), "quiet": args.quiet, "quality": quality,
+        "nodes": args.nodes, "rdzv_endpoint": args.rdzv_endpoint,
         "options": {"device": args.device, "threads": args.threads,
                     "channels_last": args.channels_last, "bf16": args.bf16, "xla": args.xla,
-                    "verbose": args.verbose, "devices": args.devices, "sync_bn": args.sync_bn},
+                    "verbose": args.verbose, "devices": args.devices, "sync_bn": args.sync_bn,
+                    "nodes": args.nodes},
     }
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
           f"{iters} iterations of batch {args.batch_size}"

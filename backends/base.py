@@ -47,6 +47,7 @@ class BackendOptions:
     bf16: bool = False
     xla: bool = False           # XLA compilation where the framework has it (TensorFlow)
     devices: int = 1            # data-parallel replicas on this machine (see the module docstring)
+    nodes: int = 1              # machines of one data-parallel run, `devices` replicas each
     sync_bn: bool = False       # BN statistics over the global batch (PyTorch SyncBatchNorm)
     verbose: bool = False
 
@@ -66,7 +67,7 @@ class BackendBase(abc.ABC):
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         self.spec, self.options = spec, options
-        if options.devices > 1 and not self.data_parallel:
+        if (options.devices > 1 or options.nodes > 1) and not self.data_parallel:
             raise BackendUnavailable(f"--devices {options.devices}: the {self.name} backend: "
                                      f"{self.no_data_parallel}; run it with --devices 1")
         if options.sync_bn and not self.sync_bn_supported:

@@ -188,9 +188,8 @@ def main(argv: list[str]) -> int:
         return probe(argv[1])
     config_path = Path(argv[0])
     config = json.loads(config_path.read_text())
-    rank = parallel.launcher_rank()
-    if rank:  # a further replica of a multi-process engine: rank 0 writes the run's files
-        config = parallel.replica_config(config, rank)
+    if parallel.local_rank():  # a further replica on this host: local rank 0 writes the run's files
+        config = parallel.replica_config(config, parallel.launcher_rank())
         Path(config["out_dir"]).mkdir(parents=True, exist_ok=True)
     # SIGTERM from the parent (timeout, its own interrupt) ends the loop like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

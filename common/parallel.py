@@ -17,8 +17,10 @@ import sys
 # from one process.
 PROCESS_PER_REPLICA = {"pytorch": "torchrun"}
 
-# Rank of this process within a launched job (torchrun sets RANK; mpirun OMPI_COMM_WORLD_RANK).
+# Rank of this process within a launched job (torchrun sets RANK; mpirun OMPI_COMM_WORLD_RANK),
+# and within its own host (torchrun LOCAL_RANK; mpirun OMPI_COMM_WORLD_LOCAL_RANK).
 _RANK_ENV = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+_LOCAL_RANK_ENV = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK")
 
 
 def check_batch(batch_size: int, replicas: int) -> None:
@@ -38,25 +40,37 @@ def replica_rows(batch_size: int, replicas: int, rank: int) -> slice:
     return slice(rank * per, (rank + 1) * per)
 
 
-def launcher_rank() -> int:
-    """This process's rank in a launched multi-process job; 0 when not launched."""
-    for name in _RANK_ENV:
+def _env_int(names) -> int:
+    for name in names:
         if os.environ.get(name):
             return int(os.environ[name])
     return 0
 
 
+def launcher_rank() -> int:
+    """This process's rank in a launched multi-process job; 0 when not launched."""
+    return _env_int(_RANK_ENV)
+
+
+def local_rank() -> int:
+    """This process's rank among the replicas on its own host; 0 when not launched. Local rank
+    0 writes the run folder of its host (every host's parent has its own)."""
+    return _env_int(_LOCAL_RANK_ENV)
+
+
 def worker_command(backend: str, devices: int, config_path: str, nodes: int = 1,
-                   rendezvous: str | None = None, node_rank: int | None = None) -> list[str]:
+                   rendezvous: str | None = None) -> list[str]:
     """The command line that runs one backend's worker: the worker itself, or, for engines with
-    one process per replica and devices > 1, the engine's launcher around it."""
+    one process per replica and several replicas, the engine's launcher around it."""
     worker = ["-m", "backends.worker", config_path]
     if devices <= 1 and nodes <= 1 or backend not in PROCESS_PER_REPLICA:
         return [sys.executable, *worker]
-    # torchrun: one process per device; --standalone picks a free local port for one machine.
+    # torchrun: one process per device; --standalone picks a free local port for one machine;
+    # several hosts meet at the rendezvous endpoint (c10d, hosted by the host whose address it
+    # names), which assigns the ranks.
     hosts = (["--standalone"] if nodes <= 1 else
              [f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rendezvous}",
-              "--rdzv-id=dcgan-bench"] + ([f"--node-rank={node_rank}"] if node_rank is not None else []))
+              "--rdzv-id=dcgan-bench"])
     return [sys.executable, "-m", "torch.distributed.run", *hosts,
             f"--nproc-per-node={devices}", "--max-restarts=0", *worker]
 

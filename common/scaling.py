@@ -16,7 +16,7 @@ def _img_per_s(result: dict) -> float | None:
 
 def parallel_rows(results: dict) -> list[dict]:
     """One row per backend of a run with --devices > 1: what trained it, and how fast."""
-    if results["config"].get("devices", 1) <= 1:
+    if results["config"].get("devices", 1) * results["config"].get("nodes", 1) <= 1:
         return []
     rows = []
     for name, r in results["backends"].items():

@@ -63,7 +63,10 @@ Root Cause (first observed failure):
     (["--devices", "2", "--batch-size", "63"], "multiple of 2"),
     (["--devices", "0"], "--devices"),
     (["--sync-bn"], "--sync-bn"),
-], ids=["batch-not-divisible", "zero-devices", "sync-bn-without-devices"])
+    (["--nodes", "2", "--rdzv-endpoint", "127.0.0.1:29500", "--backend", "mxnet"], "--nodes"),
+    (["--nodes", "2", "--backend", "pytorch"], "--rdzv-endpoint"),
+], ids=["batch-not-divisible", "zero-devices", "sync-bn-without-devices", "nodes-other-engine",
+        "nodes-without-rendezvous"])
 def test_bad_parallel_input_is_one_line_exit_2(tmp_path, args, needle):
     proc = run_cli("--dataset", "synthetic", *args, "--out", str(tmp_path / "run"), env=_offline(tmp_path))
     assert needle in _one_line_error(proc)
@@ -169,6 +172,31 @@ def test_replicas_compute_per_replica_bn_of_the_global_batch(parallel_run, refer
     assert abs(got[0, 0] - ghost[0, 0]) <= FORWARD_ATOL
     assert abs(plain[0, 0] - ghost[0, 0]) > 100 * FORWARD_ATOL
     assert np.all(diff <= np.maximum(FIRST5_ATOL, NOISE_FACTOR * noise))
+
+
+def test_two_hosts_meet_at_the_rendezvous_and_train_one_run(tmp_path):
+    """--nodes 2 on one machine: two run_all.py processes (as on two hosts, same arguments) whose
+    torchrun agents meet at one c10d endpoint; each host's folder gets the run's losses."""
+    require_backend("pytorch")
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, **_offline(tmp_path))
+    hosts = [subprocess.Popen(
+        [sys.executable, str(REPO / "run_all.py"), "--backend", "pytorch", "--dataset", "synthetic",
+         "--iters", "3", "--batch-size", "8", "--nodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}",
+         "--quality-every", "0", "--timeout", "120", "--out", str(tmp_path / f"host{k}"), "--quiet"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    for proc in hosts:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    runs = [json.loads((tmp_path / f"host{k}" / "results.json").read_text())["backends"]["pytorch"]
+            for k in (0, 1)]
+    assert sorted(r["parallel"]["rank"] for r in runs) == [0, 1]
+    assert all(r["parallel"]["replicas"] == r["parallel"]["nodes"] == 2 for r in runs)
+    np.testing.assert_array_equal(*(_losses(tmp_path / f"host{k}" / "backends" / "pytorch" / "losses.csv")
+                                    for k in (0, 1)))
 
 
 def _run_group_alive(out) -> list[str]:

@@ -67,7 +67,7 @@ class Backend(BackendBase):
         if options.threads:
             torch.set_num_threads(options.threads)
         self.replicas = None
-        if options.devices > 1:
+        if options.devices > 1 or options.nodes > 1:
             self.replicas = parallel.Replicas(options, self.device)
             self.device = self.replicas.device
         if self.device.type == "cuda":

@@ -14,8 +14,8 @@ hands every batch whole: each of the N replicas trains on its slice
 and `on_step` gets the global-batch mean losses, averaged by the engine. BN normalises over each
 replica's slice (per-replica BN, as the reference implementations do) unless options.sync_bn.
 Engines with one process per replica (common.parallel.PROCESS_PER_REPLICA) run the worker in
-every process; only rank 0 writes the run's files. A backend without a data-parallel path
-raises BackendUnavailable for devices > 1.
+every process; local rank 0 (of each host) writes the run's files. A backend without a
+data-parallel path raises BackendUnavailable for devices > 1.
 """
 from __future__ import annotations
 

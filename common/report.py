@@ -435,7 +435,8 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
                   table(sections["parity"], "github"), ""]
     if sections.get("parallel"):
         lines += ["## Data parallel", "",
-                  f"--devices {cfg['devices']}: each replica trains on 1/{cfg['devices']} of every "
+                  f"{cfg['devices'] * cfg.get('nodes', 1)} replicas ({cfg['devices']} per host): "
+                  f"each trains on 1/{cfg['devices'] * cfg.get('nodes', 1)} of every "
                   f"batch of {cfg['batch_size']} with its framework's own engine; img/s is the "
                   "global batch's. Per-replica BN normalises over each replica's slice, so the "
                   "losses differ from a 1-device run of the same batch (README 'Data parallel'). "

@@ -99,24 +99,26 @@ def _replicated(parallel_run, name: str) -> dict:
     return r
 
 
+REFERENCES = [(convention, precision, replicas, iters)
+              for convention in ("pytorch", "folded")
+              for precision, replicas, iters in (("float64", DEVICES, ITERS), ("float32", DEVICES, ITERS),
+                                                 ("float64", 1, 1))]
+
+
 @pytest.fixture(scope="module")
 def reference():
-    """reference(convention, precision, replicas) -> (ITERS, 2) losses of PyTorch on the CLI
-    run's data, noise and initial weights in that Adam convention; replicas > 1: per-replica BN
-    on one device (ghost BN, see tests/pytorch_reference.py). Fresh processes, one thread."""
-    cache = {}
-
-    def run(convention: str, precision: str, replicas: int) -> np.ndarray:
-        key = convention, precision, replicas
-        if key not in cache:
-            proc = subprocess.run(
-                [sys.executable, "-m", "tests.pytorch_reference", convention, precision,
-                 str(ITERS), "1", str(replicas)], cwd=REPO,
-                env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
-            assert proc.returncode == 0, proc.stderr[-2000:]
-            cache[key] = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
-        return cache[key]
-    return run
+    """reference(convention, precision, replicas) -> losses of PyTorch on the CLI run's data,
+    noise and initial weights in that Adam convention (ITERS iterations; the 1-replica run only
+    iteration 0); replicas > 1: per-replica BN on one device (ghost BN, see
+    tests/pytorch_reference.py). All in one fresh process with one thread, as each replica here."""
+    script = ("import json; from tests.pytorch_reference import losses; "
+              f"print(json.dumps([losses(c, p == 'float64', i, 1, r) for c, p, r, i in {REFERENCES!r}]))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    computed = json.loads(proc.stdout.strip().splitlines()[-1])
+    table = {key[:3]: np.array(value) for key, value in zip(REFERENCES, computed)}
+    return lambda convention, precision, replicas: table[convention, precision, replicas]
 
 
 ENGINES = {"pytorch": "torch DDP gloo", "mxnet": "mxnet Module, kvstore local",
@@ -163,7 +165,7 @@ def test_replicas_compute_per_replica_bn_of_the_global_batch(parallel_run, refer
     convention = r["conventions"]["adam"]
     got = _losses(out / "backends" / name / "losses.csv")
     ghost, plain = reference(convention, "float64", DEVICES), reference(convention, "float64", 1)
-    assert got.shape == ghost.shape == (ITERS, 2)
+    assert got.shape == ghost.shape == (ITERS, 2) and plain.shape == (1, 2)
     diff = np.abs(got - ghost).max(axis=1)
     noise = np.abs(reference(convention, "float32", DEVICES) - ghost).max(axis=1)
     print(f"{name} at {DEVICES} replicas vs float64 ghost BN ({convention} Adam): "
@@ -215,7 +217,7 @@ def test_a_dead_replica_ends_the_run_with_a_clear_status(tmp_path, fault, status
     out = tmp_path / "run"
     t0 = time.monotonic()
     proc = run_cli("--backend", "pytorch", "--dataset", "synthetic", "--iters", "4",
-                   "--batch-size", "8", "--devices", str(DEVICES), "--timeout", "30",
+                   "--batch-size", "8", "--devices", str(DEVICES), "--timeout", "20",
                    "--quality-every", "0", "--out", str(out), "--quiet",
                    env=dict(_offline(tmp_path), **{FAULT_ENV: f"pytorch:{fault}"}))
     assert time.monotonic() - t0 < 150  # ended, not waited out (the hang is an hour)

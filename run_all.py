@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import atomic, data, noise, report, sysinfo, weights  # noqa: E402
+from common import atomic, data, noise, parallel, report, sysinfo, weights  # noqa: E402
 from common.errors import DataError  # noqa: E402
 from common.spec import DATASET_PRESETS, PRESETS, model_spec  # noqa: E402
 
@@ -74,6 +74,17 @@ def parse_args(argv):
                    help="bf16 fast path (PyTorch autocast, Keras mixed_bfloat16); off for parity")
     p.add_argument("--xla", action="store_true", help="XLA-compiled step (TensorFlow); off for parity")
     p.add_argument("--compile", action="store_true", help="torch.compile'd G and D (PyTorch); off for parity")
+    p.add_argument("--devices", type=int, default=1,
+                   help="data-parallel replicas, each with its framework's own engine (README "
+                        "'Data parallel'); each trains on 1/N of every --batch-size batch")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA "
+                        "only); default per-replica BN")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with "
+                        "the same arguments on each; --devices replicas per host")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                   help="with --nodes: where the hosts meet (one of them, a free port)")
     p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
     p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
@@ -106,10 +117,23 @@ def parse_args(argv):
     args.seed = args.seed_list[0]
     if args.quality_every is not None and args.quality_every < 0:
         p.error(f"--quality-every must be 0 (off) or positive, got {args.quality_every}")
-    for name in ("iters", "epochs", "batch_size", "threads", "timeout"):
+    for name in ("iters", "epochs", "batch_size", "threads", "timeout", "devices", "nodes"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    try:
+        parallel.check_batch(args.batch_size, args.devices * args.nodes)
+    except ValueError as exc:
+        p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
+    if args.nodes > 1:
+        several = [b for b in args.backends if b not in parallel.PROCESS_PER_REPLICA]
+        if several:
+            p.error(f"--nodes: only {', '.join(parallel.PROCESS_PER_REPLICA)} runs across hosts in "
+                    f"this version; pass --backend {','.join(parallel.PROCESS_PER_REPLICA)}")
+        if not args.rdzv_endpoint:
+            p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
+    if args.sync_bn and args.devices * args.nodes == 1:
+        p.error("--sync-bn needs --devices 2 or more (one device already normalises the whole batch)")
     return args
 
 
@@ -146,8 +170,12 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "backends.worker", str(out / "config.json")],
-                            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = parallel.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
+                                      config.get("nodes", 1), config.get("rdzv_endpoint"))
+    launcher = command[1:3] != ["-m", "backends.worker"]
+    # A launcher and its replicas get their own process group: when it ends, none outlives it.
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=launcher)
     pump = threading.Thread(target=_forward_stderr, args=(proc.stderr, tail, out / "stderr.log"),
                             daemon=True)
     pump.start()
@@ -160,9 +188,21 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     except KeyboardInterrupt:
         status = "interrupted"
         _stop(proc)  # a terminal's Ctrl-C reached the child too; let it write its result
+    if launcher:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # any replica the launcher left behind
+        except ProcessLookupError:
+            pass
     pump.join(5)
-    return (_finish_child(name, out, proc, tail, status, time.perf_counter() - t0),
-            status == "interrupted")
+    result = _finish_child(name, out, proc, tail, status, time.perf_counter() - t0)
+    if launcher and not status and result["status"] in ("failed", "interrupted"):
+        # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
+        # replica it was; rank 0's own error (a lost peer, a stop) follows from it.
+        first = parallel.first_failure(list(tail))
+        if first and first[0] != 0:
+            result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
+                          f"replicas (rank 0: {result['reason'][:200]})")
+    return result, status == "interrupted"
 
 
 def _forward_stderr(stream, tail, log_path: Path) -> None:
@@ -192,6 +232,7 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
 
 
 def _finish_child(name, out: Path, proc, tail, status, seconds) -> dict:
@@ -270,8 +311,8 @@ def run(args) -> int:
     config = {"backends": args.backends, "dataset": args.dataset, "preset": preset, "iters": iters,
               "batch_size": args.batch_size, "seed": args.seed, "shared_init": args.shared_init,
               "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
-              "bf16": args.bf16, "xla": args.xla, "compile": args.compile,
-              "timeout": args.timeout}
+              "bf16": args.bf16, "xla": args.xla, "compile": args.compile, "timeout": args.timeout,
+              "devices": args.devices, "sync_bn": args.sync_bn, "nodes": args.nodes}
     if len(args.seed_list) > 1:
         config["seeds"] = args.seed_list
     results = {"schema_version": SCHEMA_VERSION, "command": command,
@@ -284,9 +325,11 @@ def run(args) -> int:
         "preset": preset, "iters": iters, "batch_size": args.batch_size,
         "data_seed": args.seed,  # the data stay those the parent resolved, whatever the seed
         "dataset": child_dataset(dataset.meta), "quiet": args.quiet, "quality": quality,
+        "nodes": args.nodes, "rdzv_endpoint": args.rdzv_endpoint,
         "options": {"device": args.device, "threads": args.threads,
                     "channels_last": args.channels_last, "bf16": args.bf16, "xla": args.xla,
-                    "compile": args.compile, "verbose": args.verbose},
+                    "compile": args.compile, "verbose": args.verbose, "devices": args.devices,
+                    "sync_bn": args.sync_bn, "nodes": args.nodes},
     }
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
           f"{iters} iterations of batch {args.batch_size}"

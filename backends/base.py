@@ -6,6 +6,16 @@ format, `backend.py` defines `Backend(BackendBase)`. The framework is imported i
 modules only, and they are imported only when that backend runs (see backends/__init__.py).
 
 Arrays cross the boundary as numpy: z (N, nz) float32, images NCHW float32 in [-1, 1].
+
+Data parallel (options.devices > 1): `train` runs the framework's own distributed engine
+(backends/<framework>/parallel.py); never a hand-written gradient exchange. The harness still
+hands every batch whole: each of the N replicas trains on its slice
+`common.parallel.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
+and `on_step` gets the global-batch mean losses, averaged by the engine. BN normalises over each
+replica's slice (per-replica BN, as the reference implementations do) unless options.sync_bn.
+Engines with one process per replica (common.parallel.PROCESS_PER_REPLICA) run the worker in
+every process; local rank 0 (of each host) writes the run's files. A backend without a
+data-parallel path raises BackendUnavailable for devices > 1.
 """
 from __future__ import annotations
 
@@ -37,6 +47,9 @@ class BackendOptions:
     bf16: bool = False
     xla: bool = False           # XLA compilation where the framework has it (TensorFlow)
     compile: bool = False       # torch.compile of G and D (PyTorch)
+    devices: int = 1            # data-parallel replicas on this machine (see the module docstring)
+    nodes: int = 1              # machines of one data-parallel run, `devices` replicas each
+    sync_bn: bool = False       # BN statistics over the global batch (PyTorch SyncBatchNorm)
     verbose: bool = False
 
 
@@ -48,14 +61,28 @@ class BackendBase(abc.ABC):
     adam_convention: str = "pytorch"
     # ... and whether BN's running variance takes the unbiased batch variance (x m/(m-1)).
     running_var_unbiased: bool = True
+    # Whether options.devices > 1 and options.sync_bn have an engine behind them here.
+    data_parallel: bool = False
+    sync_bn_supported: bool = False
+    no_data_parallel = "no data-parallel path in this version"  # why not, where data_parallel is off
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         self.spec, self.options = spec, options
+        if (options.devices > 1 or options.nodes > 1) and not self.data_parallel:
+            raise BackendUnavailable(f"--devices {options.devices}: the {self.name} backend: "
+                                     f"{self.no_data_parallel}; run it with --devices 1")
+        if options.sync_bn and not self.sync_bn_supported:
+            raise BackendUnavailable(f"--sync-bn: the {self.name} backend has no synchronised BN; "
+                                     "leave --sync-bn off (per-replica BN)")
 
     @classmethod
     @abc.abstractmethod
     def probe(cls) -> dict:
         """Framework version and the devices it sees, e.g. {"version": "2.13.0", "devices": ["cpu"]}."""
+
+    def parallel_info(self) -> dict:
+        """{"devices": devices per node, "replicas": total replicas, "engine": what trains them}."""
+        return {"devices": 1, "replicas": 1, "engine": "single device"}
 
     # ----- device -----
     @abc.abstractmethod

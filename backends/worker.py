@@ -19,14 +19,15 @@ import numpy as np
 
 import backends
 from backends.base import BackendOptions, BackendUnavailable
-from common import atomic, data, noise, weights
+from common import atomic, data, noise, parallel, weights
 from common.errors import DataError
 from common.spec import model_spec
 from common.steplog import Diverged, StepLog
 from common.timing import summarize
 
-# Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>", kind one of
-# FAULTS. The parent's handling of each is what tests/test_faults.py checks.
+# Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
+# of FAULTS; with /<rank>, only that replica of a multi-process run fails. The parent's handling
+# of each is what tests/test_faults.py and tests/test_parallel.py check.
 FAULT_ENV = "DCGAN_BENCH_TEST_FAULT"
 FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang")
 
@@ -51,6 +52,7 @@ def run(config: dict) -> dict:
             backend.load_weights(weights.load(config["init_weights"], spec)[0])
         result["setup_seconds"] = time.perf_counter() - t0
         result["device"] = backend.device_info()
+        result["parallel"] = backend.parallel_info()
         result["conventions"] = {"adam": backend.adam_convention,
                                  "running_var_unbiased": backend.running_var_unbiased}
         _save_init_outputs(backend, spec, config, ds.images, out)
@@ -102,7 +104,8 @@ def _with_injected_fault(name: str, on_step):
     fault = os.environ.get(FAULT_ENV, "")
     target, _, rest = fault.partition(":")
     kind, _, at = rest.partition("@")
-    if target != name or kind not in FAULTS:
+    at, _, rank = at.partition("/")
+    if target != name or kind not in FAULTS or (rank and int(rank) != parallel.launcher_rank()):
         return on_step
     at = int(at or 0)
 
@@ -185,6 +188,9 @@ def main(argv: list[str]) -> int:
         return probe(argv[1])
     config_path = Path(argv[0])
     config = json.loads(config_path.read_text())
+    if parallel.local_rank():  # a further replica on this host: local rank 0 writes the run's files
+        config = parallel.replica_config(config, parallel.launcher_rank())
+        Path(config["out_dir"]).mkdir(parents=True, exist_ok=True)
     # SIGTERM from the parent (timeout, its own interrupt) ends the loop like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     result = run(config)

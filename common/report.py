@@ -366,8 +366,10 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
         written.append(run_dir / "quality.png")
     if time_to_quality_chart(results, run_dir / "time_to_quality.png"):
         written.append(run_dir / "time_to_quality.png")
+    from common import scaling  # it draws with this module's helpers
     sections = {"losses": loss_rows(losses), "quality": quality, "seeds": seed_rows(results),
-                "parity": parity_rows(run_dir, results, losses)}
+                "parity": parity_rows(run_dir, results, losses),
+                "parallel": scaling.parallel_rows(results)}
     atomic.write_text(run_dir / "report.md", report_markdown(results, rows, written, run_dir, sections))
     written.append(run_dir / "report.md")
     return written
@@ -432,6 +434,15 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
                   "test suite holds each backend to PyTorch in float64 in its own convention "
                   "(tests/test_cli.py).", "",
                   table(sections["parity"], "github"), ""]
+    if sections.get("parallel"):
+        lines += ["## Data parallel", "",
+                  f"{cfg['devices'] * cfg.get('nodes', 1)} replicas ({cfg['devices']} per host): "
+                  f"each trains on 1/{cfg['devices'] * cfg.get('nodes', 1)} of every "
+                  f"batch of {cfg['batch_size']} with its framework's own engine; img/s is the "
+                  "global batch's. Per-replica BN normalises over each replica's slice, so the "
+                  "losses differ from a 1-device run of the same batch (README 'Data parallel'). "
+                  "Scaling across replica counts: `python -m benchmarks.scaling`.", "",
+                  table(sections["parallel"], "github"), ""]
     problems = [r for r in rows if r["status"] != "ok"]
     if problems:
         lines += ["## Skipped or failed", ""] + [f"- **{r['backend']}** ({r['status']}): {r['_reason']}"

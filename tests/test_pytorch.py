@@ -46,7 +46,7 @@ def test_compile_option_compiles_the_step_and_stays_close():
     b = _backend(compile=True)
     loss_d, loss_g = b.train_step(real, z)
     assert b.device_info()["fast_paths"]["torch_compile"]
-    assert isinstance(b._D_train, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(b.train_D, torch._dynamo.eval_frame.OptimizedModule)
     assert loss_d == pytest.approx(ref[0], abs=1e-5)
     assert loss_g == pytest.approx(ref[1], abs=1e-4)
     # evaluation stays eager and exact

@@ -80,6 +80,10 @@ def _blas_threads() -> dict:
 
 class Backend(BackendBase):
     name = "chainer"
+    # The data-parallel engine would be ChainerMN (MPI through mpi4py, its multi-node optimizer).
+    no_data_parallel = ("no data-parallel path in this version: its engine, ChainerMN, needs MPI "
+                        "and mpi4py (not installed by this project) and, as shipped in chainer "
+                        "7.8.1, fails to import on Python >= 3.11 (distutils.msvccompiler)")
     adam_convention = "folded"
     running_var_unbiased = True
     fetch_every_gpu = 10

@@ -18,6 +18,8 @@ Differences from the protocol's defaults worth knowing:
 - peak_memory() on a GPU: MXNet exposes no allocator peak, only the device's free/total memory;
   the largest used (total - free, which includes the CUDA context and other processes) seen at
   the loss fetches is reported, labelled as such.
+- Data parallel (devices > 1): the same modules over a list of contexts with a kvstore, see
+  parallel.py.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import mxnet as mx
 import numpy as np
 
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
-from backends.mxnet import models, weights
+from backends.mxnet import models, parallel, weights
 from common import sysinfo
 from common.spec import ModelSpec
 from common.timing import FetchTimer, LossFetcher
@@ -109,6 +111,11 @@ def _adam_params(adam) -> dict:
             "rescale_grad": 1.0, "clip_gradient": None, "lazy_update": False}
 
 
+def _executors(module: mx.mod.Module) -> list[mx.executor.Executor]:
+    """One executor per context (data parallel), context 0's first."""
+    return module._exec_group.execs  # noqa: SLF001
+
+
 def _executor(module: mx.mod.Module) -> mx.executor.Executor:
     """The module's one executor (one context): its arg_dict, aux_dict and grad_dict are the live
     arrays. Module.get_params() returns host copies refreshed only after update(), so they miss
@@ -121,6 +128,7 @@ class Backend(BackendBase):
     adam_convention = "folded"      # lr·sqrt(1-b2^t)/(1-b1^t), eps added to sqrt(v)
     running_var_unbiased = False    # MXNet adds the biased batch variance
     fetch_every_gpu = 10
+    data_parallel = True
 
     @classmethod
     def probe(cls) -> dict:
@@ -133,36 +141,40 @@ class Backend(BackendBase):
         if options.channels_last or options.bf16:
             raise BackendUnavailable("the mxnet backend has no channels_last or bf16 fast path")
         self.ctx = _select_context(options.device)
+        self.contexts = parallel.contexts(options, self.ctx, _gpu_count())
         mx.random.seed(options.seed, ctx="all")
         p = spec.preset
         self._image_shape = (p.channels, p.image_size, p.image_size)
+        bound = len(self.contexts)  # the batch the modules are bound with: one image per context
 
         self.G = mx.mod.Module(models.generator(spec), data_names=(models.Z,), label_names=None,
-                               context=self.ctx)
-        self.G.bind(data_shapes=[(models.Z, (1, p.nz))], for_training=True)
+                               context=self.contexts)
+        self.G.bind(data_shapes=[(models.Z, (bound, p.nz))], for_training=True)
         self.G.init_params(initializer=_SpecInit(spec))
 
         d_symbol = models.discriminator(spec)
-        shapes = dict(data_shapes=[(models.IMAGES, (1,) + self._image_shape)],
-                      label_shapes=[(models.LABEL, (1,))])
+        shapes = dict(data_shapes=[(models.IMAGES, (bound,) + self._image_shape)],
+                      label_shapes=[(models.LABEL, (bound,))])
         d_params = [n for n in d_symbol.list_arguments() if n not in (models.IMAGES, models.LABEL)]
         self.D = mx.mod.Module(d_symbol, data_names=(models.IMAGES,),
-                               label_names=(models.LABEL,), context=self.ctx)
+                               label_names=(models.LABEL,), context=self.contexts)
         self.D.bind(**shapes, for_training=True, inputs_need_grad=True,
                     grad_req=dict(dict.fromkeys(d_params, "add"),
                                   **{models.IMAGES: "write", models.LABEL: "null"}))
         self.D.init_params(initializer=_SpecInit(spec))
         self.D_G = mx.mod.Module(d_symbol, data_names=(models.IMAGES,),
-                                 label_names=(models.LABEL,), context=self.ctx)
+                                 label_names=(models.LABEL,), context=self.contexts)
         self.D_G.bind(**shapes, for_training=True, inputs_need_grad=True, shared_module=self.D,
                       grad_req=dict(dict.fromkeys(d_params, "null"),
                                     **{models.IMAGES: "write", models.LABEL: "null"}))
 
         for module in (self.G, self.D):
-            module.init_optimizer(kvstore=None, optimizer="adam",
-                                  optimizer_params=_adam_params(spec.adam))
+            parallel.init_optimizer(module, self.contexts, _adam_params(spec.adam))
         self._labels: dict[int, tuple[mx.nd.NDArray, mx.nd.NDArray]] = {}
         self._device_used_peak = 0
+
+    def parallel_info(self) -> dict:
+        return parallel.info(self.contexts) if len(self.contexts) > 1 else super().parallel_info()
 
     # ----- device -----
     def device_info(self) -> dict:
@@ -190,16 +202,17 @@ class Backend(BackendBase):
         return {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"}
 
     # ----- weights -----
-    def _named_arrays(self) -> dict[str, dict[str, mx.nd.NDArray]]:
-        """{net: {MXNet name: live NDArray}} for arguments and auxiliary states."""
+    def _named_arrays(self, context: int = 0) -> dict[str, dict[str, mx.nd.NDArray]]:
+        """{net: {MXNet name: live NDArray}} for arguments and auxiliary states (of one context)."""
         out = {}
         for net, module in (("G", self.G), ("D", self.D)):
-            exe = _executor(module)
+            exe = _executors(module)[context]
             out[net] = dict(exe.arg_dict, **exe.aux_dict)
         return out
 
     def load_weights(self, canonical: dict[str, np.ndarray]) -> None:
-        weights.from_canonical(self._named_arrays(), canonical)
+        for context in range(len(self.contexts)):  # every replica starts from the same weights
+            weights.from_canonical(self._named_arrays(context), canonical)
 
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.to_canonical(self._named_arrays(), self.spec.parameter_shapes())
@@ -277,14 +290,16 @@ class Backend(BackendBase):
     def _discriminator_backward(self, real: mx.nd.NDArray, fake: mx.nd.NDArray) -> mx.nd.NDArray:
         """loss_D's parameter gradients into D's (accumulating) gradient arrays; returns loss_D."""
         real_t, fake_t = self._targets(real.shape[0])
-        for grad in self._param_grads(self.D).values():
-            grad[:] = 0
+        for exe in _executors(self.D):
+            for name in self.D._param_names:  # noqa: SLF001
+                exe.grad_dict[name][:] = 0
         loss_d = None
         for images, target in ((real, real_t), (fake, fake_t)):
             self.D.forward(mx.io.DataBatch([images], [target]), is_train=True)
             self.D.backward()
-            loss = self.D.get_outputs()[0]  # reused by the next forward: copied or summed now
-            loss_d = loss.copy() if loss_d is None else loss_d + loss
+            # One batch-mean loss per context (merged in order): their mean is the global batch's.
+            loss = self.D.get_outputs()[0].mean()
+            loss_d = loss if loss_d is None else loss_d + loss
         return loss_d
 
     def _generator_backward(self, fake: mx.nd.NDArray) -> mx.nd.NDArray:
@@ -293,7 +308,7 @@ class Backend(BackendBase):
         real_t, _ = self._targets(fake.shape[0])
         self.D_G.forward(mx.io.DataBatch([fake], [real_t]), is_train=True)
         self.D_G.backward()
-        loss_g = self.D_G.get_outputs()[0].copy()
+        loss_g = self.D_G.get_outputs()[0].mean()
         self.G.backward(self.D_G.get_input_grads())
         return loss_g
 

@@ -6,6 +6,7 @@ Differences from the protocol's defaults worth knowing:
   but D's weight gradients (discarded by the reference loop) are never computed.
 - Losses are fetched every `fetch_every` steps on a GPU (one sync per fetch); on the CPU each step
   is already synchronous, so they are fetched each step.
+- Data parallel (devices > 1): DDP under torchrun, see parallel.py.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
-from backends.pytorch import models, weights
+from backends.pytorch import models, parallel, weights
 from common import sysinfo
 from common.timing import FetchTimer, LossFetcher
 from common.spec import ModelSpec
@@ -52,6 +53,7 @@ def _bn_mode(module: nn.Module, train: bool):
 class Backend(BackendBase):
     name = "pytorch"
     fetch_every_gpu = 10
+    data_parallel = sync_bn_supported = True
 
     @classmethod
     def probe(cls) -> dict:
@@ -64,6 +66,10 @@ class Backend(BackendBase):
         self.device = _select_device(options.device)
         if options.threads:
             torch.set_num_threads(options.threads)
+        self.replicas = None
+        if options.devices > 1 or options.nodes > 1:
+            self.replicas = parallel.Replicas(options, self.device)
+            self.device = self.replicas.device
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             # Full float32 for spec runs: TF32 would make this backend faster and less exact.
@@ -82,12 +88,16 @@ class Backend(BackendBase):
             params, lr=adam.lr, betas=(adam.beta1, adam.beta2), eps=adam.eps,
             weight_decay=adam.weight_decay)
         self.opt_G, self.opt_D = make_adam(self.G.parameters()), make_adam(self.D.parameters())
-        # The training step's forward passes, compiled by Inductor when asked (first steps pay
-        # for the compilation, one graph per net and requires_grad state); evaluation stays eager.
-        compile_ = torch.compile if options.compile else (lambda net: net)
-        self._G_train, self._D_train = compile_(self.G), compile_(self.D)
         self.criterion = nn.BCEWithLogitsLoss()  # batch mean, as the spec's loss
+        # The modules whose passes train (DDP wrappers of G and D when data parallel).
+        self.train_G, self.train_D = self.replicas.wrap(self.G, self.D) if self.replicas else (self.G, self.D)
+        self.frozen_D = self.D  # the G step's D: no weight gradients, so never through DDP
+        if options.compile:  # Inductor-compiled training passes; evaluation stays eager
+            self.train_G, self.train_D, self.frozen_D = map(torch.compile, (self.train_G, self.train_D, self.D))
         self._labels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def parallel_info(self) -> dict:
+        return self.replicas.info() if self.replicas else super().parallel_info()
 
     # ----- device -----
     def device_info(self) -> dict:
@@ -193,12 +203,12 @@ class Backend(BackendBase):
         self.G.train()
         self.D.train()
         with self._autocast():
-            fake = self._G_train(z)  # once per iteration: both steps use it
+            fake = self.train_G(z)  # once per iteration: both steps use it
 
             # D step: real and fake in separate forward passes (two sets of batch statistics).
             self.opt_D.zero_grad(set_to_none=True)
-            loss_d = (self.criterion(self._D_train(real).float(), real_t)
-                      + self.criterion(self._D_train(fake.detach()).float(), fake_t))
+            loss_d = (self.criterion(self.train_D(real).float(), real_t)
+                      + self.criterion(self.train_D(fake.detach()).float(), fake_t))
         loss_d.backward()
         self.opt_D.step()
 
@@ -207,12 +217,21 @@ class Backend(BackendBase):
         self.D.requires_grad_(False)
         try:
             with self._autocast():
-                loss_g = self.criterion(self._D_train(fake).float(), real_t)
+                loss_g = self.criterion(self.frozen_D(fake).float(), real_t)
             loss_g.backward()
         finally:
             self.D.requires_grad_(True)
         self.opt_G.step()
+        if self.replicas:
+            return self.replicas.mean_losses(loss_d.detach(), loss_g.detach())
         return loss_d.detach(), loss_g.detach()
+
+    def _batch_step(self, real: np.ndarray, z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration on the harness batch: this replica's slice of it when data parallel."""
+        if self.replicas:
+            rows = self.replicas.rows(real.shape[0])
+            real, z = real[rows], z[rows]
+        return self._step(self._tensor(real), self._tensor(z))
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
         real_t, fake_t = self._targets(real.shape[0])
@@ -230,7 +249,7 @@ class Backend(BackendBase):
                 "grads": weights.grads_to_canonical(named, self.spec.parameter_shapes())}
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
-        loss_d, loss_g = self._step(self._tensor(real), self._tensor(z))
+        loss_d, loss_g = self._batch_step(real, z)
         return float(loss_d), float(loss_g)
 
     def train(self, batches, start, on_step) -> None:
@@ -239,7 +258,7 @@ class Backend(BackendBase):
         batches = FetchTimer(batches)  # the harness's data work is not step time
         fetcher = LossFetcher(on_step, batches, start, k, _losses_to_numpy)
         for real, z in batches:
-            fetcher.add(self._step(self._tensor(real), self._tensor(z)))
+            fetcher.add(self._batch_step(real, z))
         fetcher.flush()
 
 

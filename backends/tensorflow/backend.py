@@ -21,6 +21,8 @@ Differences from the protocol worth knowing:
   (running_var_unbiased False).
 - options.threads sets both TF thread pools (intra-op: threads per op; inter-op: ops at once);
   it must come before TF's runtime starts, which it does in the worker's fresh process.
+- Data parallel (devices > 1): MirroredStrategy, see parallel.py; the models are built, and fit
+  runs, in the strategy's scope instead of one device's.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
-from backends.tensorflow import models, weights
+from backends.tensorflow import models, parallel, weights
 from common import sysinfo
 from common.spec import ModelSpec
 from common.timing import FetchTimer
@@ -148,6 +150,7 @@ class Backend(BackendBase):
     name = "tensorflow"
     adam_convention = "folded"
     running_var_unbiased = False
+    data_parallel = True
 
     @classmethod
     def probe(cls) -> dict:
@@ -165,6 +168,7 @@ class Backend(BackendBase):
             _quiet()
         _set_threads(options.threads)
         self.device = _select_device(options.device)
+        self.strategy = parallel.strategy(options, self.device) if options.devices > 1 else None
         self.xla = options.xla
         dtype = MIXED_POLICY if options.bf16 else "float32"
         with self._on_device():
@@ -175,6 +179,7 @@ class Backend(BackendBase):
             self.G(np.zeros((2, p.nz), np.float32))  # builds the variables
             self.D(np.zeros((2, p.image_size, p.image_size, p.channels), np.float32))
             self.gan = models.GAN(spec, self.G, self.D)
+            self.gan.replicas = options.devices
             self.gan.compile(self._adam(), self._adam(), jit_compile=self.xla)
             self._step = tf.function(self.gan.iteration, jit_compile=self.xla,
                                      reduce_retracing=True)
@@ -188,7 +193,10 @@ class Backend(BackendBase):
                                      beta_2=adam.beta2, epsilon=adam.eps, amsgrad=False)
 
     def _on_device(self):
-        return tf.device(self.device)
+        return self.strategy.scope() if self.strategy else tf.device(self.device)
+
+    def parallel_info(self) -> dict:
+        return parallel.info(self.strategy) if self.strategy else super().parallel_info()
 
     @property
     def _on_gpu(self) -> bool:

@@ -125,6 +125,10 @@ def bce_with_logits(logits, label: float):
 class GAN(keras.Model):
     """G and D with one Adam each; `train_step` is one iteration of SPEC.md."""
 
+    # Data parallel (backends/tensorflow/parallel.py): the optimizer sums gradients over the
+    # replicas, so each replica differentiates its batch-mean loss divided by their number.
+    replicas = 1
+
     def __init__(self, spec: ModelSpec, generator: Generator, discriminator: Discriminator):
         super().__init__(name="GAN")
         self.labels = spec.loss
@@ -162,12 +166,19 @@ class GAN(keras.Model):
             with g_tape.stop_recording():
                 with tf.GradientTape() as d_tape:
                     loss_d = self.d_loss(real, fake)
-                d_grads = d_tape.gradient(loss_d, D.trainable_variables)
+                    scaled_d = loss_d / self.replicas if self.replicas > 1 else loss_d
+                d_grads = d_tape.gradient(scaled_d, D.trainable_variables)
                 self.d_optimizer.apply(d_grads, D.trainable_variables)
             loss_g = self.g_loss(fake)
-        g_grads = g_tape.gradient(loss_g, G.trainable_variables)
+            scaled_g = loss_g / self.replicas if self.replicas > 1 else loss_g
+        g_grads = g_tape.gradient(scaled_g, G.trainable_variables)
         self.g_optimizer.apply(g_grads, G.trainable_variables)
         return loss_d, loss_g
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: G, D and both optimizers are built before fit. Under a distribution
+        strategy Keras's TF trainer would otherwise take a batch from fit's iterator to build
+        the model symbolically, and the harness's stream would lose that batch."""
 
     def train_step(self, data):
         loss_d, loss_g = self.iteration(*data)

@@ -1,0 +1,47 @@
+"""TensorFlow data parallel: tf.distribute.MirroredStrategy in one process, Keras's fit.
+
+- Replicas: N GPUs, or on a CPU N logical CPU devices (tf.config.set_logical_device_configuration,
+  which must come before TF's runtime starts: the worker's fresh process).
+- G, D, their optimizers and the GAN are built in the strategy's scope (mirrored variables);
+  fit distributes the harness's dataset, splitting each global batch into N contiguous
+  per-replica batches in order (replica 0 the first rows), and runs GAN.train_step per replica.
+- Gradients: Keras 3's optimizer all-reduces them by SUM across replicas, so each replica's
+  batch-mean loss is divided by N before its gradient (GAN.replicas): the mean of the replicas'
+  gradients, the global batch's. The losses fit reports are the replicas' batch means averaged
+  by the strategy (Keras's "auto" reduction is MEAN).
+- BN is per replica (Keras's synchronized=False). Its moving statistics are MirroredVariables
+  with aggregation "none": each replica keeps and updates its own copy from its own slice
+  (measured: replica 0's G.bn0 moving mean after one step equals one device's after a step on
+  rows 0..B/2 alone, replica 1's the other half's); export_weights reads replica 0's.
+- Several hosts: MultiWorkerMirroredStrategy with TF_CONFIG on every host; not wired into
+  run_all.py in this version (README "Data parallel").
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from backends.base import BackendOptions, BackendUnavailable
+
+
+def strategy(options: BackendOptions, device: str) -> tf.distribute.MirroredStrategy:
+    n = options.devices
+    if device.startswith("/GPU"):
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) < n:
+            raise BackendUnavailable(f"--devices {n}: TensorFlow sees only {len(gpus)} GPU(s)")
+        return tf.distribute.MirroredStrategy([g.name for g in gpus[:n]])
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError as exc:  # TF's runtime already started in this process
+        raise BackendUnavailable(f"--devices {n}: TensorFlow's runtime started before its "
+                                 f"{n} logical CPU devices could be made") from exc
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:n]
+    # One process, no NCCL on CPUs: gradients are summed on one device and copied back.
+    return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def info(strat: tf.distribute.MirroredStrategy) -> dict:
+    n = strat.num_replicas_in_sync
+    return {"devices": n, "replicas": n, "nodes": 1, "engine": "tf MirroredStrategy",
+            "batchnorm": "per replica", "replica_devices": list(strat.extended.worker_devices)}

@@ -1,0 +1,92 @@
+"""Data-parallel scaling: each backend at several replica counts, same global batch, synthetic data.
+
+    python -m benchmarks.scaling --backend pytorch,mxnet --devices 1,2 --batch-size 64 --iters 40
+
+Each replica count is one `run_all.py --dataset synthetic --devices N` run (quality probes off)
+into OUT/d<N>/; OUT/scaling.md, scaling.json and scaling.png give img/s against replica count and
+efficiency against linear (common/scaling.py). `--from-runs DIR ...` tabulates finished run
+folders instead of training.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common import atomic, report, scaling  # noqa: E402
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", default="all")
+    p.add_argument("--devices", default="1,2", help="comma-separated replica counts")
+    p.add_argument("--batch-size", type=int, default=64, help="the global batch, the same at every count")
+    p.add_argument("--iters", type=int, default=40)
+    p.add_argument("--preset", default="mnist32")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--from-runs", nargs="+", metavar="DIR", help="tabulate these run folders; no training")
+    p.add_argument("--out", help="folder to create (default: runs/scaling-<timestamp>)")
+    args = p.parse_args(argv)
+    try:
+        args.counts = [int(n) for n in args.devices.split(",")]
+    except ValueError:
+        p.error(f"--devices takes comma-separated integers like 1,2, got {args.devices!r}")
+    if any(n <= 0 or args.batch_size % n for n in args.counts):
+        p.error(f"--devices {args.devices}: every count must be positive and divide --batch-size "
+                f"{args.batch_size}")
+    return args
+
+
+def run_one(args, devices: int, out: Path) -> dict:
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--backend", args.backend, "--dataset", "synthetic",
+           "--preset", args.preset, "--batch-size", str(args.batch_size), "--iters", str(args.iters),
+           "--devices", str(devices), "--quality-every", "0", "--device", args.device,
+           "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if not (out / "results.json").exists():
+        raise SystemExit(f"benchmarks.scaling: run_all.py failed: {proc.stderr.strip()[-500:]}")
+    return report.load_results(out / "results.json")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    out = Path(args.out) if args.out else REPO / "runs" / f"scaling-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists():
+        raise SystemExit(f"benchmarks.scaling: {out} already exists; choose a new --out")
+    if args.from_runs:
+        runs = [report.load_results(Path(d) / "results.json") for d in args.from_runs]
+        out.mkdir(parents=True)
+    else:
+        out.mkdir(parents=True)
+        runs = []
+        for n in args.counts:
+            print(f"--devices {n}", file=sys.stderr, flush=True)
+            runs.append(run_one(args, n, out / f"d{n}"))
+    rows = scaling.scaling_rows(runs)
+    prov, cfg = runs[0]["provenance"], runs[0]["config"]
+    command = "python -m benchmarks.scaling " + " ".join(argv)
+    text = "\n".join([
+        f"Command: `{command}`", "",
+        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
+        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
+        f"- {cfg['dataset']} data, preset {cfg['preset']}, global batch {cfg['batch_size']}, "
+        f"{cfg['iters']} iterations per run; img/s is each run's median step (warm-up excluded); "
+        "efficiency = img/s / (replicas x img/s at 1 replica)",
+        f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
+        report.table(rows, "github"), ""])
+    if rows:
+        scaling.scaling_chart(rows, out / "scaling.png")
+    atomic.write_text(out / "scaling.md", text)
+    atomic.write_json(out / "scaling.json", {"command": command, "rows": rows})
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

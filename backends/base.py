@@ -81,16 +81,16 @@ class BackendBase(abc.ABC):
         """Canonical weights: float32, PyTorch layout, exactly the spec's keys."""
 
     # ----- checkpoints (common/checkpoint.py owns the folder, manifest and checksums) -----
+    @abc.abstractmethod
     def save_checkpoint(self, folder: Path) -> None:
         """Write the framework's native checkpoint into the existing, empty `folder`: both models
         with their BN running statistics and both optimizers' state with their step counts,
         everything train() continues from. Called between train() calls, the device synchronised."""
-        raise NotImplementedError(f"the {self.name} backend cannot write checkpoints yet")
 
+    @abc.abstractmethod
     def load_checkpoint(self, folder: Path) -> None:
         """Restore what save_checkpoint wrote (its checksums already verified), so that train()
         from the checkpoint's iteration computes what the uninterrupted run computed."""
-        raise NotImplementedError(f"the {self.name} backend cannot load checkpoints yet")
 
     # ----- introspection, for the parametrised tests -----
     @abc.abstractmethod

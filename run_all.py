@@ -334,7 +334,7 @@ def run(args) -> int:
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
           f"{iters} iterations of batch {args.batch_size}"
           + (f", seeds {args.seeds}" if len(args.seed_list) > 1 else "")
-          + f"; writing {_rel(run_dir)}", file=sys.stderr)
+          + f"; {'resuming' if args.resume else 'writing'} {_rel(run_dir)}", file=sys.stderr)
     del dataset  # children load their own copy; keep the parent small
 
     explicit = args.backend != "all"

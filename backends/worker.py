@@ -26,7 +26,8 @@ from common.steplog import Diverged, StepLog
 from common.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>", kind one of
-# FAULTS. The parent's handling of each is what tests/test_faults.py checks.
+# FAULTS (several backends: comma-separated). The parent's handling of each is what
+# tests/test_faults.py checks.
 FAULT_ENV = "DCGAN_BENCH_TEST_FAULT"
 FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang")
 
@@ -112,8 +113,8 @@ def run(config: dict) -> dict:
 
 def _with_injected_fault(name: str, on_step):
     """on_step, or (tests only, FAULT_ENV) on_step that fails the chosen way at one iteration."""
-    fault = os.environ.get(FAULT_ENV, "")
-    target, _, rest = fault.partition(":")
+    faults = [f for f in os.environ.get(FAULT_ENV, "").split(",") if f.startswith(name + ":")]
+    target, _, rest = (faults or [""])[0].partition(":")
     kind, _, at = rest.partition("@")
     if target != name or kind not in FAULTS:
         return on_step

@@ -144,6 +144,8 @@ def resume_args(args):
     except (KeyError, TypeError) as exc:
         raise UsageError(f"{run_dir / 'results.json'}: no usable stored configuration "
                          f"({type(exc).__name__}: {exc}); this run cannot be resumed") from None
+    # As the run was started: 'all' or named backends (a named one that is skipped is an error).
+    args.backend = "all" if args.backends == list(backends.NAMES) else ",".join(args.backends)
     args.stored_results = results
     return args
 

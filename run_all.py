@@ -434,8 +434,11 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
     for name in args.backends:
         if args.resume and seed_results.get(name, {}).get("status") in ("ok", "skipped"):
             continue  # --resume keeps finished backends as they are
-        if args.resume:  # a result left by the stopped attempt must not stand for this one
-            (seed_dir / "backends" / name / "result.json").unlink(missing_ok=True)
+        if args.resume:  # a result left by the stopped attempt must not stand for this one;
+            attempt = seed_dir / "backends" / name  # its stderr log is kept beside the new one
+            (attempt / "result.json").unlink(missing_ok=True)
+            if (attempt / "stderr.log").exists():
+                os.replace(attempt / "stderr.log", attempt / "stderr.before-resume.log")
         reason = backends.unavailable_reason(name)
         if reason:
             seed_results[name] = {"backend": name, "status": "skipped", "reason": reason}

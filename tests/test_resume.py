@@ -80,6 +80,7 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(runs, name):
     got, want = (np.load(d / "backends" / name / "weights.npz") for d in (cut, full))
     for key in want.files:  # BN running statistics included: the losses do not show them
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    assert "injected fault" in (cut / "backends" / name / "stderr.before-resume.log").read_text()
     checkpoints = sorted(p.name for p in (cut / "backends" / name / "checkpoints").iterdir())
     assert checkpoints == ["iter-000005", "iter-000010"]
 

@@ -93,6 +93,11 @@ def parse_args(argv):
     p.add_argument("--quality-every", type=int, metavar="K",
                    help="FD of the fixed-z samples every K iterations, for the time-to-quality "
                         "curve (default: about 10 points per run, a multiple of 10; 0: off)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="write each backend's checkpoint (native state + canonical weights) every "
+                        "N iterations into backends/<name>/checkpoints/, for --resume")
+    p.add_argument("--resume", metavar="DIR", help="continue the unfinished backends of run DIR "
+                   "from their last checkpoints, with DIR's stored configuration")
     p.add_argument("--list", action="store_true", help="show installed backends and their devices")
     p.add_argument("--report", metavar="DIR", help="rebuild DIR's report from its results.json; no training")
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"),
@@ -117,7 +122,9 @@ def parse_args(argv):
     args.seed = args.seed_list[0]
     if args.quality_every is not None and args.quality_every < 0:
         p.error(f"--quality-every must be 0 (off) or positive, got {args.quality_every}")
-    for name in ("iters", "epochs", "batch_size", "threads", "timeout", "devices", "nodes"):
+    args.given = _given_options(p, argv)
+    for name in ("iters", "epochs", "batch_size", "threads", "timeout", "devices", "nodes",
+                 "checkpoint_every"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -132,8 +139,43 @@ def parse_args(argv):
                     f"this version; pass --backend {','.join(parallel.PROCESS_PER_REPLICA)}")
         if not args.rdzv_endpoint:
             p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
+    if args.checkpoint_every and args.devices * args.nodes > 1:
+        p.error("--checkpoint-every with --devices/--nodes > 1 is not supported in this version "
+                "(each replica would need its own checkpoint); drop one of them")
     if args.sync_bn and args.devices * args.nodes == 1:
         p.error("--sync-bn needs --devices 2 or more (one device already normalises the whole batch)")
+    return args
+
+
+def _given_options(p: argparse.ArgumentParser, argv) -> set[str]:
+    """The dests set on the command line (abbreviations included): parsed again with no defaults."""
+    saved = {a.dest: a.default for a in p._actions}  # noqa: SLF001 - argparse has no public list
+    try:
+        for a in p._actions:  # noqa: SLF001
+            a.default = argparse.SUPPRESS
+        return set(vars(p.parse_args(argv)))
+    finally:
+        for a in p._actions:  # noqa: SLF001
+            a.default = saved[a.dest]
+
+
+def resume_args(args):
+    """--resume DIR: args become DIR's stored configuration; refused (UsageError) if DIR is not
+    a run folder, was written by a newer dcgan-bench, or the command line asks for other values."""
+    from common import resume
+    run_dir = Path(args.resume)
+    results = _load_run(run_dir)
+    problem = resume.conflicts(args, args.given, results.get("config") or {})
+    if problem:
+        raise UsageError(problem)
+    try:
+        resume.apply(args, results["config"], results["dataset"])
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"{run_dir / 'results.json'}: no usable stored configuration "
+                         f"({type(exc).__name__}: {exc}); this run cannot be resumed") from None
+    # As the run was started: 'all' or named backends (a named one that is skipped is an error).
+    args.backend = "all" if args.backends == list(backends.NAMES) else ",".join(args.backends)
+    args.stored_results = results
     return args
 
 
@@ -277,6 +319,8 @@ def main(argv=None) -> int:
         if args.compare:
             print(report.compare_runs(*(_load_run(Path(d)) for d in args.compare)))
             return 0
+        if args.resume:
+            args = resume_args(args)
     except UsageError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -305,7 +349,7 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     iters = (args.iters if args.iters else
              max(1, round(args.epochs * plan.batches_per_epoch)) if args.epochs else DEFAULT_ITERS)
-    run_dir = make_run_dir(args.out)
+    run_dir = Path(args.resume) if args.resume else make_run_dir(args.out)
 
     command = "python run_all.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     config = {"backends": args.backends, "dataset": args.dataset, "preset": preset, "iters": iters,
@@ -313,12 +357,18 @@ def run(args) -> int:
               "device": args.device, "threads": args.threads, "channels_last": args.channels_last,
               "bf16": args.bf16, "xla": args.xla, "compile": args.compile, "timeout": args.timeout,
               "devices": args.devices, "sync_bn": args.sync_bn, "nodes": args.nodes}
+    if args.checkpoint_every:
+        config["checkpoint_every"] = args.checkpoint_every
     if len(args.seed_list) > 1:
         config["seeds"] = args.seed_list
     results = {"schema_version": SCHEMA_VERSION, "command": command,
                "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                "config": config, "dataset": dataset.meta, "provenance": sysinfo.provenance(),
                "backends": {}}
+    if args.resume:  # the stored results, with this resume recorded
+        resumed = {k: results[k] for k in ("command", "started", "provenance")}
+        results = args.stored_results
+        results["resumed"] = results.get("resumed", []) + [resumed]
     quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every)
     config["quality"] = quality
     child_config = {
@@ -331,10 +381,11 @@ def run(args) -> int:
                     "compile": args.compile, "verbose": args.verbose, "devices": args.devices,
                     "sync_bn": args.sync_bn, "nodes": args.nodes},
     }
+    child_config.update(checkpoint_every=args.checkpoint_every, resume=bool(args.resume))
     print(f"dcgan-bench: {dataset.meta['name']} ({len(dataset.images)} images), preset {preset}, "
           f"{iters} iterations of batch {args.batch_size}"
           + (f", seeds {args.seeds}" if len(args.seed_list) > 1 else "")
-          + f"; writing {_rel(run_dir)}", file=sys.stderr)
+          + f"; {'resuming' if args.resume else 'writing'} {_rel(run_dir)}", file=sys.stderr)
     del dataset  # children load their own copy; keep the parent small
 
     explicit = args.backend != "all"
@@ -403,7 +454,7 @@ class QualityJudge:
 # ----- reports of finished runs -----
 def _load_run(run_dir: Path) -> dict:
     try:
-        return report.load_results(run_dir / "results.json")
+        return report.load_results(run_dir / "results.json", SCHEMA_VERSION)
     except FileNotFoundError:
         raise UsageError(f"{run_dir}: no results.json there; pass a run folder made by run_all.py") from None
     except ValueError as exc:
@@ -430,6 +481,13 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
     child_config = dict(child_config, seed=seed, init_weights=str(init_path) if init_path else None,
                         options=dict(child_config["options"], seed=seed))
     for name in args.backends:
+        if args.resume and seed_results.get(name, {}).get("status") in ("ok", "skipped"):
+            continue  # --resume keeps finished backends as they are
+        if args.resume:  # a result left by the stopped attempt must not stand for this one;
+            attempt = seed_dir / "backends" / name  # its stderr log is kept beside the new one
+            (attempt / "result.json").unlink(missing_ok=True)
+            if (attempt / "stderr.log").exists():
+                os.replace(attempt / "stderr.log", attempt / "stderr.before-resume.log")
         reason = backends.unavailable_reason(name)
         if reason:
             seed_results[name] = {"backend": name, "status": "skipped", "reason": reason}

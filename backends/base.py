@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -106,6 +107,18 @@ class BackendBase(abc.ABC):
     @abc.abstractmethod
     def export_weights(self) -> dict[str, np.ndarray]:
         """Canonical weights: float32, PyTorch layout, exactly the spec's keys."""
+
+    # ----- checkpoints (common/checkpoint.py owns the folder, manifest and checksums) -----
+    @abc.abstractmethod
+    def save_checkpoint(self, folder: Path) -> None:
+        """Write the framework's native checkpoint into the existing, empty `folder`: both models
+        with their BN running statistics and both optimizers' state with their step counts,
+        everything train() continues from. Called between train() calls, the device synchronised."""
+
+    @abc.abstractmethod
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore what save_checkpoint wrote (its checksums already verified), so that train()
+        from the checkpoint's iteration computes what the uninterrupted run computed."""
 
     # ----- introspection, for the parametrised tests -----
     @abc.abstractmethod

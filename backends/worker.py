@@ -19,15 +19,16 @@ import numpy as np
 
 import backends
 from backends.base import BackendOptions, BackendUnavailable
-from common import atomic, data, noise, parallel, weights
+from common import atomic, checkpoint, data, noise, parallel, weights
 from common.errors import DataError
 from common.spec import model_spec
 from common.steplog import Diverged, StepLog
 from common.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
-# of FAULTS; with /<rank>, only that replica of a multi-process run fails. The parent's handling
-# of each is what tests/test_faults.py and tests/test_parallel.py check.
+# of FAULTS (several backends: comma-separated); with /<rank>, only that replica of a
+# multi-process run fails. The parent's handling of each is what tests/test_faults.py and
+# tests/test_parallel.py check.
 FAULT_ENV = "DCGAN_BENCH_TEST_FAULT"
 FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang")
 
@@ -58,13 +59,25 @@ def run(config: dict) -> dict:
         _save_init_outputs(backend, spec, config, ds.images, out)
 
         start, stop = 0, config["iters"]
-        probe, every = _quality_probe(backend, spec, config, result)
+        harness = _resume(backend, config, out, result) if config.get("resume") else {}
+        start = result.get("resumed_from", 0)
+        probe, every = _quality_probe(backend, spec, config, result, harness.get("train_seconds", 0.0))
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
                       progress=not config.get("quiet"), probe=probe, probe_every=every)
         t0 = time.perf_counter()
         on_step = _with_injected_fault(config["backend"], log)
-        backend.train(noise.iterate_batches(ds.images, plan, spec.preset.nz, start, stop), start, on_step)
-        backend.synchronize()
+        # With checkpoints, train() runs in segments that end at them: between two calls the
+        # backend is synchronised and its state is that of the iteration (losses may be fetched
+        # every K steps, so inside on_step the backend can be ahead of the step it reports).
+        every_n, a = config.get("checkpoint_every") or stop, start
+        while a < stop:
+            b = min(stop, (a // every_n + 1) * every_n)
+            backend.train(noise.iterate_batches(ds.images, plan, spec.preset.nz, a, b), a, on_step)
+            backend.synchronize()
+            if b < stop:
+                with log.paused():  # harness work: neither step time nor loop overhead
+                    _save_checkpoint(backend, config, out, b, result, harness, log)
+            a = b
         result["wall_seconds"] = time.perf_counter() - t0
         result["status"] = "ok"
     except Diverged as exc:
@@ -85,7 +98,8 @@ def run(config: dict) -> dict:
     finally:
         if log is not None:
             log.close()
-            result["iterations_done"] = log.iterations_done
+            # The model's iterations (a resumed run's step timings cover this process only).
+            result["iterations_done"] = log.next_iteration
             result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds)
             result["summary"]["quality_probe_seconds"] = log.probe_seconds
             if log.last:
@@ -101,8 +115,8 @@ def run(config: dict) -> dict:
 
 def _with_injected_fault(name: str, on_step):
     """on_step, or (tests only, FAULT_ENV) on_step that fails the chosen way at one iteration."""
-    fault = os.environ.get(FAULT_ENV, "")
-    target, _, rest = fault.partition(":")
+    faults = [f for f in os.environ.get(FAULT_ENV, "").split(",") if f.startswith(name + ":")]
+    target, _, rest = (faults or [""])[0].partition(":")
     kind, _, at = rest.partition("@")
     at, _, rank = at.partition("/")
     if target != name or kind not in FAULTS or (rank and int(rank) != parallel.launcher_rank()):
@@ -153,8 +167,40 @@ def _quality_samples(backend, spec, config) -> np.ndarray:
     return data.quantize_to_uint8(backend.generate(noise.fixed_noise(config["seed"], count, spec.preset.nz)))
 
 
-def _quality_probe(backend, spec, config, result):
-    """FD every K iterations against the evaluator's reference (the time-to-quality curve)."""
+def _resume(backend, config, out: Path, result: dict) -> dict:
+    """Load the newest checkpoint that verifies (none: start again from iteration 0), cut the
+    loss log back to it, and return the harness state saved with it."""
+    found = checkpoint.latest(out / "checkpoints", config)
+    iteration = found.iteration if found else 0
+    if found:
+        backend.load_checkpoint(found.path)
+        result["resumed_from"] = iteration
+        result["quality_curve"] = list(found.manifest["harness"].get("quality_curve", []))
+    print(f"{config['backend']}: resuming from iteration {iteration}"
+          + ("" if found else " (no usable checkpoint)"), file=sys.stderr, flush=True)
+    checkpoint.truncate_losses(out / "losses.csv", iteration)
+    return found.manifest["harness"] if found else {}
+
+
+def _save_checkpoint(backend, config, out: Path, iteration: int, result: dict, harness: dict,
+                     log) -> None:
+    """Native state and canonical weights of `iteration`, with what the harness needs to go on:
+    the quality curve so far and the training seconds before this process (for its x axis)."""
+    spec = backend.spec
+
+    def write(folder: Path) -> None:
+        backend.save_checkpoint(folder)
+        weights.save(folder / "weights.npz", backend.export_weights(), spec)
+
+    log.flush()  # the loss rows of the iterations this checkpoint covers
+    state = {"quality_curve": result.get("quality_curve", []),
+             "train_seconds": harness.get("train_seconds", 0.0) + float(sum(log.step_seconds))}
+    checkpoint.save(out / "checkpoints", iteration, write, config, state)
+
+
+def _quality_probe(backend, spec, config, result, seconds_before: float = 0.0):
+    """FD every K iterations against the evaluator's reference (the time-to-quality curve);
+    seconds_before: training seconds of the iterations before this process (a resumed run)."""
     q = config.get("quality")
     if not q or not q.get("every"):
         return None, 0
@@ -163,7 +209,7 @@ def _quality_probe(backend, spec, config, result):
     curve = result.setdefault("quality_curve", [])
 
     def probe(iterations_done: int, train_seconds: float) -> None:
-        curve.append({"iteration": iterations_done, "train_seconds": train_seconds,
+        curve.append({"iteration": iterations_done, "train_seconds": seconds_before + train_seconds,
                       "fd": evaluator.fd(_quality_samples(backend, spec, config))})
     return probe, q["every"]
 

@@ -52,7 +52,10 @@ def parse_idx(data: bytes, *, name: str = "idx") -> np.ndarray:
         raise DataError(f"{name}: truncated idx file (expected {expected} bytes, got {len(data)}); {_FIX}")
     if len(data) > expected:
         raise DataError(f"{name}: trailing bytes after idx data (expected {expected} bytes, got {len(data)}); {_FIX}")
-    values = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    try:
+        values = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    except ValueError:  # an empty array whose other dims overflow numpy's size (found by fuzzing)
+        raise DataError(f"{name}: idx dimensions {dims} cannot form an array; {_FIX}") from None
     # astype copies: the result is writable and in native byte order.
     return values.astype(dtype.newbyteorder("="))
 

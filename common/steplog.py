@@ -3,7 +3,9 @@ every backend. The loss CSV is appended and flushed as training goes, so an inte
 crashed run keeps every iteration it finished."""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,6 +71,20 @@ class StepLog:
             self.probe_seconds += time.perf_counter() - now
             now = time.perf_counter()
         self._returned = now
+
+    def flush(self) -> None:
+        """Every logged row on disk (before a checkpoint claims those iterations are done)."""
+        self._csv.flush()
+        os.fsync(self._csv.fileno())
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Harness work between steps (a checkpoint) that is not loop overhead."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._returned += time.perf_counter() - t0
 
     @property
     def iterations_done(self) -> int:

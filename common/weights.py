@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import zipfile
 
@@ -81,6 +82,7 @@ def load(path: str | os.PathLike, spec: ModelSpec | None = None) -> tuple[dict[s
     if not zipfile.is_zipfile(name):  # also refuses a plain .npy, which np.load would accept
         raise WeightsError(f"{name}: not a .npz weight file")
     try:
+        _check_sizes(name)
         with np.load(name, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: zip, header and size errors alike
@@ -94,6 +96,23 @@ def load(path: str | os.PathLike, spec: ModelSpec | None = None) -> tuple[dict[s
     spec = spec or file_spec
     validate(arrays, spec, name)
     return {k: v.astype(np.float32, copy=False) for k, v in arrays.items()}, spec
+
+
+def _check_sizes(name: str) -> None:
+    """Refuse a member whose .npy header declares more data than the member holds: np.load
+    allocates the declared size before reading (a damaged header could ask for terabytes)."""
+    with zipfile.ZipFile(name) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"{info.filename}: .npy format version {version} not supported")
+                shape, _, dtype = read_header(f)
+                if math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"{info.filename}: header declares shape {shape} of {dtype}, "
+                                     f"more than its {info.file_size} bytes")
 
 
 def _read_meta(raw, name: str) -> dict:

@@ -89,7 +89,7 @@ class Backend(BackendBase):
     fetch_every_gpu = 10
     log_every = 100
     # Trainer directory (LogReport's log file, snapshots) and snapshot interval: off by default;
-    # a checkpoint/resume option of the harness would set them.
+    # the harness's checkpoints (save_checkpoint, between train() segments) do not use them.
     trainer_out: str | None = None
     snapshot_every: int | None = None
 
@@ -164,6 +164,23 @@ class Backend(BackendBase):
 
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
+
+    # ----- checkpoints -----
+    CHECKPOINT = "updater.npz"
+
+    def _updater(self, iteration: int = 0) -> training.DCGANUpdater:
+        """An updater over this backend's models and optimizers: what a Trainer snapshot
+        serializes (models with BN statistics, each Adam's t and moments, the iteration)."""
+        updater = training.DCGANUpdater(training.HarnessBatches(()), self.G, self.D, self.opt_G,
+                                        self.opt_D, self.device, self.spec.loss)
+        updater.iteration = iteration
+        return updater
+
+    def save_checkpoint(self, folder) -> None:
+        chainer.serializers.save_npz(str(folder / self.CHECKPOINT), self._updater())
+
+    def load_checkpoint(self, folder) -> None:
+        chainer.serializers.load_npz(str(folder / self.CHECKPOINT), self._updater())
 
     # ----- introspection -----
     def _links(self) -> dict:

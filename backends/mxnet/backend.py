@@ -217,6 +217,30 @@ class Backend(BackendBase):
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.to_canonical(self._named_arrays(), self.spec.parameter_shapes())
 
+    # ----- checkpoints -----
+    def _checkpoint_modules(self):
+        return (("G", self.G), ("D", self.D))  # D_G shares D's arrays
+
+    def save_checkpoint(self, folder) -> None:
+        for net, module in self._checkpoint_modules():
+            # Module.save_params's file format ("arg:"/"aux:" names), written from the live
+            # executor arrays: get_params' host copies can miss the backward-updated aux states.
+            exe = _executor(module)
+            mx.nd.save(str(folder / f"{net}.params"),
+                       {**{f"arg:{n}": exe.arg_dict[n] for n in module._param_names},  # noqa: SLF001
+                        **{f"aux:{n}": a for n, a in exe.aux_dict.items()}})
+            # The updater's states (Adam's m, v) with the optimizer itself: it holds the per-
+            # parameter step counts of the bias correction, which save_optimizer_states drops.
+            with open(folder / f"{net}.states", "wb") as f:
+                f.write(module._updater.get_states(dump_optimizer=True))  # noqa: SLF001
+
+    def load_checkpoint(self, folder) -> None:
+        for net, module in self._checkpoint_modules():
+            module.load_params(str(folder / f"{net}.params"))
+            # A pickle: common/checkpoint.py has verified its sha256 against the manifest.
+            module._updater.set_states((folder / f"{net}.states").read_bytes())  # noqa: SLF001
+            module._optimizer = module._updater.optimizer  # noqa: SLF001 - the one it now uses
+
     # ----- introspection -----
     def layer_output_shapes(self, z: np.ndarray, x: np.ndarray) -> dict[str, tuple[int, int, int]]:
         """Runs every layer's own output node (symbol internals) on z and x in inference mode."""

@@ -132,6 +132,22 @@ class Backend(BackendBase):
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
 
+    # ----- checkpoints -----
+    CHECKPOINT = "pytorch.pt"
+
+    def save_checkpoint(self, folder) -> None:
+        torch.save({"G": self.G.state_dict(), "D": self.D.state_dict(),
+                    "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()},
+                   folder / self.CHECKPOINT)
+
+    def load_checkpoint(self, folder) -> None:
+        # weights_only: tensors and plain containers, never arbitrary pickled objects.
+        state = torch.load(folder / self.CHECKPOINT, map_location=self.device, weights_only=True)
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+
     # ----- introspection -----
     def _layers(self):
         """(spec name, torch module) for every conv/deconv and BN: children share the names."""

@@ -237,6 +237,24 @@ class Backend(BackendBase):
     def export_weights(self) -> dict[str, np.ndarray]:
         return weights.to_canonical(self._nets(), self.spec.parameter_shapes())
 
+    # ----- checkpoints -----
+    CHECKPOINT = "tensorflow"  # tf.train.Checkpoint's prefix: .index and .data-* files
+
+    def _checkpoint(self) -> tf.train.Checkpoint:
+        # Both Adams (iterations, first and second moments) and both nets' variables, listed:
+        # a Keras 3 model passed itself is not tracked (its BN moving statistics, which no
+        # optimizer holds, were missing from the file, measured).
+        return tf.train.Checkpoint(G_variables=list(self.G.variables),
+                                   D_variables=list(self.D.variables),
+                                   g_optimizer=self.gan.g_optimizer, d_optimizer=self.gan.d_optimizer)
+
+    def save_checkpoint(self, folder) -> None:
+        self._checkpoint().write(str(folder / self.CHECKPOINT))
+
+    def load_checkpoint(self, folder) -> None:
+        # Every variable exists already (built in __init__): a name that matches nothing fails.
+        self._checkpoint().read(str(folder / self.CHECKPOINT)).assert_consumed()
+
     # ----- introspection -----
     def _spec_layers(self):
         """(spec name, Keras layer) for every conv/deconv and BN: the Keras layers carry the spec's
@@ -313,8 +331,19 @@ class Backend(BackendBase):
 
     def train(self, batches, start, on_step) -> None:
         fetch = FetchTimer(batches)
+        reporter = _StepReporter(fetch, start, on_step)
+        optimizers = (self.gan.g_optimizer, self.gan.d_optimizer)
+        counts = [int(opt.iterations.numpy()) for opt in optimizers]
         with self._on_device(), warnings.catch_warnings():
             # fit reads the harness's finite stream to its end and then says so: expected here.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            self.gan.fit(self._dataset(fetch), epochs=1, verbose=0, shuffle=False,
-                         callbacks=[_StepReporter(fetch, start, on_step)])
+            try:
+                self.gan.fit(self._dataset(fetch), epochs=1, verbose=0, shuffle=False,
+                             callbacks=[reporter])
+            finally:
+                # The step fit runs into the end of the data (OutOfRange) still increments each
+                # Adam's step counter, which has no data dependency, though no update happens
+                # (measured: +1 per fit call): put the counters back to the steps taken, or
+                # the next train() call (a resumed segment) would use the wrong bias correction.
+                for opt, count in zip(optimizers, counts):
+                    opt.iterations.assign(count + reporter.iteration - start)

@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import atomic, data, noise, report, sysinfo, weights  # noqa: E402
+from common import atomic, data, image_folder, noise, report, sysinfo, weights  # noqa: E402
 from common.errors import DataError  # noqa: E402
-from common.spec import DATASET_PRESETS, PRESETS, model_spec  # noqa: E402
+from common.spec import DATASET_PRESETS, FOLDER_PRESET, PRESETS, model_spec  # noqa: E402
 
 SCHEMA_VERSION = 1
 DEFAULT_ITERS = 500
@@ -55,7 +55,7 @@ def parse_args(argv):
     p.add_argument("--backend", default="all",
                    help=f"'all' or a comma-separated list of: {', '.join(backends.NAMES)}")
     p.add_argument("--dataset", default="mnist",
-                   help="mnist | mnist-5k | synthetic (a value with a path separator is an image folder)")
+                   help="mnist | mnist-5k | synthetic | cifar10 | PATH (a folder of .png/.jpg images)")
     p.add_argument("--preset", choices=list(PRESETS), help="network preset (default: the dataset's)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iters", type=int, help=f"training iterations (default {DEFAULT_ITERS})")
@@ -73,7 +73,8 @@ def parse_args(argv):
     p.add_argument("--bf16", action="store_true",
                    help="bf16 fast path (PyTorch autocast, Keras mixed_bfloat16); off for parity")
     p.add_argument("--xla", action="store_true", help="XLA-compiled step (TensorFlow); off for parity")
-    p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
+    p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files or the CIFAR-10 "
+                                      "python tarball; no download")
     p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -222,6 +223,8 @@ def child_dataset(meta: dict) -> dict:
     """How a child loads exactly what the parent resolved, without touching the network:
     verified MNIST files from their folder, the 5k digits, or the same seeded synthetic set."""
     source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    if source.get("decoded"):  # cifar10 or an image folder: the pixels the parent decoded
+        return {"name": meta["requested"], "data_dir": None, "decoded": source["decoded"]}
     return {"name": meta["name"], "data_dir": source.get("data_dir") or source.get("cache_dir")}
 
 
@@ -248,13 +251,11 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    if os.sep in args.dataset or (os.altsep and os.altsep in args.dataset):
-        raise UsageError(f"--dataset {args.dataset}: image-folder datasets are not supported in "
-                         "this version; use mnist, mnist-5k or synthetic")
     if args.device == "gpu" and not sysinfo.gpu_models():
         raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
                          "use --device cpu or --device auto")
-    preset = args.preset or DATASET_PRESETS.get(args.dataset, "mnist32")
+    preset = args.preset or DATASET_PRESETS.get(
+        args.dataset, FOLDER_PRESET if image_folder.is_folder_dataset(args.dataset) else "mnist32")
     spec = model_spec(preset)  # --preset choices are validated by argparse
     dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
     try:

@@ -42,7 +42,8 @@ def run(config: dict) -> dict:
     try:
         ds = data.load_dataset(config["dataset"]["name"], spec.preset,
                                data_dir=config["dataset"].get("data_dir"),
-                               seed=config.get("data_seed", config["seed"]))
+                               seed=config.get("data_seed", config["seed"]),
+                               decoded=config["dataset"].get("decoded"))
         plan = noise.BatchPlan(len(ds.images), config["batch_size"], config["seed"])
         t0 = time.perf_counter()
         Backend = backends.load(config["backend"])

@@ -29,9 +29,11 @@ SPLITS = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test
 SIDE = 32
 
 # What a pickled numpy array needs (numpy 1.x and 2.x module names); nothing else resolves.
+# _codecs.encode (str -> bytes, no code) is how Python 3 writes bytes in a protocol-2 pickle, as
+# in a copy re-saved with Python 3; the original Python 2 files store them as plain strings.
 ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
 }
 
 

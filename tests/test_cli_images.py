@@ -95,3 +95,10 @@ def test_bad_folder_is_one_line_exit_2_and_creates_nothing(tmp_path, make, needl
     proc = run_cli("--dataset", str(tmp_path / "photos"), "--out", str(tmp_path / "run"), env=_offline(tmp_path))
     assert needle in _one_line_error(proc)
     assert not (tmp_path / "run").exists()
+
+
+def test_cifar10_without_a_mirror_is_one_line_exit_2(tmp_path):
+    env = dict(_offline(tmp_path), DCGAN_BENCH_CIFAR10_MIRRORS=_offline(tmp_path)["DCGAN_BENCH_MNIST_MIRRORS"])
+    proc = run_cli("--dataset", "cifar10", "--out", str(tmp_path / "run"), env=env)
+    assert "no offline fallback" in _one_line_error(proc)
+    assert not (tmp_path / "run").exists()

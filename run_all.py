@@ -278,7 +278,7 @@ def run(args) -> int:
                "config": config, "dataset": dataset.meta, "provenance": sysinfo.provenance(),
                "backends": {}}
     quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every,
-                             len(dataset.images), (dataset.meta.get("source") or {}).get("decoded"))
+                             len(dataset.images), child_dataset(dataset.meta).get("decoded"))
     config["quality"] = quality
     why_no_quality = None if quality else quality_unavailable(dataset.meta["name"], spec)
     if why_no_quality:

@@ -147,7 +147,8 @@ def _save_init_outputs(backend, spec, config, images, out: Path) -> None:
 
 def _quality_samples(backend, spec, config) -> np.ndarray:
     """The run's fixed z through G (inference-mode BN), quantised exactly as a PNG stores it."""
-    count = config["quality"]["samples"] if config.get("quality") else GRID_COUNT
+    # At least the grid: FID on a small image folder scores fewer than 64 samples.
+    count = max(config["quality"]["samples"], GRID_COUNT) if config.get("quality") else GRID_COUNT
     return data.quantize_to_uint8(backend.generate(noise.fixed_noise(config["seed"], count, spec.preset.nz)))
 
 
@@ -170,7 +171,7 @@ def _write_artifacts(backend, spec, config, out: Path, result: dict) -> None:
     samples = _quality_samples(backend, spec, config)
     _save_npy(out / "samples.npy", samples[:GRID_COUNT])
     if config.get("quality"):
-        _save_npy(out / "quality_samples.npy", samples)
+        _save_npy(out / "quality_samples.npy", samples[:config["quality"]["samples"]])
     weights.save(out / "weights.npz", backend.export_weights(), spec)
     result.setdefault("summary", {})["peak_memory"] = backend.peak_memory()
 

@@ -51,7 +51,7 @@ def test_every_backend_trains_dcgan64_on_the_folder(folder_run):
     for name in backends.NAMES:
         r = results["backends"][name]
         assert r["status"] == "ok", (name, r.get("reason"))
-        assert np.load(out / "backends" / name / "samples.npy").shape[1:] == (3, 64, 64)
+        assert np.load(out / "backends" / name / "samples.npy").shape == (64, 3, 64, 64)  # full grid
         child = json.loads((out / "backends" / name / "config.json").read_text())
         assert child["dataset"]["decoded"] == ds["source"]["decoded"]  # the parent's pixels
 
@@ -82,6 +82,7 @@ def test_report_shows_fid_or_says_why_not(folder_run):
     assert n == N_IMAGES // 2 and results["quality_floor"]["n"] == n
     for name in backends.NAMES:
         q = results["backends"][name]["quality"]
+        assert np.load(out / "backends" / name / "quality_samples.npy").shape == (n, 3, 64, 64)
         assert q["n"] == n and q["fid"] > results["quality_floor"]["fid"]  # 3 iterations: noise
     assert "real images (floor)" in report
 

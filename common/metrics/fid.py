@@ -11,8 +11,8 @@ real-vs-real floor at the same N (FID is biased upward at small N, so only numbe
 compare). A's statistics are cached beside the decoded images.
 
 Cost: the Inception forward is ~6 GFLOP per image. Measured on the 2-core development VM
-(`python tools/fid_speed.py`: 40 random 64x64 images, batch 10, 2 torch threads): 15 images/s
-with the machine otherwise idle (load 1.4), 1-2.7 images/s while others' jobs ran (load 5-6). So
+(`python tools/fid_speed.py`: 40 random 64x64 images, batch 10, 2 torch threads): 15.4 images/s
+with the machine otherwise idle (load 0.6), 1.4-1.7 images/s while others' jobs ran (load ~7). So
 N = SAMPLE_COUNT = 500: ~35 s per backend plus 1,000 real images once (~70 s, then cached) on an
 idle 2-core CPU; the published 50,000-sample FID would take about an hour per backend there.
 """

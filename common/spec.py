@@ -202,4 +202,6 @@ def model_spec(preset: str | Preset) -> ModelSpec:
 
 
 # Which preset a dataset uses unless --preset says otherwise (synthetic takes --preset's default).
-DATASET_PRESETS = {"mnist": "mnist32", "mnist-5k": "mnist32", "synthetic": "mnist32"}
+DATASET_PRESETS = {"mnist": "mnist32", "mnist-5k": "mnist32", "synthetic": "mnist32", "cifar10": "dcgan64"}
+# An image folder (--dataset PATH) is RGB: the paper's network, unless --preset says mnist32.
+FOLDER_PRESET = "dcgan64"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import atomic
+from common.download import file_digest
 from common.errors import DataError
 
 FORMAT_VERSION = 1
@@ -55,12 +56,6 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -83,7 +78,7 @@ def save(root: Path, iteration: int, write, config: dict, harness: dict | None =
                 os.fsync(fh.fileno())
         manifest = {"format_version": FORMAT_VERSION, "iteration": iteration,
                     "config_hash": config_hash(config), "backend": config.get("backend"),
-                    "files": {str(f.relative_to(tmp)): _sha256(f) for f in files},
+                    "files": {str(f.relative_to(tmp)): file_digest(f, "sha256") for f in files},
                     "harness": harness or {}}
         atomic.write_json(tmp / MANIFEST, manifest)
         if final.exists():  # a torn or older copy of this iteration (an earlier attempt)
@@ -134,7 +129,7 @@ def verify(folder: Path, config: dict) -> Checkpoint:
     if set(files) != on_disk:
         raise ValueError(f"files differ from the manifest ({sorted(set(files) ^ on_disk)[:3]})")
     for name, digest in files.items():
-        if _sha256(folder / name) != digest:
+        if file_digest(folder / name, "sha256") != digest:
             raise ValueError(f"{name} does not match its sha256 (torn or changed)")
     return Checkpoint(folder, iteration, manifest)
 

@@ -8,7 +8,6 @@ globals a pickled uint8 numpy array needs, so a tampered mirror cannot execute c
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from common import images
-from common.download import DownloadState, NetworkUnavailable, fetch_verified, md5_file
+from common.download import DownloadState, NetworkUnavailable, fetch_verified, md5_file, mirror_list
 from common.errors import DataError
 
 TARBALL = "cifar-10-python.tar.gz"
@@ -46,12 +45,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def mirrors(explicit=None) -> list[str]:
     """Explicit argument, else $DCGAN_BENCH_CIFAR10_MIRRORS (comma-separated), else the default."""
-    if explicit is not None:
-        return list(explicit)
-    env = os.environ.get(MIRRORS_ENV)
-    if env:
-        return [m.strip() for m in env.split(",") if m.strip()]
-    return list(DEFAULT_MIRRORS)
+    return mirror_list(explicit, MIRRORS_ENV, DEFAULT_MIRRORS)
 
 
 def read_batch(tar: tarfile.TarFile, member_name: str, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.download import DownloadState, NetworkUnavailable, fetch_verified, md5_file
+from common.download import DownloadState, NetworkUnavailable, fetch_verified, md5_file, mirror_list
 from common import cifar, image_folder
 from common.errors import DataError
 from common.idx import read_idx_file
@@ -104,12 +104,7 @@ def default_cache_dir() -> Path:
 
 def mnist_mirrors(mirrors=None) -> list[str]:
     """Explicit argument, else $DCGAN_BENCH_MNIST_MIRRORS (comma-separated), else the defaults."""
-    if mirrors is not None:
-        return list(mirrors)
-    env = os.environ.get(MIRRORS_ENV)
-    if env:
-        return [m.strip() for m in env.split(",") if m.strip()]
-    return list(DEFAULT_MNIST_MIRRORS)
+    return mirror_list(mirrors, MIRRORS_ENV, DEFAULT_MNIST_MIRRORS)
 
 
 def _check_mnist_preset(preset, name: str) -> None:

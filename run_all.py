@@ -134,10 +134,10 @@ def parse_args(argv):
     except ValueError as exc:
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     if args.nodes > 1:
-        several = [b for b in args.backends if b not in parallel.PROCESS_PER_REPLICA]
+        several = [b for b in args.backends if b not in parallel.MULTI_HOST]
         if several:
-            p.error(f"--nodes: only {', '.join(parallel.PROCESS_PER_REPLICA)} runs across hosts in "
-                    f"this version; pass --backend {','.join(parallel.PROCESS_PER_REPLICA)}")
+            p.error(f"--nodes: only {', '.join(parallel.MULTI_HOST)} runs across hosts from run_all.py "
+                    f"in this version; pass --backend {','.join(parallel.MULTI_HOST)}")
         if not args.rdzv_endpoint:
             p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
     if args.checkpoint_every and args.devices * args.nodes > 1:
@@ -214,12 +214,17 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
     command = parallel.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
-                                      config.get("nodes", 1), config.get("rdzv_endpoint"))
+                                      config.get("nodes", 1), config.get("rdzv_endpoint"),
+                                      config["options"].get("threads"))
     launcher = command[1:3] != ["-m", "backends.worker"]
     # A launcher and its replicas get their own process group: when it ends, none outlives it.
+    # Its stdout joins the stderr pump: mpiexec reports a failed replica there.
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=launcher)
-    pump = threading.Thread(target=_forward_stderr, args=(proc.stderr, tail, out / "stderr.log"),
+                            stdout=subprocess.PIPE if launcher else None,
+                            stderr=subprocess.STDOUT if launcher else subprocess.PIPE,
+                            start_new_session=launcher)
+    stream = proc.stdout if launcher else proc.stderr
+    pump = threading.Thread(target=_forward_stderr, args=(stream, tail, out / "stderr.log"),
                             daemon=True)
     pump.start()
     status = None
@@ -241,7 +246,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     if launcher and not status and result["status"] in ("failed", "interrupted"):
         # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
         # replica it was; rank 0's own error (a lost peer, a stop) follows from it.
-        first = parallel.first_failure(list(tail))
+        first = parallel.first_failure(list(tail), out)
         if first and first[0] != 0:
             result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
                           f"replicas (rank 0: {result['reason'][:200]})")

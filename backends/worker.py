@@ -239,6 +239,8 @@ def main(argv: list[str]) -> int:
     if parallel.local_rank():  # a further replica on this host: local rank 0 writes the run's files
         config = parallel.replica_config(config, parallel.launcher_rank())
         Path(config["out_dir"]).mkdir(parents=True, exist_ok=True)
+    if parallel.launched():
+        parallel.record_replica(config["out_dir"])
     # SIGTERM from the parent (timeout, its own interrupt) ends the loop like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     result = run(config)

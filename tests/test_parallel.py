@@ -14,7 +14,7 @@ import pytest
 
 from backends.worker import FAULT_ENV
 from common import parallel
-from tests.conftest import require_backend
+from tests.conftest import IN_CI, require_backend
 from tests.test_backend_parity import FORWARD_ATOL
 from tests.test_cli import FIRST5_ATOL, NOISE_FACTOR, REPO, _offline, _one_line_error, run_cli
 
@@ -42,6 +42,10 @@ def test_worker_command_uses_the_launcher_only_where_the_engine_needs_one():
     cmd = parallel.worker_command("pytorch", 2, "c.json")
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
     assert "--standalone" in cmd and cmd[-3:] == ["-m", "backends.worker", "c.json"]
+    if parallel.mpiexec():  # ChainerMN: mpiexec, each of 2 replicas with half of 4 threads
+        cmd = parallel.worker_command("chainer", 2, "c.json", threads=4)
+        assert cmd[0] == parallel.mpiexec() and cmd[1:6] == ["-n", "2", "-genv", "OMP_NUM_THREADS", "2"]
+        assert cmd[-3:] == ["-m", "backends.worker", "c.json"]
 
 
 def test_the_launchers_first_failure_is_found_in_its_summary():
@@ -57,6 +61,23 @@ Root Cause (first observed failure):
   exitcode  : -9 (pid: 13849)  (SIGKILL)""".splitlines()
     assert parallel.first_failure(summary) == (1, "replica 1 killed by signal 9")
     assert parallel.first_failure(["RuntimeError: something else"]) is None
+
+
+def test_mpiexecs_failed_pid_is_named_by_the_replica_that_recorded_it(tmp_path, monkeypatch):
+    hydra = """===================================================================================
+=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES
+=   PID 3124 RUNNING AT vm
+=   EXIT CODE: 9
+=   CLEANING UP REMAINING PROCESSES
+===================================================================================
+YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)""".splitlines()
+    assert parallel.first_failure(hydra, tmp_path) == (-1, "a replica (pid 3124) killed by signal 9")
+    replica = tmp_path / "replicas" / "rank1"
+    replica.mkdir(parents=True)
+    monkeypatch.setenv("PMI_RANK", "1")
+    monkeypatch.setattr(os, "getpid", lambda: 3124)
+    parallel.record_replica(replica)
+    assert parallel.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9")
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -77,8 +98,8 @@ def test_bad_parallel_input_is_one_line_exit_2(tmp_path, args, needle):
 @pytest.fixture(scope="module")
 def parallel_run(tmp_path_factory):
     """One `--backend all --devices 2` run, 5 iterations of the main job's batch on mnist-5k (the
-    data tests/pytorch_reference.py uses); a backend without a data-parallel path fails there
-    with its reason, and its tests skip with it."""
+    data tests/pytorch_reference.py uses); a backend without a data-parallel path here (no MPI
+    for ChainerMN) fails there with its reason, and its tests skip with it, outside CI."""
     require_backend("pytorch")
     tmp = tmp_path_factory.mktemp("parallel")
     out = tmp / "run"  # offline: the mnist-5k fallback
@@ -89,12 +110,19 @@ def parallel_run(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text())
 
 
-def _replicated(parallel_run, name: str) -> dict:
+def require_engine(name: str) -> None:
+    """The backend and its data-parallel engine's launcher (ChainerMN: mpiexec, from the chainermn
+    extra); missing: a skip with the reason, a failure in CI."""
     require_backend(name)
+    if parallel.PROCESS_PER_REPLICA.get(name) == "mpiexec" and parallel.mpiexec() is None:
+        reason = f"{name}: no mpiexec for ChainerMN; pip install '.[chainermn]'"
+        pytest.fail(f"CI=true: {reason}", pytrace=False) if IN_CI else pytest.skip(reason)
+
+
+def _replicated(parallel_run, name: str) -> dict:
+    require_engine(name)
     _, results = parallel_run
     r = results["backends"][name]
-    if r["status"] == "failed" and "data-parallel" in (r.get("reason") or ""):
-        pytest.skip(r["reason"])
     assert r["status"] == "ok", r
     return r
 
@@ -122,7 +150,7 @@ def reference():
 
 
 ENGINES = {"pytorch": "torch DDP gloo", "mxnet": "mxnet Module, kvstore local",
-           "tensorflow": "tf MirroredStrategy", "chainer": "chainermn"}
+           "tensorflow": "tf MirroredStrategy", "chainer": "chainermn naive"}
 
 
 @pytest.mark.parametrize("name", list(ENGINES))
@@ -149,15 +177,16 @@ def test_ddp_replicas_see_the_same_engine_averaged_losses(parallel_run):
 # separately with each loss averaged over the halves (the float64 "ghost BN" reference, in the
 # backend's own Adam convention). Iteration 0's loss_D is a forward pass at the shared initial
 # weights: it must match the reference within float32 forward rounding, FORWARD_ATOL
-# (tests/test_backend_parity.py; measured 1.3e-7 PyTorch DDP and MXNet, 1.1e-8 TensorFlow),
+# (tests/test_backend_parity.py; measured 1.3e-7 PyTorch DDP and MXNet, 1.1e-8 TensorFlow,
+# 4.9e-7 ChainerMN),
 # while the 1-device run of the global batch differs there by 2.6e-3 (measured), over 100x
 # that: the check tells the two computations apart. Every later loss (loss_G of iteration 0 already follows one Adam step
 # of D) follows test_cli's first-5 rule: FIRST5_ATOL, or NOISE_FACTOR times float32 PyTorch's own
 # drift from the exact run in this computation where that is larger (here 4.0e-3 at iteration 4
 # in the PyTorch convention: BN over 32 images amplifies Adam's sign flips). Measured, largest over
 # the 5 iterations: PyTorch DDP 3.8e-3 (iteration 4; within 1e-4 of the float32 ghost-BN run),
-# MXNet (2 CPU contexts) 1.1e-3 and TensorFlow (2 logical CPUs) 9.2e-4, both iteration 4, where
-# float32 PyTorch in their folded convention drifts 3.0e-3.
+# MXNet (2 CPU contexts) 1.1e-3, TensorFlow (2 logical CPUs) 9.2e-4 and ChainerMN (2 MPI
+# processes) 6.0e-4, all iteration 4, where float32 PyTorch in their folded convention drifts 2.9e-3.
 @pytest.mark.parametrize("name", list(ENGINES))
 def test_replicas_compute_per_replica_bn_of_the_global_batch(parallel_run, reference, name):
     r = _replicated(parallel_run, name)
@@ -208,21 +237,22 @@ def _run_group_alive(out) -> list[str]:
     return [line for line in proc.stdout.splitlines() if str(out) in line]
 
 
+@pytest.mark.parametrize("name", list(parallel.PROCESS_PER_REPLICA))  # torchrun, mpiexec
 @pytest.mark.parametrize("fault,status,reason", [
     ("kill@1/1", "failed", "replica 1 killed by signal 9"),
     ("hang@1/1", "timeout", "--timeout"),
 ], ids=["replica-killed", "replica-hangs"])
-def test_a_dead_replica_ends_the_run_with_a_clear_status(tmp_path, fault, status, reason):
-    require_backend("pytorch")
+def test_a_dead_replica_ends_the_run_with_a_clear_status(tmp_path, name, fault, status, reason):
+    require_engine(name)
     out = tmp_path / "run"
     t0 = time.monotonic()
-    proc = run_cli("--backend", "pytorch", "--dataset", "synthetic", "--iters", "4",
+    proc = run_cli("--backend", name, "--dataset", "synthetic", "--iters", "4",
                    "--batch-size", "8", "--devices", str(DEVICES), "--timeout", "20",
                    "--quality-every", "0", "--out", str(out), "--quiet",
-                   env=dict(_offline(tmp_path), **{FAULT_ENV: f"pytorch:{fault}"}))
+                   env=dict(_offline(tmp_path), **{FAULT_ENV: f"{name}:{fault}"}))
     assert time.monotonic() - t0 < 150  # ended, not waited out (the hang is an hour)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    r = json.loads((out / "results.json").read_text())["backends"]["pytorch"]
+    r = json.loads((out / "results.json").read_text())["backends"][name]
     assert r["status"] == status and reason in r["reason"], r
     assert not _run_group_alive(out)
 

@@ -8,6 +8,7 @@ Differences from the protocol's defaults worth knowing:
 - Train-mode forwards that must not touch the running statistics save and restore them:
   Chainer's BN link always updates them in train mode.
 - On a GPU (CuPy), losses are fetched every `fetch_every_gpu` steps (one sync per fetch).
+- Data parallel (devices > 1): ChainerMN under mpiexec, see parallel.py.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os
 import numpy as np
 
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
-from backends.chainer import models, training, weights
+from backends.chainer import models, parallel, training, weights
 from backends.compat import prepare_chainer
 from common import sysinfo
 from common.spec import ModelSpec
@@ -41,11 +42,11 @@ def _gpu_unavailable_reason() -> str | None:
     return None if count else f"CuPy {cuda.cupy.__version__} sees no CUDA device"
 
 
-def _select_device(requested: str):
+def _select_device(requested: str, local_rank: int = 0):
     if requested != "cpu":
         reason = _gpu_unavailable_reason()
         if reason is None:
-            device = chainer.get_device("@cupy:0")
+            device = chainer.get_device(f"@cupy:{local_rank}")
             device.use()
             return device
         if requested == "gpu":
@@ -80,10 +81,7 @@ def _blas_threads() -> dict:
 
 class Backend(BackendBase):
     name = "chainer"
-    # The data-parallel engine would be ChainerMN (MPI through mpi4py, its multi-node optimizer).
-    no_data_parallel = ("no data-parallel path in this version: its engine, ChainerMN, needs MPI "
-                        "and mpi4py (not installed by this project) and, as shipped in chainer "
-                        "7.8.1, fails to import on Python >= 3.11 (distutils.msvccompiler)")
+    data_parallel = True  # ChainerMN (parallel.py)
     adam_convention = "folded"
     running_var_unbiased = True
     fetch_every_gpu = 10
@@ -104,7 +102,11 @@ class Backend(BackendBase):
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
-        self.device = _select_device(options.device)
+        self.replicas = None
+        if options.devices > 1 or options.nodes > 1:
+            self.replicas = parallel.Replicas(
+                options, on_gpu=options.device != "cpu" and _gpu_unavailable_reason() is None)
+        self.device = _select_device(options.device, self.replicas.local_rank if self.replicas else 0)
         on_gpu = self.device.xp is cuda.cupy
         if on_gpu:
             chainer.config.autotune = True  # cuDNN algorithm search, like cudnn.benchmark
@@ -115,6 +117,13 @@ class Backend(BackendBase):
         self.opt_G, self.opt_D = self._adam(self.G), self._adam(self.D)
         for net in (self.G, self.D):
             net.to_device(self.device)
+        if self.replicas:  # the optimizers training uses: ChainerMN's gradient-averaging ones
+            self.train_opt_G, self.train_opt_D = map(self.replicas.optimizer, (self.opt_G, self.opt_D))
+        else:
+            self.train_opt_G, self.train_opt_D = self.opt_G, self.opt_D
+
+    def parallel_info(self) -> dict:
+        return self.replicas.info() if self.replicas else super().parallel_info()
 
     def _adam(self, net):
         adam = self.spec.adam
@@ -243,19 +252,35 @@ class Backend(BackendBase):
                     grads[key] = weights.to_numpy(g.array)
         return {"loss_d": float(loss_d.array), "loss_g": float(loss_g.array), "grads": grads}
 
+    def _replica_slice(self, batch):
+        """This replica's rows of a harness batch (the whole batch on one device)."""
+        if not self.replicas:
+            return batch
+        rows = self.replicas.rows(batch[0].shape[0])
+        return tuple(a[rows] for a in batch)
+
+    def _global_losses(self, losses: np.ndarray) -> np.ndarray:
+        return self.replicas.mean_losses(losses) if self.replicas else losses
+
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
-        real, z = training.to_device((real, z), self.device)
+        if self.replicas:
+            self.replicas.share(self.G, self.D)
+        real, z = training.to_device(self._replica_slice((real, z)), self.device)
         with chainer.using_config("train", True):
-            loss_d, loss_g = training.spec_iteration(self.G, self.D, self.opt_G, self.opt_D,
-                                                     real, z, self.spec.loss)
+            losses = training.spec_iteration(self.G, self.D, self.train_opt_G, self.train_opt_D,
+                                             real, z, self.spec.loss)
+        loss_d, loss_g = self._global_losses(np.array([weights.to_numpy(x) for x in losses]))
         return float(loss_d), float(loss_g)
 
     def train(self, batches, start, on_step) -> None:
+        if self.replicas:
+            self.replicas.share(self.G, self.D)
         batches = FetchTimer(batches)  # the harness's data work is not step time
-        iterator = training.HarnessBatches(batches)
-        updater = training.DCGANUpdater(iterator, self.G, self.D, self.opt_G, self.opt_D,
+        iterator = training.HarnessBatches(map(self._replica_slice, batches))
+        updater = training.DCGANUpdater(iterator, self.G, self.D, self.train_opt_G, self.train_opt_D,
                                         self.device, self.spec.loss)
-        progress = training.HarnessProgress(on_step, batches, self.fetch_every, start)
+        progress = training.HarnessProgress(on_step, batches, self.fetch_every, start,
+                                            reduce=self._global_losses)
         with chainer.using_config("train", True):
             training.run_trainer(updater, iterator, progress, start, out=self.trainer_out,
                                  log_every=self.log_every, snapshot_every=self.snapshot_every)

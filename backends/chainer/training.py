@@ -97,8 +97,11 @@ class HarnessProgress(training.Extension):
     trigger = (1, "iteration")
     priority = -200  # after LogReport and snapshot: on_step sees the finished iteration
 
-    def __init__(self, on_step, batches: FetchTimer, fetch_every: int, start: int):
-        self.fetcher = LossFetcher(on_step, batches, start, fetch_every, _losses_to_numpy)
+    def __init__(self, on_step, batches: FetchTimer, fetch_every: int, start: int,
+                 reduce=lambda losses: losses):
+        # reduce: the fetched (k, 2) losses to the global batch's (replicas' mean when data parallel)
+        self.fetcher = LossFetcher(on_step, batches, start, fetch_every,
+                                   lambda pending: reduce(_losses_to_numpy(pending)))
 
     def initialize(self, trainer):
         self.fetcher.restart()  # the iterator's first lookahead happened before the first step

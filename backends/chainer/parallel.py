@@ -1,0 +1,75 @@
+"""Chainer data parallel: ChainerMN, one MPI process per replica, launched by mpiexec
+(common.parallel.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
+CPU, `pure_nccl` on GPUs (untested here: no GPU).
+
+- Each optimizer is ChainerMN's multi-node optimizer: update() averages the gradients over the
+  replicas (multi_node_mean_grad), then runs Adam. Its first update() would only broadcast rank
+  0's parameters and skip the step, so that broadcast happens here, before training, and the
+  optimizer is told the parameters are already shared: every replica's iteration 0 is a step.
+- BN is per replica (statistics over the replica's slice) and so are its running statistics:
+  ChainerMN has no buffer broadcast, so each replica's running averages follow its own slices.
+  Rank 0's are the ones exported (as with PyTorch DDP, whose rank 0 broadcasts its own).
+- Losses: each replica's batch means, averaged over replicas by one MPI allreduce per fetch.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from backends.base import BackendOptions, BackendUnavailable
+from backends.compat import prepare_chainer
+from common import parallel
+
+chainer = prepare_chainer()
+
+
+class Replicas:
+    """This process's replica: its rank, communicator and what it trains on."""
+
+    def __init__(self, options: BackendOptions, on_gpu: bool):
+        if not parallel.launched():
+            raise BackendUnavailable(
+                f"--devices {options.devices}: the chainer backend runs one MPI process per replica "
+                "(ChainerMN) and " + ("no mpiexec was found: pip install '.[chainermn]' (mpi4py "
+                "and MPICH) or put an MPI's mpiexec on PATH" if parallel.mpiexec() is None else
+                "was not started by it: start it through run_all.py, which launches mpiexec"))
+        try:
+            import chainermn
+            from mpi4py import MPI
+        except ImportError as exc:
+            raise BackendUnavailable(f"--devices {options.devices}: ChainerMN needs mpi4py and an "
+                                     f"MPI library ({exc}); pip install '.[chainermn]'") from None
+        self._chainermn, self._sum = chainermn, MPI.SUM
+        self.comm = chainermn.create_communicator("pure_nccl" if on_gpu else "naive")
+        self.rank, self.world = self.comm.rank, self.comm.size
+        self.local_rank, self.local_world = self.comm.intra_rank, self.comm.intra_size
+        self.communicator = "pure_nccl" if on_gpu else "naive"
+        self._shared = False
+
+    def optimizer(self, opt):
+        """The multi-node optimizer around `opt` (already set up on its net)."""
+        multi = self._chainermn.create_multi_node_optimizer(opt, self.comm)
+        multi.is_changed(opt.target)  # parameters already shared (share()): no skipped first step
+        return multi
+
+    def share(self, *nets) -> None:
+        """Rank 0's parameters to every replica, once, before the first step (they load the same
+        canonical weights: a no-op in value, but the engine's guarantee, not the harness's)."""
+        if not self._shared:
+            for net in nets:
+                self.comm.bcast_data(net)
+            self._shared = True
+
+    def rows(self, batch_size: int) -> slice:
+        return parallel.replica_rows(batch_size, self.world, self.rank)
+
+    def mean_losses(self, losses: np.ndarray) -> np.ndarray:
+        """The global-batch mean losses: the replicas' batch means averaged (slices are equal)."""
+        return self.comm.mpi_comm.allreduce(np.ascontiguousarray(losses), op=self._sum) / self.world
+
+    def info(self) -> dict:
+        return {"devices": self.local_world, "replicas": self.world,
+                "nodes": self.comm.inter_size, "rank": self.rank,
+                "engine": f"chainermn {self.communicator}", "batchnorm": "per replica",
+                "threads_per_replica": os.environ.get("OMP_NUM_THREADS")}

@@ -3,14 +3,17 @@
     python -m benchmarks.scaling --backend pytorch,mxnet --devices 1,2 --batch-size 64 --iters 40
 
 Each replica count is one `run_all.py --dataset synthetic --devices N` run (quality probes off)
-into OUT/d<N>/; OUT/scaling.md, scaling.json and scaling.png give img/s against replica count and
-efficiency against linear (common/scaling.py). `--from-runs DIR ...` tabulates finished run
-folders instead of training.
+into OUT/r<repeat>/d<N>/, repeated --repeats times with the counts interleaved (1, 2, 1, 2, ...),
+so a machine whose speed drifts over minutes shifts every count alike; OUT/scaling.md,
+scaling.json and scaling.png give the median img/s over the repeats (and their range) against
+replica count and efficiency against linear (common/scaling.py). `--from-runs DIR ...` tabulates
+finished run folders instead of training.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +30,7 @@ def parse_args(argv):
     p.add_argument("--devices", default="1,2", help="comma-separated replica counts")
     p.add_argument("--batch-size", type=int, default=64, help="the global batch, the same at every count")
     p.add_argument("--iters", type=int, default=40)
+    p.add_argument("--repeats", type=int, default=3, help="runs per replica count, interleaved")
     p.add_argument("--preset", default="mnist32")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--from-runs", nargs="+", metavar="DIR", help="tabulate these run folders; no training")
@@ -36,6 +40,8 @@ def parse_args(argv):
         args.counts = [int(n) for n in args.devices.split(",")]
     except ValueError:
         p.error(f"--devices takes comma-separated integers like 1,2, got {args.devices!r}")
+    if args.repeats < 1:
+        p.error(f"--repeats must be positive, got {args.repeats}")
     if any(n <= 0 or args.batch_size % n for n in args.counts):
         p.error(f"--devices {args.devices}: every count must be positive and divide --batch-size "
                 f"{args.batch_size}")
@@ -64,10 +70,12 @@ def main(argv=None) -> int:
         out.mkdir(parents=True)
     else:
         out.mkdir(parents=True)
-        runs = []
-        for n in args.counts:
-            print(f"--devices {n}", file=sys.stderr, flush=True)
-            runs.append(run_one(args, n, out / f"d{n}"))
+        runs, loads = [], []
+        for r in range(args.repeats):
+            for n in args.counts:
+                print(f"repeat {r + 1}/{args.repeats}: --devices {n}", file=sys.stderr, flush=True)
+                loads.append(os.getloadavg()[0])
+                runs.append(run_one(args, n, out / f"r{r}" / f"d{n}"))
     rows = scaling.scaling_rows(runs)
     prov, cfg = runs[0]["provenance"], runs[0]["config"]
     command = "python -m benchmarks.scaling " + " ".join(argv)
@@ -76,8 +84,10 @@ def main(argv=None) -> int:
         f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
         + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
         f"- {cfg['dataset']} data, preset {cfg['preset']}, global batch {cfg['batch_size']}, "
-        f"{cfg['iters']} iterations per run; img/s is each run's median step (warm-up excluded); "
+        f"{cfg['iters']} iterations per run; img/s is the median over runs of each run's median "
+        "step (warm-up excluded), range over runs beside it; "
         "efficiency = img/s / (replicas x img/s at 1 replica)",
+        *([f"- 1-minute load average before each run: {min(loads):.2f}-{max(loads):.2f}"] if not args.from_runs else []),
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
         report.table(rows, "github"), ""])
     if rows:

@@ -5,6 +5,7 @@ both at the same global batch (each replica trains on 1/N of it), so 1.0 is perf
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from common import report
@@ -31,9 +32,10 @@ def parallel_rows(results: dict) -> list[dict]:
 
 
 def scaling_rows(runs: list[dict]) -> list[dict]:
-    """Runs of the same job at several replica counts -> per backend and replica count: img/s,
-    speedup over its 1-replica run and efficiency against linear."""
-    speeds: dict[str, dict[int, tuple[float, str]]] = {}
+    """Runs of the same job at several replica counts (repeated or not) -> per backend and
+    replica count: the median img/s over its runs (with their range where repeated), speedup
+    over the 1-replica median and efficiency against linear."""
+    speeds: dict[str, dict[int, tuple[list[float], str]]] = {}
     for results in runs:
         devices = results["config"].get("devices", 1)
         for name, r in results["backends"].items():
@@ -41,13 +43,16 @@ def scaling_rows(runs: list[dict]) -> list[dict]:
             if speed:
                 replicas = (r.get("parallel") or {}).get("replicas", devices)
                 engine = (r.get("parallel") or {}).get("engine", "single device")
-                speeds.setdefault(name, {})[replicas] = (speed, engine)
+                speeds.setdefault(name, {}).setdefault(replicas, ([], engine))[0].append(speed)
     rows = []
     for name, by_n in speeds.items():
-        base = by_n.get(1, (None, ""))[0]
+        base = statistics.median(by_n[1][0]) if 1 in by_n else None
         for n in sorted(by_n):
-            speed, engine = by_n[n]
+            measured, engine = by_n[n]
+            speed = statistics.median(measured)
             rows.append({"backend": name, "replicas": n, "engine": engine, "img/s": round(speed, 1),
+                         "range": f"{min(measured):.1f}-{max(measured):.1f}" if len(measured) > 1 else "",
+                         "runs": len(measured),
                          "speedup": round(speed / base, 2) if base else None,
                          "efficiency": round(speed / (n * base), 2) if base else None})
     return rows
@@ -68,8 +73,10 @@ def scaling_chart(rows: list[dict], path: Path) -> None:
     ax_speed.set(title="img/s (dashed: linear from 1 replica)", xlabel="replicas", ylabel="img/s")
     ax_eff.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
     ax_eff.set(title="efficiency against linear", xlabel="replicas", ylim=(0, 1.2))
+    counts = sorted({r["replicas"] for r in rows})
     for ax in (ax_speed, ax_eff):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        ax.set_xticks(counts)  # replica counts are whole numbers
     fig.tight_layout()
     report._save_fig(fig, path)  # noqa: SLF001

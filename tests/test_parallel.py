@@ -275,3 +275,11 @@ def test_scaling_rows_give_speedup_and_efficiency_against_linear(tmp_path):
     scaling.scaling_chart(rows, tmp_path / "scaling.png")
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert scaling.parallel_rows(_results(1, a=1.0)) == []  # a 1-device run has no such section
+
+
+def test_repeated_runs_give_the_median_and_its_range():
+    from common import scaling
+    rows = scaling.scaling_rows([_results(1, a=100.0), _results(2, a=150.0), _results(1, a=90.0),
+                                 _results(2, a=120.0), _results(1, a=110.0), _results(2, a=130.0)])
+    got = {r["replicas"]: (r["img/s"], r["range"], r["runs"], r["efficiency"]) for r in rows}
+    assert got == {1: (100.0, "90.0-110.0", 3, 1.0), 2: (130.0, "120.0-150.0", 3, 0.65)}

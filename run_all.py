@@ -79,7 +79,7 @@ def parse_args(argv):
                         "'Data parallel'); each trains on 1/N of every --batch-size batch")
     p.add_argument("--sync-bn", action="store_true",
                    help="with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA "
-                        "only); default per-replica BN")
+                        "only; Chainer MultiNodeBatchNormalization); default per-replica BN")
     p.add_argument("--nodes", type=int, default=1,
                    help="hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with "
                         "the same arguments on each; --devices replicas per host")

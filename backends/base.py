@@ -50,7 +50,7 @@ class BackendOptions:
     compile: bool = False       # torch.compile of G and D (PyTorch)
     devices: int = 1            # data-parallel replicas on this machine (see the module docstring)
     nodes: int = 1              # machines of one data-parallel run, `devices` replicas each
-    sync_bn: bool = False       # BN statistics over the global batch (PyTorch SyncBatchNorm)
+    sync_bn: bool = False       # BN statistics over the global batch (SyncBatchNorm, MultiNodeBN)
     verbose: bool = False
 
 

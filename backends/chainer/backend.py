@@ -81,7 +81,7 @@ def _blas_threads() -> dict:
 
 class Backend(BackendBase):
     name = "chainer"
-    data_parallel = True  # ChainerMN (parallel.py)
+    data_parallel = sync_bn_supported = True  # ChainerMN (parallel.py)
     adam_convention = "folded"
     running_var_unbiased = True
     fetch_every_gpu = 10
@@ -112,8 +112,9 @@ class Backend(BackendBase):
             chainer.config.autotune = True  # cuDNN algorithm search, like cudnn.benchmark
         self.fetch_every = self.fetch_every_gpu if on_gpu else 1  # CPU steps are synchronous
         rng = np.random.RandomState(options.seed)  # the spec's init under --no-shared-init
-        self.G = models.Generator(spec, rng)
-        self.D = models.Discriminator(spec, rng)
+        comm = self.replicas.comm if self.replicas and options.sync_bn else None  # --sync-bn
+        self.G = models.Generator(spec, rng, comm)
+        self.D = models.Discriminator(spec, rng, comm)
         self.opt_G, self.opt_D = self._adam(self.G), self._adam(self.D)
         for net in (self.G, self.D):
             net.to_device(self.device)

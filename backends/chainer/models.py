@@ -5,6 +5,8 @@ rename of BN's running statistics (avg_mean/avg_var) and W for weight, nothing e
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from backends.compat import prepare_chainer
@@ -39,8 +41,10 @@ class _ConvNet(chainer.Chain):
     """The layer table as links (conv/deconv without bias, BN with the spec's eps and decay set
     explicitly: chainer's defaults are eps 2e-5, decay 0.9), applied in order."""
 
-    def __init__(self, layers: tuple[LayerSpec, ...], spec: ModelSpec, rng: np.random.RandomState):
+    def __init__(self, layers: tuple[LayerSpec, ...], spec: ModelSpec, rng: np.random.RandomState,
+                 comm=None):
         super().__init__()
+        batchnorm = _batchnorm_link(comm)
         self._layers = layers
         self._activations = [_activation(layer.activation, spec) for layer in layers]
         with self.init_scope():
@@ -50,7 +54,7 @@ class _ConvNet(chainer.Chain):
                     layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.pad,
                     nobias=True, initialW=initializers.Normal(spec.init_std, rng=rng)))
                 if layer.batchnorm:
-                    setattr(self, f"bn{layer.index}", L.BatchNormalization(
+                    setattr(self, f"bn{layer.index}", batchnorm(
                         layer.out_channels, decay=spec.bn.decay, eps=spec.bn.eps,
                         initial_gamma=_NormalAround(spec.bn.gamma_init_mean,
                                                     spec.bn.gamma_init_std, rng),
@@ -68,9 +72,25 @@ class _ConvNet(chainer.Chain):
         return h
 
 
+def _batchnorm_link(comm):
+    """BN over the replica's batch (chainer's link), or, given a ChainerMN communicator (--sync-bn),
+    over the global batch: MultiNodeBatchNormalization allreduces the batch mean and mean square
+    in the forward pass, and gamma's and beta's gradient sums in the backward. Same parameters,
+    running statistics and names, so the weight map is unchanged."""
+    if comm is None:
+        return L.BatchNormalization
+    from chainermn.links import MultiNodeBatchNormalization
+
+    def link(size, **kwargs):
+        with warnings.catch_warnings():  # it is marked experimental (a FutureWarning per link)
+            warnings.simplefilter("ignore", FutureWarning)
+            return MultiNodeBatchNormalization(size, comm, **kwargs)
+    return link
+
+
 class Generator(_ConvNet):
-    def __init__(self, spec: ModelSpec, rng: np.random.RandomState):
-        super().__init__(spec.generator, spec, rng)
+    def __init__(self, spec: ModelSpec, rng: np.random.RandomState, comm=None):
+        super().__init__(spec.generator, spec, rng, comm)
         self.nz = spec.preset.nz
 
     def forward(self, z):
@@ -78,8 +98,8 @@ class Generator(_ConvNet):
 
 
 class Discriminator(_ConvNet):
-    def __init__(self, spec: ModelSpec, rng: np.random.RandomState):
-        super().__init__(spec.discriminator, spec, rng)
+    def __init__(self, spec: ModelSpec, rng: np.random.RandomState, comm=None):
+        super().__init__(spec.discriminator, spec, rng, comm)
 
     def forward(self, x):
         # One logit per image; the sigmoid lives in the loss.

@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from common import atomic
+
 # Backends whose engine runs one process per replica, and the launcher that starts them. The
 # others (TensorFlow MirroredStrategy, MXNet Module over a list of contexts) drive every device
 # from one process.
@@ -125,7 +127,7 @@ REPLICA_FILE = "replica.json"
 def record_replica(out_dir) -> None:
     """A launched replica's rank and pid in its folder, so the launcher's report of a pid that
     failed can name the replica."""
-    Path(out_dir, REPLICA_FILE).write_text(json.dumps({"rank": launcher_rank(), "pid": os.getpid()}))
+    atomic.write_json(Path(out_dir, REPLICA_FILE), {"rank": launcher_rank(), "pid": os.getpid()})
 
 
 def _rank_of_pid(backend_dir, pid: int) -> int | None:

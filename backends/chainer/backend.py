@@ -261,6 +261,7 @@ class Backend(BackendBase):
         return tuple(a[rows] for a in batch)
 
     def _global_losses(self, losses: np.ndarray) -> np.ndarray:
+        """(k, 2) fetched losses -> the global batch's: the replicas' mean when data parallel."""
         return self.replicas.mean_losses(losses) if self.replicas else losses
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
@@ -270,8 +271,9 @@ class Backend(BackendBase):
         with chainer.using_config("train", True):
             losses = training.spec_iteration(self.G, self.D, self.train_opt_G, self.train_opt_D,
                                              real, z, self.spec.loss)
-        loss_d, loss_g = self._global_losses(np.array([weights.to_numpy(x) for x in losses]))
-        return float(loss_d), float(loss_g)
+        if self.replicas:
+            losses = self._global_losses(np.array([weights.to_numpy(x) for x in losses]))
+        return float(losses[0]), float(losses[1])
 
     def train(self, batches, start, on_step) -> None:
         if self.replicas:

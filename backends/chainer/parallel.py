@@ -45,10 +45,10 @@ class Replicas:
             raise BackendUnavailable(f"--devices {options.devices}: ChainerMN needs mpi4py and an "
                                      f"MPI library ({exc}); pip install '.[chainermn]'") from None
         self._chainermn, self._sum = chainermn, MPI.SUM
-        self.comm = chainermn.create_communicator("pure_nccl" if on_gpu else "naive")
+        self.communicator = "pure_nccl" if on_gpu else "naive"
+        self.comm = chainermn.create_communicator(self.communicator)
         self.rank, self.world = self.comm.rank, self.comm.size
         self.local_rank, self.local_world = self.comm.intra_rank, self.comm.intra_size
-        self.communicator = "pure_nccl" if on_gpu else "naive"
         self._shared = False
         self.sync_bn = options.sync_bn
 
@@ -78,4 +78,5 @@ class Replicas:
                 "nodes": self.comm.inter_size, "rank": self.rank,
                 "engine": f"chainermn {self.communicator}",
                 "batchnorm": "MultiNodeBatchNormalization" if self.sync_bn else "per replica",
-                "threads_per_replica": os.environ.get("OMP_NUM_THREADS")}
+                # numpy's BLAS threads, set per replica by the launcher (common.parallel)
+                "threads_per_replica": int(os.environ.get("OMP_NUM_THREADS") or 0) or None}

@@ -3,7 +3,7 @@
 
     python run_all.py --backend all --dataset mnist
 
-Each backend runs in its own subprocess (backends/worker.py) so timings never share the machine
+Each backend runs in its own subprocess (common/harness/worker.py) so timings never share the machine
 and a crash, OOM or missing framework in one never takes down the others. This process imports
 no framework: it resolves the data once, draws the shared initial weights, runs the children and
 writes results.json, losses.csv, sample grids, plots and report.md into the run folder.
@@ -29,7 +29,11 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import atomic, data, image_folder, noise, parallel, report, sysinfo, weights  # noqa: E402
+from common import atomic, data, sysinfo  # noqa: E402
+from common.data import image_folder, noise
+from common.harness import replicas
+from common.results import report
+from common import canonical
 from common.errors import DataError  # noqa: E402
 from common.spec import DATASET_PRESETS, FOLDER_PRESET, PRESETS, model_spec  # noqa: E402
 
@@ -130,14 +134,14 @@ def parse_args(argv):
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     try:
-        parallel.check_batch(args.batch_size, args.devices * args.nodes)
+        replicas.check_batch(args.batch_size, args.devices * args.nodes)
     except ValueError as exc:
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     if args.nodes > 1:
-        several = [b for b in args.backends if b not in parallel.MULTI_HOST]
+        several = [b for b in args.backends if b not in replicas.MULTI_HOST]
         if several:
-            p.error(f"--nodes: only {', '.join(parallel.MULTI_HOST)} runs across hosts from run_all.py "
-                    f"in this version; pass --backend {','.join(parallel.MULTI_HOST)}")
+            p.error(f"--nodes: only {', '.join(replicas.MULTI_HOST)} runs across hosts from run_all.py "
+                    f"in this version; pass --backend {','.join(replicas.MULTI_HOST)}")
         if not args.rdzv_endpoint:
             p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
     if args.checkpoint_every and args.devices * args.nodes > 1:
@@ -163,7 +167,7 @@ def _given_options(p: argparse.ArgumentParser, argv) -> set[str]:
 def resume_args(args):
     """--resume DIR: args become DIR's stored configuration; refused (UsageError) if DIR is not
     a run folder, was written by a newer dcgan-bench, or the command line asks for other values."""
-    from common import resume
+    from common.harness import resume
     run_dir = Path(args.resume)
     results = _load_run(run_dir)
     problem = resume.conflicts(args, args.given, results.get("config") or {})
@@ -213,10 +217,10 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
-    command = parallel.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
+    command = replicas.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
                                       config.get("nodes", 1), config.get("rdzv_endpoint"),
                                       config["options"].get("threads"))
-    launcher = command[1:3] != ["-m", "backends.worker"]
+    launcher = command[1:3] != ["-m", "common.harness.worker"]
     # A launcher and its replicas get their own process group: when it ends, none outlives it.
     # Its stdout joins the stderr pump: mpiexec reports a failed replica there.
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
@@ -246,7 +250,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     if launcher and not status and result["status"] in ("failed", "interrupted"):
         # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
         # replica it was; rank 0's own error (a lost peer, a stop) follows from it.
-        first = parallel.first_failure(list(tail), out)
+        first = replicas.first_failure(list(tail), out)
         if first and first[0] != 0:
             result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
                           f"replicas (rank 0: {result['reason'][:200]})")
@@ -505,7 +509,7 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
     init_path = None
     if args.shared_init:
         init_path = seed_dir / "init_weights.npz"
-        weights.save(init_path, weights.draw_initial_weights(spec, seed), spec)
+        canonical.save(init_path, canonical.draw_initial_weights(spec, seed), spec)
     child_config = dict(child_config, seed=seed, init_weights=str(init_path) if init_path else None,
                         options=dict(child_config["options"], seed=seed))
     for name in args.backends:
@@ -548,7 +552,7 @@ def list_backends() -> int:
         if reason:
             rows.append([name, "no", "", reason])
             continue
-        proc = subprocess.run([sys.executable, "-m", "backends.worker", "--probe", name], cwd=REPO,
+        proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", name], cwd=REPO,
                               capture_output=True, text=True, timeout=300)
         try:
             info = json.loads(proc.stdout.strip().splitlines()[-1])

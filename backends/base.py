@@ -10,10 +10,10 @@ Arrays cross the boundary as numpy: z (N, nz) float32, images NCHW float32 in [-
 Data parallel (options.devices > 1): `train` runs the framework's own distributed engine
 (backends/<framework>/parallel.py); never a hand-written gradient exchange. The harness still
 hands every batch whole: each of the N replicas trains on its slice
-`common.parallel.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
+`common.harness.replicas.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
 and `on_step` gets the global-batch mean losses, averaged by the engine. BN normalises over each
 replica's slice (per-replica BN, as the reference implementations do) unless options.sync_bn.
-Engines with one process per replica (common.parallel.PROCESS_PER_REPLICA) run the worker in
+Engines with one process per replica (common.harness.replicas.PROCESS_PER_REPLICA) run the worker in
 every process; local rank 0 (of each host) writes the run's files. A backend without a
 data-parallel path raises BackendUnavailable for devices > 1.
 """
@@ -29,7 +29,7 @@ import numpy as np
 from common.spec import ModelSpec
 
 # on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time,
-# excluding time spent fetching from `batches` (common.timing.FetchTimer): that is harness time.
+# excluding time spent fetching from `batches` (common.harness.timing.FetchTimer): that is harness time.
 # The harness times, logs, checks divergence and checkpoints here, identically for every backend;
 # an exception raised by it (divergence, interrupt) ends the backend's loop.
 OnStep = Callable[[int, float, float, float], None]
@@ -102,13 +102,13 @@ class BackendBase(abc.ABC):
     # ----- weights -----
     @abc.abstractmethod
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Load canonical weights (common/weights.py), including BN running statistics."""
+        """Load canonical weights (common/canonical.py), including BN running statistics."""
 
     @abc.abstractmethod
     def export_weights(self) -> dict[str, np.ndarray]:
         """Canonical weights: float32, PyTorch layout, exactly the spec's keys."""
 
-    # ----- checkpoints (common/checkpoint.py owns the folder, manifest and checksums) -----
+    # ----- checkpoints (common/harness/checkpoint.py owns the folder, manifest and checksums) -----
     @abc.abstractmethod
     def save_checkpoint(self, folder: Path) -> None:
         """Write the framework's native checkpoint into the existing, empty `folder`: both models

@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from common import atomic, report
+from common import atomic
+from common.results import report
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"

@@ -4,9 +4,9 @@
 
 Each replica count is one `run_all.py --dataset synthetic --devices N` run (quality probes off)
 into OUT/r<repeat>/d<N>/, repeated --repeats times with the counts interleaved (1, 2, 1, 2, ...),
-so a machine whose speed drifts over minutes shifts every count alike; OUT/scaling.md,
-scaling.json and scaling.png give the median img/s over the repeats (and their range) against
-replica count and efficiency against linear (common/scaling.py). `--from-runs DIR ...` tabulates
+so a machine whose speed drifts over minutes shifts every count alike; OUT/replica_scaling.md,
+replica_scaling.json and replica_scaling.png give the median img/s over the repeats (and their range) against
+replica count and efficiency against linear (common/replica_scaling.py). `--from-runs DIR ...` tabulates
 finished run folders instead of training.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import atomic, report, scaling  # noqa: E402
+from common import atomic  # noqa: E402
+from common.results import replica_scaling, report
 
 
 def parse_args(argv):
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
                 print(f"repeat {r + 1}/{args.repeats}: --devices {n}", file=sys.stderr, flush=True)
                 loads.append(os.getloadavg()[0])
                 runs.append(run_one(args, n, out / f"r{r}" / f"d{n}"))
-    rows = scaling.scaling_rows(runs)
+    rows = replica_scaling.scaling_rows(runs)
     prov, cfg = runs[0]["provenance"], runs[0]["config"]
     command = "python -m benchmarks.scaling " + " ".join(argv)
     text = "\n".join([
@@ -91,9 +92,9 @@ def main(argv=None) -> int:
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
         report.table(rows, "github"), ""])
     if rows:
-        scaling.scaling_chart(rows, out / "scaling.png")
-    atomic.write_text(out / "scaling.md", text)
-    atomic.write_json(out / "scaling.json", {"command": command, "rows": rows})
+        replica_scaling.scaling_chart(rows, out / "replica_scaling.png")
+    atomic.write_text(out / "replica_scaling.md", text)
+    atomic.write_json(out / "replica_scaling.json", {"command": command, "rows": rows})
     print(text)
     return 0
 

@@ -14,7 +14,7 @@ many iterations on real digits in both configurations and the evaluator scores t
 faster path that generates worse samples shows. Per cell the table gives the median over repeats
 of each run's median img/s (warm-up excluded; runs' own IQR and the range across repeats beside
 it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
-the harness against the bare loop, model GFLOP/s (common/flops.py) and, on a GPU with a known
+the harness against the bare loop, model GFLOP/s (common/metrics/flops.py) and, on a GPU with a known
 dense peak, the fraction of it. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
 the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the tables of
 benchmarks/results/ into the README.
@@ -38,7 +38,9 @@ sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs  # noqa: E402
-from common import atomic, flops, report, sysinfo  # noqa: E402
+from common import atomic, sysinfo  # noqa: E402
+from common.metrics import flops
+from common.results import report
 from common.spec import PRESETS, model_spec  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -129,7 +131,7 @@ def bare_cell(args, name: str, batch: int, out: Path) -> dict:
     proc = _run(cmd, env)
     if proc.returncode or not (out / "bare.json").exists():
         return {"status": "failed", "reason": f"bare loop: {proc.stderr.strip()[-300:]}", "load_before": load}
-    from common.timing import summarize
+    from common.harness.timing import summarize
     bare = json.loads((out / "bare.json").read_text())
     summary = summarize(bare["step_seconds"], batch)
     summary["peak_memory"] = bare["peak_memory"]
@@ -146,7 +148,7 @@ def backend_device(args, name: str) -> str:
     if args.device == "cpu":
         return "cpu"
     if name not in _DEVICES:
-        proc = subprocess.run([sys.executable, "-m", "backends.worker", "--probe", name], cwd=REPO,
+        proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", name], cwd=REPO,
                               capture_output=True, text=True)
         try:
             devices = json.loads(proc.stdout.strip().splitlines()[-1])["devices"]
@@ -270,8 +272,8 @@ def render(doc: dict) -> str:
         "average when the cell started, which includes the grid's own previous cell (up to about "
         "the thread count): a value well above that means something else was running",
         "- Model FLOPs per image and iteration: "
-        f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/flops.py); `of peak` only where the "
-        "device is a GPU with a known dense peak, at the precision named in common/flops.py",
+        f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py); `of peak` only where the "
+        "device is a GPU with a known dense peak, at the precision named in common/metrics/flops.py",
         "", report.table(doc["rows"], "github"), ""]
     if doc.get("quality_rows"):
         lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "

@@ -3,7 +3,7 @@
 Backends read every number from here and never restate one. Where a framework's default differs
 (BN eps/momentum, LeakyReLU slope, Adam eps), the backend sets the value from these objects.
 The layer table (`ModelSpec.layers`) is derived from the preset, and both the backends and the
-canonical weight format (common/weights.py) are built from it.
+canonical weight format (common/canonical.py) are built from it.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # MNIST's 28x28 digits are zero-padded (background -1) to 32x32 by common/data.py.
+    # MNIST's 28x28 digits are zero-padded (background -1) to 32x32 by common/data/__init__.py.
     "mnist32": Preset("mnist32", image_size=32, channels=1),
     # The paper's network: CIFAR-10 and image folders.
     "dcgan64": Preset("dcgan64", image_size=64, channels=3),

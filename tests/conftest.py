@@ -1,47 +1,25 @@
-"""Shared fixtures. A backend whose framework is missing is skipped with the install command,
-except under CI=true, where a missing framework is a failure (CI installs all of them)."""
+"""Shared fixtures (helpers live in tests/support/). A backend whose framework is missing is
+skipped with the install command, except under CI=true, where it is a failure."""
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import pytest
 
 import backends
-from common import weights
 from common.spec import model_spec
+from tests.support.backends import require_backend, shared_init_backend
+from tests.support.processes import offline
 
-pytest_plugins = ["tests.loopback"]  # loopback servers and the data-isolation fixture
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-IMPLEMENTED = [n for n, r in backends.REGISTRY.items() if r.implemented]
-
-
-def require_backend(name: str):
-    reason = backends.unavailable_reason(name)
-    if reason:
-        if IN_CI:
-            pytest.fail(f"CI=true: backend {name} cannot run: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return backends.load(name)
+pytest_plugins = ["tests.support.loopback"]  # loopback servers and the data-isolation fixture
 
 
-@pytest.fixture(params=IMPLEMENTED)
+@pytest.fixture(params=backends.NAMES)
 def backend_name(request) -> str:
-    """Each implemented backend, by name (readable test ids: test_x[pytorch])."""
+    """Each registered backend, by name (readable test ids: test_x[pytorch])."""
     require_backend(request.param)
     return request.param
-
-
-def shared_init_backend(name: str, preset: str = "mnist32", seed: int = 0, **options):
-    """A CPU backend `name` loaded with the shared initial weights of `seed`; options are
-    BackendOptions fields (fast paths, threads)."""
-    from backends.base import BackendOptions
-    spec = model_spec(preset)
-    backend = backends.load(name)(spec, BackendOptions(device="cpu", seed=seed, **options))
-    backend.load_weights(weights.draw_initial_weights(spec, seed))
-    return backend
 
 
 @pytest.fixture
@@ -60,3 +38,9 @@ def batch():
         z = rng.standard_normal((n, p.nz)).astype(np.float32)
         return real, z
     return make
+
+
+@pytest.fixture
+def offline_env(tmp_path):
+    """Environment for run_all.py with no network and a private cache."""
+    return offline(tmp_path)

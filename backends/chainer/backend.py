@@ -22,7 +22,7 @@ from backends.chainer import models, parallel, training, weights
 from backends.compat import prepare_chainer
 from common import sysinfo
 from common.spec import ModelSpec
-from common.timing import FetchTimer
+from common.harness.timing import FetchTimer
 
 chainer = prepare_chainer()
 from chainer.backends import cuda  # noqa: E402

@@ -1,5 +1,5 @@
 """Chainer data parallel: ChainerMN, one MPI process per replica, launched by mpiexec
-(common.parallel.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
+(common.harness.replicas.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
 CPU, `pure_nccl` on GPUs (untested here: no GPU).
 
 - Each optimizer is ChainerMN's multi-node optimizer: update() averages the gradients over the
@@ -23,7 +23,7 @@ import numpy as np
 
 from backends.base import BackendOptions, BackendUnavailable
 from backends.compat import prepare_chainer
-from common import parallel
+from common.harness import replicas
 
 chainer = prepare_chainer()
 
@@ -32,11 +32,11 @@ class Replicas:
     """This process's replica: its rank, communicator and what it trains on."""
 
     def __init__(self, options: BackendOptions, on_gpu: bool):
-        if not parallel.launched():
+        if not replicas.launched():
             raise BackendUnavailable(
                 f"--devices {options.devices}: the chainer backend runs one MPI process per replica "
                 "(ChainerMN) and " + ("no mpiexec was found: pip install '.[chainermn]' (mpi4py "
-                "and MPICH) or put an MPI's mpiexec on PATH" if parallel.mpiexec() is None else
+                "and MPICH) or put an MPI's mpiexec on PATH" if replicas.mpiexec() is None else
                 "was not started by it: start it through run_all.py, which launches mpiexec"))
         try:
             import chainermn
@@ -67,7 +67,7 @@ class Replicas:
             self._shared = True
 
     def rows(self, batch_size: int) -> slice:
-        return parallel.replica_rows(batch_size, self.world, self.rank)
+        return replicas.replica_rows(batch_size, self.world, self.rank)
 
     def mean_losses(self, losses: np.ndarray) -> np.ndarray:
         """The global-batch mean losses: the replicas' batch means averaged (slices are equal)."""
@@ -78,5 +78,5 @@ class Replicas:
                 "nodes": self.comm.inter_size, "rank": self.rank,
                 "engine": f"chainermn {self.communicator}",
                 "batchnorm": "MultiNodeBatchNormalization" if self.sync_bn else "per replica",
-                # numpy's BLAS threads, set per replica by the launcher (common.parallel)
+                # numpy's BLAS threads, set per replica by the launcher (common.harness.replicas)
                 "threads_per_replica": int(os.environ.get("OMP_NUM_THREADS") or 0) or None}

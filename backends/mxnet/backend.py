@@ -33,7 +33,7 @@ from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.mxnet import models, parallel, weights
 from common import sysinfo
 from common.spec import ModelSpec
-from common.timing import FetchTimer, LossFetcher
+from common.harness.timing import FetchTimer, LossFetcher
 
 # The thread settings MXNet's engine read at import (backends/mxnet/__init__.py imported mxnet
 # just before this module); unset OMP_NUM_THREADS means MXNet's own choice.
@@ -237,7 +237,7 @@ class Backend(BackendBase):
     def load_checkpoint(self, folder) -> None:
         for net, module in self._checkpoint_modules():
             module.load_params(str(folder / f"{net}.params"))
-            # A pickle: common/checkpoint.py has verified its sha256 against the manifest.
+            # A pickle: common/harness/checkpoint.py has verified its sha256 against the manifest.
             module._updater.set_states((folder / f"{net}.states").read_bytes())  # noqa: SLF001
             module._optimizer = module._updater.optimizer  # noqa: SLF001 - the one it now uses
 

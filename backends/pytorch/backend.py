@@ -19,7 +19,7 @@ from torch import nn
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.pytorch import models, parallel, weights
 from common import sysinfo
-from common.timing import FetchTimer, LossFetcher
+from common.harness.timing import FetchTimer, LossFetcher
 from common.spec import ModelSpec
 
 

@@ -8,7 +8,7 @@ Differences from the protocol worth knowing:
   the order (a dataset is never shuffled) and calls a callback after every step, so no loop of
   our own is needed. train_step() runs the same `GAN.iteration` under its own tf.function.
 - The first step's seconds include tracing and instantiating the step's graph (fit traces on
-  its first batch; ~0.4-1.8 s here), which common.timing counts as warm-up.
+  its first batch; ~0.4-1.8 s here), which common.harness.timing counts as warm-up.
 - Losses are fetched every step: Keras turns the logs into floats before the batch-end
   callback, which on a GPU is one sync per step. TF32 is off on GPUs (full float32).
 - channels_last inside (Keras's layout); NCHW is transposed at the boundary, so
@@ -39,7 +39,7 @@ from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.tensorflow import models, parallel, weights
 from common import sysinfo
 from common.spec import ModelSpec
-from common.timing import FetchTimer
+from common.harness.timing import FetchTimer
 
 MIXED_POLICY = "mixed_bfloat16"
 

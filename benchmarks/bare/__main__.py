@@ -43,10 +43,10 @@ def main(argv=None) -> int:
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from common import weights
+    from common import canonical
     from common.spec import model_spec
     try:
-        init = (weights.load(args.init_weights, model_spec(args.preset))[0]
+        init = (canonical.load(args.init_weights, model_spec(args.preset))[0]
                 if args.init_weights else None)
         result = importlib.import_module(f"benchmarks.bare.{args.backend}").run(
             args.preset, args.batch_size, args.iters, args.threads, args.device, init)

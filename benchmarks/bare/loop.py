@@ -6,7 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from common import data, noise, weights
+from common import data
+from common.data import noise
+from common import canonical
 from common.spec import ModelSpec
 
 
@@ -20,8 +22,8 @@ def starting_weights(spec: ModelSpec, init_weights: dict | None) -> dict[str, np
     """The given canonical weights, else the shared initialisation of seed 0 (every framework
     starts from the same parameters either way)."""
     if init_weights is None:
-        return weights.draw_initial_weights(spec, 0)
-    weights.validate(init_weights, spec)
+        return canonical.draw_initial_weights(spec, 0)
+    canonical.validate(init_weights, spec)
     return init_weights
 
 

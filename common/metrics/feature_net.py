@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.download import file_digest
+from common.data.download import file_digest
 
 WEIGHTS_PATH = Path(__file__).with_name("mnist_lenet.npz")
 # Printed by tools/train_feature_net.py; a retrained network changes every quality number, so

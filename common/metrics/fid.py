@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import atomic, images
-from common.download import file_digest
+from common import atomic
+from common.data import images
+from common.data.download import file_digest
 from common.metrics import stats
 
 SAMPLE_COUNT = 500

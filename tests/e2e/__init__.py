@@ -1,0 +1,1 @@
+"""run_all.py and the benchmarks as a user runs them: real subprocesses, real files."""

@@ -1,0 +1,120 @@
+"""The benchmark grid (benchmarks/throughput.py), its configurations, FLOP counts and publishing."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import pytest
+
+from benchmarks import configs, publish
+from common.metrics import flops
+from common.spec import model_spec
+from tests.support.backends import require_backend
+from tests.support.processes import REPO
+
+
+def test_grid_writes_rows_figure_and_table(tmp_path):
+    require_backend("pytorch")
+    out = tmp_path / "grid"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--backend", "pytorch",
+                           "--batch-sizes", "4,8", "--images", "16", "--min-iters", "3", "--bare",
+                           "--configs", "spec,xla", "--out", str(out), "--work", str(tmp_path / "work")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((out / "throughput.json").read_text())
+    rows = doc["rows"]
+    # the time box: ceil(16 images / batch) iterations, at least 3
+    assert [(r["config"], r["batch"], r.get("iters")) for r in rows] == [
+        ("spec (float32)", 4, 4), ("spec (float32)", 8, 3), ("xla", "all", None),
+        ("bare loop", 4, 4), ("bare loop", 8, 3)]
+    assert rows[2]["status"] == "skipped" and "pytorch has no xla" in rows[2]["reason"]
+    for r in rows[:2] + rows[3:]:
+        assert r["status"] == "ok" and r["img/s"] > 0 and r["device"] == "cpu"
+        # img/s is printed to 0.1 and GFLOP/s to 3 significant digits
+        gflop = doc["flops_per_image"] / 1e9
+        assert r["GFLOP/s"] == pytest.approx(r["img/s"] * gflop, rel=5e-3, abs=0.05 * gflop)
+        assert "get_num_threads=" in r["threads"]
+    for spec_row, bare_row in zip(rows[:2], rows[3:]):  # the harness's cost against the bare loop
+        assert float(spec_row["vs bare"].rstrip("%")) == pytest.approx(
+            100 * (1 - spec_row["img/s"] / bare_row["img/s"]), abs=0.1)
+    text = (out / "throughput.md").read_text()
+    assert "Machine:" in text and "| pytorch" in text and "nan" not in text
+    image = mpimg.imread(out / "scaling.png")
+    assert image.std() > 0.01  # something was drawn
+
+
+def test_a_cell_is_the_median_over_repeats_with_their_range():
+    from benchmarks.throughput import cell_row
+
+    def run(img_s, first):
+        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu", "threads": {"t": 2}},
+                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s - 1, img_s + 1],
+                            "first_step_seconds": first, "steps": 10, "harness_overhead_fraction": 0.01,
+                            "peak_memory": {"bytes": 2**20 * 100, "kind": "rss"}}}
+    row = cell_row(model_spec("mnist32"), "pytorch", "spec (float32)", 64,
+                   [run(100.0, 0.5), run(300.0, 0.1), run(200.0, 0.3), {"status": "failed", "load_before": 3.0}])
+    assert (row["runs"], row["img/s"], row["range across runs"], row["first step s"]) == (3, 200.0, "100.0-300.0", 0.3)
+    assert row["load before"] == 3.0 and row["peak MiB"] == "100 (rss)" and row["of peak"] == ""
+
+
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
+    for bad in (["--batch-sizes", "8,x"], ["--configs", "spec,turbo"], ["--backend", "jax"]):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", *bad, "--out", str(tmp_path / "s")],
+                              cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 2 and bad[0] in proc.stderr or "unknown" in proc.stderr
+        assert not (tmp_path / "s").exists()
+
+
+def test_configurations_say_why_a_cell_does_not_run():
+    assert configs.fast_paths("spec", "mxnet", "cpu") == ()
+    assert configs.fast_paths("bf16+xla", "tensorflow", "cpu") == ("bf16", "xla")
+    assert "no compile" in configs.fast_paths("compile", "tensorflow", "cpu")
+    for name in ("pytorch", "tensorflow", "mxnet", "chainer"):
+        for device in ("cpu", "gpu"):  # best is either fast paths that exist or a reason
+            best = configs.fast_paths("best", name, device)
+            assert isinstance(best, str) or all(name in configs.FAST_PATHS[p][1] for p in best)
+    with pytest.raises(configs.ConfigError, match="turbo"):
+        configs.fast_paths("bf16+turbo", "pytorch", "cpu")
+    assert configs.flags(("channels_last", "bf16")) == ["--channels-last", "--bf16"]
+
+
+def test_flops_count_every_multiply_add_of_the_layer_table():
+    spec = model_spec("dcgan64")
+    g0 = spec.generator[0]  # 100 -> 512 channels, 1x1 -> 4x4: each input scatters 512·16 MACs
+    assert flops.layer_flops(g0) == 2 * 100 * 512 * 16
+    # a conv and the deconv that mirrors it (same channels and sizes, swapped) do the same work
+    for conv, deconv in zip(spec.discriminator[:-1], reversed(spec.generator[1:])):
+        assert (conv.in_channels, conv.out_channels) == (deconv.out_channels, deconv.in_channels)
+        assert flops.layer_flops(conv) == flops.layer_flops(deconv)
+    f_g, f_d = flops.forward_flops(spec.generator), flops.forward_flops(spec.discriminator)
+    d0 = flops.layer_flops(spec.discriminator[0])
+    assert flops.iteration_flops_per_image(spec) == 3 * f_g - flops.layer_flops(g0) + 7 * f_d - 2 * d0
+    assert math.isclose(flops.iteration_flops_per_image(model_spec("mnist32")) / 1e9, 0.3414, rel_tol=1e-3)
+
+
+def test_dense_peaks_only_for_known_gpus():
+    assert flops.dense_peak_flops("NVIDIA H100 80GB HBM3", "fp32") == pytest.approx(66.9e12)
+    assert flops.dense_peak_flops("NVIDIA H100 PCIe", "bf16") == pytest.approx(756e12)
+    assert flops.dense_peak_flops("Intel Xeon", "fp32") is None
+
+
+def test_readme_benchmark_section_is_generated_from_results():
+    """The README's tables are exactly what `python -m benchmarks.publish --readme` makes from
+    the committed benchmarks/results/: no hand-typed or stale number."""
+    assert publish.update_readme(check=True) == 0, "run: python -m benchmarks.publish --readme"
+
+
+def test_grid_summary_has_one_row_per_backend_and_config():
+    doc = {"args": {"batch_sizes": "16,64,256", "preset": "mnist32", "quality_iters": 0},
+           "provenance": {"cpu": "X", "cpu_count": 2, "gpus": []}, "started": "2026-11-23T18:00:00",
+           "grid_seconds": 600, "command": "python -m benchmarks.throughput",
+           "rows": [{"backend": "pytorch", "config": "spec (float32)", "batch": b, "status": "ok",
+                     "img/s": 100.0 * b, "first step s": 0.1, "harness share": "0.5%", "vs bare": "+1.0%"}
+                    for b in (16, 64, 256)] + [{"backend": "mxnet", "config": "best", "batch": "all",
+                                                "status": "skipped", "reason": "none"}]}
+    text = publish.grid_summary(doc, "cpu-2core-2026-11-23-mnist32")
+    assert "| pytorch   | spec (float32) | 1600.0" in text and "25600.0" in text and "mxnet" not in text
+    assert "benchmarks/results/cpu-2core-2026-11-23-mnist32/throughput.md" in text

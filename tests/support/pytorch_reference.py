@@ -1,0 +1,84 @@
+"""PyTorch's losses for the CLI parity check, in a fresh process (tests/test_cli.py):
+
+    python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS [REPLICAS]
+
+prints one JSON line: ITERS pairs (loss_D, loss_G) of the PyTorch backend on mnist-5k, batch 64,
+seed 0, from the shared initial weights, exactly as `run_all.py --shared-init` feeds it.
+
+"folded" runs torch.optim.Adam with eps_t = eps/sqrt(1-beta2^t) at step t: then PyTorch's
+p -= lr·(m/c1)/(sqrt(v/c2) + eps_t) equals lr·sqrt(c2)/c1 · m/(sqrt(v) + eps), the folded
+update, exactly (tests/oracle.py adam_update). float64 converts the backend's modules, its inputs
+and its labels (a test-only use of the PyTorch backend's internals).
+
+REPLICAS > 1 (tests/test_parallel.py) is what N data-parallel replicas with per-replica BN
+compute, on one device: G, and D's passes, run on each of the N slices of the batch separately
+(BN statistics per slice, "ghost batch norm"), and each loss is the mean of the slices' batch
+means, so its gradient is the mean of the slices' gradients, as DDP averages them. Running
+statistics are not modelled (training-mode losses never read them).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def losses(convention: str, float64: bool, iters: int, threads: int, replicas: int = 1
+           ) -> list[list[float]]:
+    import torch
+
+    import backends
+    from backends.base import BackendOptions
+    from common import data
+    from common.data import noise
+    from common import canonical
+    from common.spec import model_spec
+    spec = model_spec("mnist32")
+    images = data.load_dataset("mnist-5k", spec.preset).images
+    plan = noise.BatchPlan(len(images), 64, seed=0)
+    b = backends.load("pytorch")(spec, BackendOptions(device="cpu", threads=threads))
+    b.load_weights(canonical.draw_initial_weights(spec, 0))
+    if float64:
+        b.G.double(), b.D.double()
+        as_tensor = b._tensor
+        b._tensor = lambda a: as_tensor(a).double()
+        b._targets = lambda n: (torch.full((n,), spec.loss.real_label, dtype=torch.float64),
+                                torch.full((n,), spec.loss.fake_label, dtype=torch.float64))
+    out = []
+    for t, (real, z) in enumerate(noise.iterate_batches(images, plan, spec.preset.nz, 0, iters), 1):
+        if convention == "folded":
+            for opt in (b.opt_D, b.opt_G):
+                for group in opt.param_groups:
+                    group["eps"] = spec.adam.eps / np.sqrt(1 - spec.adam.beta2 ** t)
+        out.append(list(b.train_step(real, z) if replicas == 1 else
+                        _ghost_step(b, np.split(real, replicas), np.split(z, replicas))))
+    return out
+
+
+def _ghost_step(b, reals, zs) -> tuple[float, float]:
+    """SPEC.md's iteration with each slice normalised by its own BN statistics (see above)."""
+    n = len(reals)
+    real_t, fake_t = b._targets(reals[0].shape[0])
+    b.G.train(), b.D.train()
+    fakes = [b.G(b._tensor(z)) for z in zs]
+    b.opt_D.zero_grad(set_to_none=True)
+    loss_d = sum(b.criterion(b.D(b._tensor(r)), real_t) + b.criterion(b.D(f.detach()), fake_t)
+                 for r, f in zip(reals, fakes)) / n
+    loss_d.backward()
+    b.opt_D.step()
+    b.opt_G.zero_grad(set_to_none=True)
+    b.D.requires_grad_(False)
+    loss_g = sum(b.criterion(b.D(f), real_t) for f in fakes) / n
+    loss_g.backward()
+    b.D.requires_grad_(True)
+    b.opt_G.step()
+    return float(loss_d.detach()), float(loss_g.detach())
+
+
+if __name__ == "__main__":
+    convention, precision, iters, threads = sys.argv[1:5]
+    replicas = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    if convention not in ("pytorch", "folded") or precision not in ("float32", "float64"):
+        sys.exit("usage: python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS")
+    print(json.dumps(losses(convention, precision == "float64", int(iters), int(threads), replicas)))

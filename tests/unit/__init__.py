@@ -1,0 +1,1 @@
+"""Framework-free units: spec, data, noise, timing, weights format, parsers, metrics, results."""

@@ -32,12 +32,11 @@ import backends  # noqa: E402  (the registry imports no framework)
 from common import atomic, data, sysinfo  # noqa: E402
 from common.data import image_folder, noise
 from common.harness import replicas
-from common.results import report
+from common.results import report, schema
 from common import canonical
 from common.errors import DataError  # noqa: E402
 from common.spec import DATASET_PRESETS, FOLDER_PRESET, PRESETS, model_spec  # noqa: E402
 
-SCHEMA_VERSION = 1
 DEFAULT_ITERS = 500
 DEFAULT_BATCH = 64
 STDERR_TAIL_LINES = 40
@@ -371,7 +370,7 @@ def run(args) -> int:
         config["checkpoint_every"] = args.checkpoint_every
     if len(args.seed_list) > 1:
         config["seeds"] = args.seed_list
-    results = {"schema_version": SCHEMA_VERSION, "command": command,
+    results = {"schema_version": schema.SCHEMA_VERSION, "command": command,
                "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                "config": config, "dataset": dataset.meta, "provenance": sysinfo.provenance(),
                "backends": {}}
@@ -486,7 +485,7 @@ class QualityJudge:
 # ----- reports of finished runs -----
 def _load_run(run_dir: Path) -> dict:
     try:
-        return report.load_results(run_dir / "results.json", SCHEMA_VERSION)
+        return schema.load_results(run_dir / "results.json")
     except FileNotFoundError:
         raise UsageError(f"{run_dir}: no results.json there; pass a run folder made by run_all.py") from None
     except ValueError as exc:

@@ -17,7 +17,6 @@ class Registration:
     module: str            # defines `Backend`
     framework: str         # the import name whose presence decides "installed"
     extra: str             # pyproject extra that installs it
-    implemented: bool = True
 
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
@@ -42,8 +41,6 @@ HIDE_ENV = "DCGAN_BENCH_TEST_HIDE_FRAMEWORKS"
 def unavailable_reason(name: str) -> str | None:
     """Why this backend cannot run here (None if it can be tried); imports no framework."""
     reg = REGISTRY[name]
-    if not reg.implemented:
-        return f"the {name} backend is not implemented in this version of dcgan-bench"
     hidden = os.environ.get(HIDE_ENV, "").split(",")
     if reg.framework in hidden or importlib.util.find_spec(reg.framework) is None:
         return f"{reg.framework} is not installed; add it with: {install_command(name)}"

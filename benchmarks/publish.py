@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from common import atomic
-from common.results import report
+from common.results import report, schema
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0].startswith("--"):
         print("usage: python -m benchmarks.publish RESULTS.json | --readme [--check]", file=sys.stderr)
         return 2
-    print(render(report.load_results(Path(argv[0]))))
+    print(render(schema.load_results(Path(argv[0]))))
     return 0
 
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from common import atomic  # noqa: E402
-from common.results import replica_scaling, report
+from common.results import replica_scaling, report, schema
 
 
 def parse_args(argv):
@@ -57,7 +57,7 @@ def run_one(args, devices: int, out: Path) -> dict:
     proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if not (out / "results.json").exists():
         raise SystemExit(f"benchmarks.scaling: run_all.py failed: {proc.stderr.strip()[-500:]}")
-    return report.load_results(out / "results.json")
+    return schema.load_results(out / "results.json")
 
 
 def main(argv=None) -> int:
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     if out.exists():
         raise SystemExit(f"benchmarks.scaling: {out} already exists; choose a new --out")
     if args.from_runs:
-        runs = [report.load_results(Path(d) / "results.json") for d in args.from_runs]
+        runs = [schema.load_results(Path(d) / "results.json") for d in args.from_runs]
         out.mkdir(parents=True)
     else:
         out.mkdir(parents=True)

@@ -40,7 +40,7 @@ import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs  # noqa: E402
 from common import atomic, sysinfo  # noqa: E402
 from common.metrics import flops
-from common.results import report
+from common.results import report, schema
 from common.spec import PRESETS, model_spec  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -113,7 +113,7 @@ def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="
     proc = _run(cmd)
     if not (out / "results.json").exists():
         return {"status": "failed", "reason": f"run_all.py: {proc.stderr.strip()[-300:]}", "load_before": load}
-    results = report.load_results(out / "results.json")
+    results = schema.load_results(out / "results.json")
     r = dict(results["backends"][name], load_before=load)
     r["provenance"] = results["provenance"]
     return r

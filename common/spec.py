@@ -1,4 +1,4 @@
-"""The shared DCGAN spec (../shared/SPEC.md), encoded once.
+"""The shared DCGAN spec (docs/SPEC.md), encoded once.
 
 Backends read every number from here and never restate one. Where a framework's default differs
 (BN eps/momentum, LeakyReLU slope, Adam eps), the backend sets the value from these objects.

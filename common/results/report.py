@@ -1,7 +1,6 @@
 """Tables, figures and report.md, generated from a run folder's result files, never typed."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -479,28 +478,3 @@ def report_markdown(results: dict, rows: list[dict], figures: list[Path], run_di
     if figs:
         lines += ["## Figures", ""] + [f"![{f.stem}]({f.relative_to(run_dir)})" for f in figs] + [""]
     return "\n".join(lines)
-
-
-def load_results(path: Path, schema_version: int | None = None) -> dict:
-    """A run's results.json. Anything that is not one raises ValueError with a one-line reason
-    (never another error: the file may be damaged or not ours), as does a schema newer than
-    `schema_version` (what this dcgan-bench writes)."""
-    raw = Path(path).read_bytes()
-    try:
-        results = json.loads(raw)  # bytes: UTF-8/16/32 detected; bad text is a ValueError
-    except RecursionError:
-        raise ValueError("JSON nested too deeply to be a results file") from None
-    if not isinstance(results, dict):
-        raise ValueError(f"top level is a JSON {type(results).__name__}, not a results object")
-    version = results.get("schema_version")
-    if type(version) is not int or version < 1:
-        raise ValueError(f"no valid schema_version (got {str(version)[:40]!r})")
-    if schema_version is not None and version > schema_version:
-        raise ValueError(f"written by a newer dcgan-bench (results schema version {version}, this "
-                         f"one reads up to {schema_version}); upgrade dcgan-bench to use it")
-    for key in ("config", "backends"):
-        if not isinstance(results.get(key), dict):
-            raise ValueError(f"no {key!r} object")
-    if not all(isinstance(r, dict) for r in results["backends"].values()):
-        raise ValueError("a backend's entry is not an object")
-    return results

@@ -1,6 +1,6 @@
 """Every backend against the float64 numpy oracle of the spec (tests/oracle.py).
 
-Parametrised over the implemented backends: a new backend gets these tests by registering.
+Parametrised over the registered backends: a new backend gets these tests by registering.
 Tolerances are derived here, next to the assertions that use them (SPEC.md, "Parity").
 """
 from __future__ import annotations

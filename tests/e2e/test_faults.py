@@ -23,7 +23,7 @@ FAULTY = "pytorch"
 def _bystander() -> str:
     """Another backend that can run here (the one that must finish despite the fault)."""
     for name in ("chainer", "mxnet", "tensorflow"):
-        if backends.REGISTRY[name].implemented and not backends.unavailable_reason(name):
+        if not backends.unavailable_reason(name):
             return name
     pytest.skip("needs a second runnable backend besides pytorch")
 

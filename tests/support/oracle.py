@@ -1,4 +1,4 @@
-"""A float64 numpy reference implementation of the DCGAN spec (../shared/SPEC.md).
+"""A float64 numpy reference implementation of the DCGAN spec (docs/SPEC.md).
 
 Framework-independent ground truth for the parity tests of every backend. Everything is computed
 in float64 (inputs are converted); weights use the canonical layout and keys of common/canonical.py:

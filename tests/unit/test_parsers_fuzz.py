@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from common.harness import checkpoint
 from common.data import idx
-from common.results import report
+from common.results import schema
 from common import canonical
 from common.errors import DataError
 from common.spec import model_spec
@@ -110,7 +110,7 @@ def test_results_reader_on_any_bytes(tmp_path, data):
     path = tmp_path / "results.json"
     path.write_bytes(data)
     try:
-        results = report.load_results(path, schema_version=1)
+        results = schema.load_results(path, schema_version=1)
     except ValueError as exc:
         _one_line(exc)
     else:
@@ -135,7 +135,7 @@ def test_results_reader_refuses_deep_nesting_cleanly(tmp_path):
     path = tmp_path / "results.json"
     path.write_bytes(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(ValueError, match="nested too deeply"):
-        report.load_results(path)
+        schema.load_results(path, schema_version=None)
 
 
 def test_weight_loader_refuses_a_header_that_declares_more_than_the_file_holds(tmp_path):

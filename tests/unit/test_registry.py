@@ -38,12 +38,6 @@ def test_install_command_contains_the_extra(name):
     assert f".[{backends.REGISTRY[name].extra}]" in cmd
 
 
-def test_unimplemented_backends_say_so():
-    for name, reg in backends.REGISTRY.items():
-        if not reg.implemented:
-            assert "not implemented" in backends.unavailable_reason(name)
-
-
 def test_missing_framework_reason_gives_the_install_command(monkeypatch):
     reg = backends.Registration("fakebackend", "backends.fakebackend.backend",
                                 "no_such_framework_dcgan_bench", "fakeextra")

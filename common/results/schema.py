@@ -1,0 +1,37 @@
+"""The results.json schema: its version (the one place it is defined) and the reader.
+
+Version 1 is what every dcgan-bench so far has written; a reader accepts every version up to
+SCHEMA_VERSION, and a file written by a newer dcgan-bench is refused with a one-line reason.
+tests/unit/test_schema.py reads a committed version-1 file (tests/fixtures/results-v1.json).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def load_results(path: Path, schema_version: int | None = SCHEMA_VERSION) -> dict:
+    """A run's results.json. Anything that is not one raises ValueError with a one-line reason
+    (never another error: the file may be damaged or not ours), as does a schema newer than
+    `schema_version` (what this dcgan-bench writes)."""
+    raw = Path(path).read_bytes()
+    try:
+        results = json.loads(raw)  # bytes: UTF-8/16/32 detected; bad text is a ValueError
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to be a results file") from None
+    if not isinstance(results, dict):
+        raise ValueError(f"top level is a JSON {type(results).__name__}, not a results object")
+    version = results.get("schema_version")
+    if type(version) is not int or version < 1:
+        raise ValueError(f"no valid schema_version (got {str(version)[:40]!r})")
+    if schema_version is not None and version > schema_version:
+        raise ValueError(f"written by a newer dcgan-bench (results schema version {version}, this "
+                         f"one reads up to {schema_version}); upgrade dcgan-bench to use it")
+    for key in ("config", "backends"):
+        if not isinstance(results.get(key), dict):
+            raise ValueError(f"no {key!r} object")
+    if not all(isinstance(r, dict) for r in results["backends"].values()):
+        raise ValueError("a backend's entry is not an object")
+    return results

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from common import atomic
-from common.results import report, schema
+from common.results import schema, tables
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -25,12 +25,12 @@ START, END = "<!-- benchmarks:start (python -m benchmarks.publish --readme) -->"
 def render(results: dict) -> str:
     prov, cfg = results["provenance"], results["config"]
     ds = results.get("dataset") or {}
-    rows = [r for r in report.summary_rows(results) if r["status"] == "ok"]
+    rows = [r for r in tables.summary_rows(results) if r["status"] == "ok"]
     for r in rows:  # the harness's own share of wall time: the methodology requires it small
         s = results["backends"][r["backend"]].get("summary") or {}
         frac = s.get("harness_overhead_fraction")
         r["harness overhead"] = f"{100 * frac:.2f}%" if frac is not None else ""
-    quality = report.quality_rows(results)
+    quality = tables.quality_rows(results)
     git = prov.get("git") or {}
     lines = [
         f"Command: `{results['command']}`",
@@ -43,14 +43,14 @@ def render(results: dict) -> str:
         f"{cfg['iters']} iterations, threads {cfg.get('threads')}, started {results.get('started')}",
         f"- Code: git {git.get('commit')}" + (" (dirty)" if git.get("dirty") else ""),
         "",
-        report.table(rows, "github"),
+        tables.table(rows, "github"),
         "",
     ]
     if quality:
         info = results.get("quality_info") or {}
         lines += [f"Sample quality ({info.get('samples')} fixed-z samples per backend against "
                   "held-out real digits; ± bootstrap/subset/split spread; see README \"Sample "
-                  "quality\"):", "", report.table(quality, "github"), ""]
+                  "quality\"):", "", tables.table(quality, "github"), ""]
     return "\n".join(lines)
 
 
@@ -73,11 +73,11 @@ def grid_summary(doc: dict, folder: str) -> str:
     lines = [f"**{a['preset']}** on {device}, {doc['started'][:10]} "
              f"([full table](benchmarks/results/{folder}/throughput.md), "
              f"{doc['grid_seconds'] / 60:.0f} min grid, `{doc['command']}`):", "",
-             report.table(list(rows.values()), "github"), ""]
+             tables.table(list(rows.values()), "github"), ""]
     if doc.get("quality_rows"):
         lines += ["Same code, best path against spec on real digits "
                   f"({a['quality_iters']} iterations, batch 64):", "",
-                  report.table(doc["quality_rows"], "github"), ""]
+                  tables.table(doc["quality_rows"], "github"), ""]
     return "\n".join(lines)
 
 

@@ -16,8 +16,8 @@ of each run's median img/s (warm-up excluded; runs' own IQR and the range across
 it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
 the harness against the bare loop, model GFLOP/s (common/metrics/flops.py) and, on a GPU with a known
 dense peak, the fraction of it. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
-the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the tables of
-benchmarks/results/ into the README.
+the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the headline of
+benchmarks/results/ (img/s at batch 64, spec and best) into the README, linked to these tables.
 """
 from __future__ import annotations
 

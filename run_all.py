@@ -32,7 +32,7 @@ import backends  # noqa: E402  (the registry imports no framework)
 from common import atomic, data, sysinfo  # noqa: E402
 from common.data import image_folder, noise
 from common.harness import replicas
-from common.results import report, schema
+from common.results import compare, markdown, schema, tables
 from common import canonical
 from common.errors import DataError  # noqa: E402
 from common.spec import DATASET_PRESETS, FOLDER_PRESET, PRESETS, model_spec  # noqa: E402
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
         if args.report:
             return rebuild_report(Path(args.report))
         if args.compare:
-            print(report.compare_runs(*(_load_run(Path(d)) for d in args.compare)))
+            print(compare.compare_runs(*(_load_run(Path(d)) for d in args.compare)))
             return 0
         if args.resume:
             args = resume_args(args)
@@ -416,12 +416,12 @@ def run(args) -> int:
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     atomic.write_json(run_dir / "results.json", results)
     try:
-        report.write_report(run_dir, results)
+        markdown.write_report(run_dir, results)
     except Exception as exc:  # noqa: BLE001 - results.json is already safe; say what failed
         print(f"run_all.py: writing the report failed ({type(exc).__name__}: {exc}); "
               f"results are in {_rel(run_dir / 'results.json')}", file=sys.stderr)
         return 1
-    print(report.stdout_table(results))
+    print(tables.stdout_table(results))
     print(f"\nresults: {_rel(run_dir / 'results.json')}  report: {_rel(run_dir / 'report.md')}")
     if interrupted:
         return EXIT_INTERRUPTED
@@ -494,8 +494,8 @@ def _load_run(run_dir: Path) -> dict:
 
 def rebuild_report(run_dir: Path) -> int:
     results = _load_run(run_dir)
-    written = report.write_report(run_dir, results)
-    print(report.stdout_table(results))
+    written = markdown.write_report(run_dir, results)
+    print(tables.stdout_table(results))
     print(f"\nreport: {_rel(run_dir / 'report.md')} ({len(written)} files rewritten)")
     return 0
 

@@ -22,7 +22,8 @@ BEST = {
     # benchmarks/results/ablations/): PyTorch channels_last+bf16 643 -> 1188 (mnist32), 116 -> 233
     # (dcgan64), torch.compile no faster (626, 129) and adding it to the pair slower; TensorFlow
     # bf16 669 -> 838 and 122 -> 178, XLA slower on this CPU (457, 88) with or without bf16.
-    # GPU choices are the frameworks' documented fast paths, untested here (no GPU was lent).
+    # GPU choices are the frameworks' documented fast paths, not measured: every grid in
+    # benchmarks/results/ ran on a CPU, so no GPU row of spec or best has been timed yet.
     "pytorch": {"cpu": ("channels_last", "bf16"), "gpu": ("channels_last", "bf16", "compile")},
     "tensorflow": {"cpu": ("bf16",), "gpu": ("xla", "bf16")},
     "mxnet": {

@@ -4,8 +4,10 @@
     python -m benchmarks.publish --readme [--check]
 
 The first renders one run's results.json (numbers, machine, versions, command). The second
-rewrites the README's benchmark section from every benchmarks/results/*/throughput.json (the
-throughput grid's output); --check only says whether the README is stale (exit 1).
+rewrites the README's benchmark section, between its markers, with the headline table made from
+every benchmarks/results/*/throughput.json (the throughput grid's output): img/s at batch 64 in
+spec and best-available per backend and grid, each grid's machine, date and command, and a link
+to its full table (throughput.md beside it); --check only says whether the README is stale (exit 1).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import sys
 from pathlib import Path
 
 from common import atomic
-from common.results import report, schema
+from common.results import schema, tables
+from common.spec import PRESETS
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -25,12 +28,12 @@ START, END = "<!-- benchmarks:start (python -m benchmarks.publish --readme) -->"
 def render(results: dict) -> str:
     prov, cfg = results["provenance"], results["config"]
     ds = results.get("dataset") or {}
-    rows = [r for r in report.summary_rows(results) if r["status"] == "ok"]
+    rows = [r for r in tables.summary_rows(results) if r["status"] == "ok"]
     for r in rows:  # the harness's own share of wall time: the methodology requires it small
         s = results["backends"][r["backend"]].get("summary") or {}
         frac = s.get("harness_overhead_fraction")
         r["harness overhead"] = f"{100 * frac:.2f}%" if frac is not None else ""
-    quality = report.quality_rows(results)
+    quality = tables.quality_rows(results)
     git = prov.get("git") or {}
     lines = [
         f"Command: `{results['command']}`",
@@ -43,49 +46,90 @@ def render(results: dict) -> str:
         f"{cfg['iters']} iterations, threads {cfg.get('threads')}, started {results.get('started')}",
         f"- Code: git {git.get('commit')}" + (" (dirty)" if git.get("dirty") else ""),
         "",
-        report.table(rows, "github"),
+        tables.table(rows, "github"),
         "",
     ]
     if quality:
         info = results.get("quality_info") or {}
         lines += [f"Sample quality ({info.get('samples')} fixed-z samples per backend against "
                   "held-out real digits; ± bootstrap/subset/split spread; see README \"Sample "
-                  "quality\"):", "", report.table(quality, "github"), ""]
+                  "quality\"):", "", tables.table(quality, "github"), ""]
     return "\n".join(lines)
 
 
-def grid_summary(doc: dict, folder: str) -> str:
-    """One throughput grid as README rows: per backend and configuration, img/s at each batch."""
-    a, prov = doc["args"], doc["provenance"]
-    batches = [b for b in a["batch_sizes"].split(",")]
-    rows: dict[tuple[str, str], dict] = {}
-    for r in doc["rows"]:
-        if r["status"] == "skipped":
-            continue
-        row = rows.setdefault((r["backend"], r["config"]), {
-            "backend": r["backend"], "config": r["config"], **{f"img/s @{b}": "" for b in batches}})
-        row[f"img/s @{r['batch']}"] = r.get("img/s", r["status"])
-        if str(r["batch"]) == batches[len(batches) // 2]:  # the middle batch size's details
-            row[f"first step s @{r['batch']}"] = r.get("first step s", "")
-            row[f"harness share @{r['batch']}"] = r.get("harness share", "")
-            row[f"vs bare @{r['batch']}"] = r.get("vs bare", "")
-    device = ", ".join(prov["gpus"]) if prov.get("gpus") else f"{prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs"
-    lines = [f"**{a['preset']}** on {device}, {doc['started'][:10]} "
-             f"([full table](benchmarks/results/{folder}/throughput.md), "
-             f"{doc['grid_seconds'] / 60:.0f} min grid, `{doc['command']}`):", "",
-             report.table(list(rows.values()), "github"), ""]
-    if doc.get("quality_rows"):
-        lines += ["Same code, best path against spec on real digits "
-                  f"({a['quality_iters']} iterations, batch 64):", "",
-                  report.table(doc["quality_rows"], "github"), ""]
-    return "\n".join(lines)
+HEADLINE_BATCH = 64
+REQUESTED = ("spec", "best")  # the headline's two configurations, in its column order
+
+
+def requested_rows(doc: dict) -> dict[tuple[str, str], dict]:
+    """A throughput grid's rows by (backend, requested configuration) at HEADLINE_BATCH.
+
+    A row names its configuration by its fast paths ("bf16"), not by what was asked for
+    ("best"), so the rows are matched back to --configs in the grid's own order: per backend,
+    each requested configuration made one row per batch size, or one skipped row (batch "all")
+    that says why it did not run; the bare loop's rows come last."""
+    requested = doc["args"]["configs"].split(",")
+    n_batches = len(doc["args"]["batch_sizes"].split(","))
+    found: dict[tuple[str, str], dict] = {}
+    for name in dict.fromkeys(r["backend"] for r in doc["rows"]):
+        rows = [r for r in doc["rows"] if r["backend"] == name and r["config"] != "bare loop"]
+        for config in requested:
+            group, rows = (rows[:1], rows[1:]) if rows and rows[0]["batch"] == "all" else (
+                rows[:n_batches], rows[n_batches:])
+            at = [r for r in group if str(r["batch"]) in ("all", str(HEADLINE_BATCH))]
+            if at:
+                found[(name, config)] = at[0]
+    return found
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "not measured"
+    if row["status"] == "skipped":
+        return "none (below)"
+    if row["status"] != "ok":
+        return row["status"]
+    return f"{row['img/s']}" + ("" if row["config"].startswith("spec") else f" ({row['config']})")
+
+
+def headline(docs: list[tuple[str, dict]]) -> str:
+    """The README's headline: per backend, img/s at HEADLINE_BATCH in spec and best-available
+    for every grid of benchmarks/results/ (folder, throughput.json), then what each grid
+    measured on which machine, when, with which command, and where its full table is."""
+    docs = sorted(docs, key=lambda d: (list(PRESETS).index(d[1]["args"]["preset"])
+                                       if d[1]["args"]["preset"] in PRESETS else len(PRESETS), d[0]))
+    presets = [doc["args"]["preset"] for _, doc in docs]
+    tags = [p if presets.count(p) == 1 else f"{p} ({folder})" for p, (folder, _) in zip(presets, docs)]
+    found = [requested_rows(doc) for _, doc in docs]
+    names = list(dict.fromkeys(name for f in found for name, _ in f))
+    rows = [{"backend": name, **{f"{tag} {config}": _cell(f.get((name, config)))
+                                 for tag, f in zip(tags, found) for config in REQUESTED}}
+            for name in names]
+    devices = sorted({r["device"] for _, doc in docs for r in doc["rows"] if r.get("device")})
+    lines = [f"Training img/s at batch {HEADLINE_BATCH} (synthetic data; median step, warm-up "
+             "excluded). `spec`: full float32, what the parity tests hold to the float64 oracle; "
+             "`best`: the framework's own fast paths on that device (benchmarks/configs.py). "
+             f"Measured on: {', '.join(devices) or 'nothing yet'}"
+             + ("" if "gpu" in devices else "; no GPU measurement is published") + ".", "",
+             tables.table(rows, "github"), ""]
+    for tag, (folder, doc) in zip(tags, docs):
+        prov = doc["provenance"]
+        machine = (f"{prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
+                   + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"))
+        full = "full table" + (", with sample quality of best against spec" if doc.get("quality_rows") else "")
+        lines.append(f"- {tag}: {machine}; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min "
+                     f"grid: `{doc['command']}` ([{full}](benchmarks/results/{folder}/throughput.md))")
+    skipped = {(name, config): row["reason"] for f in found for (name, config), row in f.items()
+               if row["status"] == "skipped"}  # one line per backend and reason, in table order
+    lines += list(dict.fromkeys(f"- {name}, no `{config}` row: {skipped[(n, config)]}"
+                                for name in names for (n, config) in skipped if n == name))
+    return "\n".join(lines + [""])
 
 
 def readme_section() -> str:
-    parts = []
-    for path in sorted(RESULTS_DIR.glob("*/throughput.json")):
-        parts.append(grid_summary(json.loads(path.read_text()), path.parent.name))
-    return "\n".join([START, "", *parts, END]) if parts else "\n".join([START, "(no results yet)", END])
+    docs = [(path.parent.name, json.loads(path.read_text()))
+            for path in sorted(RESULTS_DIR.glob("*/throughput.json"))]
+    return "\n".join([START, "", headline(docs), END]) if docs else "\n".join([START, "(no results yet)", END])
 
 
 def update_readme(check: bool) -> int:

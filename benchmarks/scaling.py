@@ -6,7 +6,7 @@ Each replica count is one `run_all.py --dataset synthetic --devices N` run (qual
 into OUT/r<repeat>/d<N>/, repeated --repeats times with the counts interleaved (1, 2, 1, 2, ...),
 so a machine whose speed drifts over minutes shifts every count alike; OUT/replica_scaling.md,
 replica_scaling.json and replica_scaling.png give the median img/s over the repeats (and their range) against
-replica count and efficiency against linear (common/replica_scaling.py). `--from-runs DIR ...` tabulates
+replica count and efficiency against linear (common/results/replica_scaling.py). `--from-runs DIR ...` tabulates
 finished run folders instead of training.
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from common import atomic  # noqa: E402
-from common.results import replica_scaling, report, schema
+from common.results import replica_scaling, schema  # noqa: E402
+from common.results.tables import table  # noqa: E402
 
 
 def parse_args(argv):
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         "efficiency = img/s / (replicas x img/s at 1 replica)",
         *([f"- 1-minute load average before each run: {min(loads):.2f}-{max(loads):.2f}"] if not args.from_runs else []),
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
-        report.table(rows, "github"), ""])
+        table(rows, "github"), ""])
     if rows:
         replica_scaling.scaling_chart(rows, out / "replica_scaling.png")
     atomic.write_text(out / "replica_scaling.md", text)

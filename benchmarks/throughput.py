@@ -16,8 +16,8 @@ of each run's median img/s (warm-up excluded; runs' own IQR and the range across
 it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
 the harness against the bare loop, model GFLOP/s (common/metrics/flops.py) and, on a GPU with a known
 dense peak, the fraction of it. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
-the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the tables of
-benchmarks/results/ into the README.
+the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the headline of
+benchmarks/results/ (img/s at batch 64, spec and best) into the README, linked to these tables.
 """
 from __future__ import annotations
 
@@ -39,8 +39,10 @@ sys.path.insert(0, str(REPO))
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs  # noqa: E402
 from common import atomic, sysinfo  # noqa: E402
-from common.metrics import flops
-from common.results import report, schema
+from common.metrics import flops  # noqa: E402
+from common.results import schema  # noqa: E402
+from common.results.figures import pyplot, save_figure  # noqa: E402
+from common.results.tables import table  # noqa: E402
 from common.spec import PRESETS, model_spec  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -232,7 +234,7 @@ def quality_rows(args, work: Path) -> list[dict]:
 # ----- outputs -----
 def scaling_figure(rows: list[dict], path: Path, preset: str) -> None:
     """img/s and peak memory against batch size, one line per backend and configuration."""
-    plt = report._pyplot()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     series: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -252,7 +254,7 @@ def scaling_figure(rows: list[dict], path: Path, preset: str) -> None:
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=7)
     fig.tight_layout()
-    report._save_fig(fig, path)
+    save_figure(fig, path)
 
 
 def render(doc: dict) -> str:
@@ -274,12 +276,12 @@ def render(doc: dict) -> str:
         "- Model FLOPs per image and iteration: "
         f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py); `of peak` only where the "
         "device is a GPU with a known dense peak, at the precision named in common/metrics/flops.py",
-        "", report.table(doc["rows"], "github"), ""]
+        "", table(doc["rows"], "github"), ""]
     if doc.get("quality_rows"):
         lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
                   f"{a['quality_iters']} iterations, seed 0, shared initial weights; FD and "
                   "classifier score as in README \"Sample quality\" (± bootstrap spread):", "",
-                  report.table(doc["quality_rows"], "github"), ""]
+                  table(doc["quality_rows"], "github"), ""]
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from common.results import report
+from common.results.figures import pyplot, save_figure
 
 
 def _img_per_s(result: dict) -> float | None:
@@ -60,7 +60,7 @@ def scaling_rows(runs: list[dict]) -> list[dict]:
 
 def scaling_chart(rows: list[dict], path: Path) -> None:
     """img/s against replica count (with linear scaling from 1 replica dashed), and efficiency."""
-    plt = report._pyplot()  # noqa: SLF001 - the one matplotlib set-up
+    plt = pyplot()
     fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(11, 4))
     for name in dict.fromkeys(r["backend"] for r in rows):
         mine = [r for r in rows if r["backend"] == name]
@@ -79,4 +79,4 @@ def scaling_chart(rows: list[dict], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.set_xticks(counts)  # replica counts are whole numbers
     fig.tight_layout()
-    report._save_fig(fig, path)  # noqa: SLF001
+    save_figure(fig, path)

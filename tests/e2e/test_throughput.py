@@ -107,14 +107,48 @@ def test_readme_benchmark_section_is_generated_from_results():
     assert publish.update_readme(check=True) == 0, "run: python -m benchmarks.publish --readme"
 
 
-def test_grid_summary_has_one_row_per_backend_and_config():
-    doc = {"args": {"batch_sizes": "16,64,256", "preset": "mnist32", "quality_iters": 0},
-           "provenance": {"cpu": "X", "cpu_count": 2, "gpus": []}, "started": "2026-11-23T18:00:00",
-           "grid_seconds": 600, "command": "python -m benchmarks.throughput",
-           "rows": [{"backend": "pytorch", "config": "spec (float32)", "batch": b, "status": "ok",
-                     "img/s": 100.0 * b, "first step s": 0.1, "harness share": "0.5%", "vs bare": "+1.0%"}
-                    for b in (16, 64, 256)] + [{"backend": "mxnet", "config": "best", "batch": "all",
-                                                "status": "skipped", "reason": "none"}]}
-    text = publish.grid_summary(doc, "cpu-2core-2026-11-23-mnist32")
-    assert "| pytorch   | spec (float32) | 1600.0" in text and "25600.0" in text and "mxnet" not in text
-    assert "benchmarks/results/cpu-2core-2026-11-23-mnist32/throughput.md" in text
+def _grid(preset: str, pytorch_best: str | None) -> dict:
+    """A throughput.json as benchmarks.throughput writes it: pytorch spec and best (or a skipped
+    best), mxnet spec with a skipped best, both beside their bare loops."""
+    def cells(name, config, scale):
+        return [{"backend": name, "config": config, "batch": b, "status": "ok", "device": "cpu",
+                 "img/s": scale * b} for b in (16, 64, 256)]
+    skipped = {"status": "skipped", "batch": "all", "config": "best", "reason": "no fast path here"}
+    best = cells("pytorch", pytorch_best, 2.0) if pytorch_best else [{"backend": "pytorch", **skipped}]
+    return {"args": {"batch_sizes": "16,64,256", "preset": preset, "configs": "spec,best", "quality_iters": 0},
+            "provenance": {"cpu": "X", "cpu_count": 2, "gpus": []}, "started": "2026-11-23T18:00:00",
+            "grid_seconds": 600, "command": f"python -m benchmarks.throughput --preset {preset}",
+            "rows": [*cells("pytorch", "spec (float32)", 1.0), *best, *cells("pytorch", "bare loop", 1.5),
+                     *cells("mxnet", "spec (float32)", 3.0), {"backend": "mxnet", **skipped},
+                     *cells("mxnet", "bare loop", 3.5)]}
+
+
+def test_headline_is_img_per_s_at_batch_64_in_spec_and_best_per_preset():
+    text = publish.headline([("cpu-2026-11-23-dcgan64", _grid("dcgan64", None)),
+                             ("cpu-2026-11-23-mnist32", _grid("mnist32", "bf16"))])
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    # mnist32 (the default preset) first; batch 64 only, never the bare loop's 96.0 or 224.0
+    assert cells[0] == ["backend", "mnist32 spec", "mnist32 best", "dcgan64 spec", "dcgan64 best"]
+    assert cells[2] == ["pytorch", "64.0", "128.0 (bf16)", "64.0", "none (below)"]
+    assert cells[3] == ["mxnet", "192.0", "none (below)", "192.0", "none (below)"]
+    assert "- pytorch, no `best` row: no fast path here" in text and text.count("no fast path here") == 2
+    assert "(benchmarks/results/cpu-2026-11-23-mnist32/throughput.md)" in text
+    assert "`python -m benchmarks.throughput --preset dcgan64`" in text and "2026-11-23" in text
+    assert "no GPU measurement is published" in text
+
+
+def test_readme_update_rewrites_only_between_the_markers(tmp_path, monkeypatch):
+    grid = tmp_path / "results" / "cpu-2026-11-23-mnist32"
+    grid.mkdir(parents=True)
+    (grid / "throughput.json").write_text(json.dumps(_grid("mnist32", "bf16")))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# front page\n\n{publish.START}\nold numbers\n{publish.END}\n\nmore\n")
+    monkeypatch.setattr(publish, "README", readme)
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "results")
+    assert publish.update_readme(check=True) == 1  # stale
+    assert publish.update_readme(check=False) == 0
+    text = readme.read_text()
+    assert text.startswith(f"# front page\n\n{publish.START}\n") and text.endswith(f"{publish.END}\n\nmore\n")
+    assert "old numbers" not in text and "| pytorch" in text
+    assert publish.update_readme(check=True) == 0

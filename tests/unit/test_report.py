@@ -1,4 +1,5 @@
-"""Tests for common.results.report: sample grids, and the report written from a hand-built run folder."""
+"""Tests for common.results (figures, tables, markdown, compare): sample grids, and the report
+written from a hand-built run folder."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.results import report
+from common.results import compare, figures, markdown, tables
 from common.harness.steplog import LOSS_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +29,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_tile_shape(channels):
     samples = np.zeros((10, channels, 4, 5), np.uint8)
-    grid = report.tile(samples, columns=8, gap=2)
+    grid = figures.tile(samples, columns=8, gap=2)
     # 10 tiles in 8 columns -> 2 rows; each tile plus its gap, plus one gap at the far edge.
     expected = (2 * (4 + 2) + 2, 8 * (5 + 2) + 2)
     assert grid.shape == (expected if channels == 1 else expected + (3,))
@@ -42,7 +43,7 @@ def test_tile_places_each_sample_and_leaves_gaps_white():
         samples[i, 0] = i                  # red: which tile
         samples[i, 1] = 100 + np.arange(h)[:, None]  # green: row inside the tile
         samples[i, 2] = 200 + np.arange(w)[None, :]  # blue: column inside the tile (not transposed)
-    grid = report.tile(samples, columns=cols, gap=gap)
+    grid = figures.tile(samples, columns=cols, gap=gap)
     covered = np.zeros(grid.shape[:2], bool)
     for i in range(n):
         r, col = divmod(i, cols)
@@ -54,7 +55,7 @@ def test_tile_places_each_sample_and_leaves_gaps_white():
 
 def test_tile_grey_keeps_pixel_values_in_place():
     samples = np.arange(2 * 1 * 3 * 3, dtype=np.uint8).reshape(2, 1, 3, 3)
-    grid = report.tile(samples, columns=2, gap=1)
+    grid = figures.tile(samples, columns=2, gap=1)
     assert grid.shape == (5, 9)
     assert np.array_equal(grid[1:4, 1:4], samples[0, 0])
     assert np.array_equal(grid[1:4, 5:8], samples[1, 0])
@@ -106,7 +107,7 @@ def run_with_failure(tmp_path):
         "pytorch": _ok_result("pytorch", 1234.5),
         "chainer": {"backend": "chainer", "status": "failed", "reason": FAIL_REASON},
     })
-    written = report.write_report(tmp_path, results)
+    written = markdown.write_report(tmp_path, results)
     return tmp_path, results, written, ok
 
 
@@ -164,7 +165,7 @@ def test_report_md_mentions_dataset_failure_and_figures(run_with_failure):
 
 def test_stdout_table_lists_both_backends_and_the_reason(run_with_failure):
     _, results, _, _ = run_with_failure
-    table = report.stdout_table(results)
+    table = tables.stdout_table(results)
     assert "pytorch" in table and "chainer" in table
     assert FAIL_REASON in table
     assert "1234.5" in table and "0.693" in table and "300 (rss)" in table
@@ -174,7 +175,7 @@ def test_two_ok_backends_get_side_by_side_samples_and_merged_losses(tmp_path):
     a = _write_backend_files(tmp_path, "pytorch", iters=20, seed=1)
     b = _write_backend_files(tmp_path, "mxnet", iters=15, seed=2)
     results = _results({"pytorch": _ok_result("pytorch", 900.0), "mxnet": _ok_result("mxnet", 700.0)})
-    written = {p.name for p in report.write_report(tmp_path, results)}
+    written = {p.name for p in markdown.write_report(tmp_path, results)}
     assert {"samples.png", "samples_pytorch.png", "samples_mxnet.png"} <= written
     png_size(tmp_path / "samples.png")
     merged = pd.read_csv(tmp_path / "losses.csv")
@@ -186,7 +187,7 @@ def test_two_ok_backends_get_side_by_side_samples_and_merged_losses(tmp_path):
 def test_report_with_no_successful_backend(tmp_path):
     results = _results({"tensorflow": {"backend": "tensorflow", "status": "skipped",
                                        "reason": "tensorflow is not installed"}})
-    written = {p.name for p in report.write_report(tmp_path, results)}
+    written = {p.name for p in markdown.write_report(tmp_path, results)}
     assert written == {"losses.csv", "report.md"}  # no figures without data
     assert list(pd.read_csv(tmp_path / "losses.csv").columns) == list(LOSS_COLUMNS)
     assert "tensorflow is not installed" in (tmp_path / "report.md").read_text()
@@ -223,7 +224,7 @@ def full_run(tmp_path):
         results["backends"][name] = r
     results["quality_floor"] = _quality(4.0, 8.8)
     results["quality_info"] = {"samples": 1000, "classifier_accuracy": 0.977, "reference": "ref digits"}
-    written = report.write_report(tmp_path, results)
+    written = markdown.write_report(tmp_path, results)
     return tmp_path, results, written
 
 
@@ -244,19 +245,19 @@ def test_quality_parity_and_time_to_quality_reach_the_report(full_run):
 
 def test_parity_rows_measure_against_pytorch(full_run):
     run_dir, results, _ = full_run
-    losses = report.read_losses(run_dir, results["backends"])
-    (row,) = report.parity_rows(run_dir, results, losses)
+    losses = tables.read_losses(run_dir, results["backends"])
+    (row,) = tables.parity_rows(run_dir, results, losses)
     assert row["backend"] == "tensorflow"
     assert float(row["max Δ G eval"]) == pytest.approx(3e-6, rel=0.05)
     assert float(row["max Δ loss, first 5"]) == pytest.approx(4e-4, rel=0.05)
     results["config"]["shared_init"] = False  # different initial weights: nothing to compare
-    assert report.parity_rows(run_dir, results, losses) == []
+    assert tables.parity_rows(run_dir, results, losses) == []
 
 
 def test_loss_rows_smooth_over_the_last_tenth(full_run):
     run_dir, results, _ = full_run
-    losses = report.read_losses(run_dir, ["pytorch"])
-    (row,) = report.loss_rows(losses)
+    losses = tables.read_losses(run_dir, ["pytorch"])
+    (row,) = tables.loss_rows(losses)
     ref = losses.sort_values("iteration")
     assert row["final loss_G"] == round(ref["loss_g"].iloc[-1], 4)
     assert row["loss_D (last 2 mean)"] == round(ref["loss_d"].tail(2).mean(), 4)
@@ -269,7 +270,7 @@ def test_compare_runs_shows_changes(full_run):
     b["backends"]["tensorflow"]["quality"]["fd"] = 120.0
     b["config"]["batch_size"] = 16
     del b["backends"]["tensorflow"]["final_losses"]
-    text = report.compare_runs(a, b)
+    text = compare.compare_runs(a, b)
     assert "batch_size: 64 -> 16" in text
     assert "500.0 -> 550.0 (+10.0%)" in text
     assert "150.00 -> 120.00" in text
@@ -284,11 +285,11 @@ def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
     results["by_seed"]["1"]["pytorch"]["quality"]["fd"] = 110.0
     results["by_seed"]["2"]["pytorch"]["quality"]["fd"] = 120.0
     results["by_seed"]["2"]["tensorflow"]["status"] = "failed"
-    rows = {r["backend"]: r for r in report.seed_rows(results)}
+    rows = {r["backend"]: r for r in tables.seed_rows(results)}
     assert rows["pytorch"]["seeds ok"] == "3/3" and rows["pytorch"]["FD"] == "110.0 ± 10.0"
     assert rows["tensorflow"]["seeds ok"] == "2/3" and rows["tensorflow"]["FD"] == "150.0 ± 0.0"
-    assert "## Across training seeds" in report.report_markdown(
-        results, report.summary_rows(results), [], Path("."), {"seeds": report.seed_rows(results)})
+    assert "## Across training seeds" in markdown.report_markdown(
+        results, tables.summary_rows(results), [], Path("."), {"seeds": tables.seed_rows(results)})
 
 
 def test_publish_renders_machine_command_throughput_overhead_and_quality(full_run):

@@ -19,8 +19,8 @@ def test_version_1_file_is_read():
 
 
 def test_version_1_file_renders_a_report(tmp_path):
-    from common.results import report
-    table = report.stdout_table(schema.load_results(V1))
+    from common.results import tables
+    table = tables.stdout_table(schema.load_results(V1))
     assert all(name in table for name in ("pytorch", "tensorflow", "mxnet", "chainer"))
 
 

@@ -1,0 +1,156 @@
+"""A run's report: write_report draws every figure and writes report.md from the run folder.
+
+The report's prose is data (PROSE below): one paragraph per section, its {fields} filled from
+results.json, so the wording can be read and changed in one place without touching the layout.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from common import atomic
+from common.harness.steplog import LOSS_COLUMNS
+from common.results import figures, replica_scaling, tables
+from common.results.tables import table
+
+PROSE = {
+    "results": "img/s is the median over timed steps (warm-up excluded; first step shown separately), "
+               "IQR its interquartile range.",
+    "quality": "{samples} samples per backend from the run's fixed z, quantised to uint8 as a PNG "
+               "stores them, scored with a numpy LeNet's features (classifier accuracy {accuracy:.1%} "
+               "on held-out digits) against {reference}. ± is a seeded bootstrap std (FD, "
+               "precision/recall, density/coverage), subset std (KID) or 10-split std (classifier "
+               "score). The floor row is what real digits score.",
+    "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order); "
+             "the sections above show the first seed.",
+    "parity": "Every backend against this run's PyTorch from the same initial weights: outputs of G "
+              "and D before training (BN with running or batch statistics; float32 rounding, bound "
+              "~1e-5) and the first iterations' losses (same data and noise). The loss differences "
+              "also hold two real effects: Adam's eps placement (the 'folded' convention of Keras, "
+              "MXNet and Chainer moves PyTorch's own losses by ~2e-3 within 5 iterations) and "
+              "float32 rounding amplified by Adam's sign-like first steps (float32 PyTorch drifts "
+              "~1e-3 from a float64 run within 5). The test suite holds each backend to PyTorch in "
+              "float64 in its own convention (tests/test_cli.py).",
+    "parallel": "{replicas} replicas ({devices} per host): each trains on 1/{replicas} of every batch "
+                "of {batch_size} with its framework's own engine; img/s is the global batch's. "
+                "Per-replica BN normalises over each replica's slice, so the losses differ from a "
+                "1-device run of the same batch (README 'Data parallel'). Scaling across replica "
+                "counts: `python -m benchmarks.scaling`.",
+    "fid": "Fréchet Inception Distance of {samples} samples per backend from the run's fixed z "
+           "(uint8 as a PNG stores them) against {reference}; {network}, {convention}. FID grows "
+           "as N shrinks: compare only at the same N (the published 50k-sample numbers are not "
+           "comparable). ± is a {bootstrap_rounds}-round seeded bootstrap std.",
+}
+
+
+def write_report(run_dir: Path, results: dict) -> list[Path]:
+    """losses.csv, sample grids, plots and report.md from the run folder; returns what it wrote."""
+    written = []
+    names = list(results["backends"])
+    losses = tables.read_losses(run_dir, names)
+    with atomic.atomic_path(run_dir / "losses.csv") as tmp:
+        losses.to_csv(tmp, index=False, columns=list(LOSS_COLUMNS))
+    written.append(run_dir / "losses.csv")
+
+    grids = {}
+    for name in names:
+        f = run_dir / "backends" / name / "samples.npy"
+        if f.exists():
+            grids[name] = np.load(f, allow_pickle=False)
+            figures.save_grid(grids[name], run_dir / f"samples_{name}.png")
+            written.append(run_dir / f"samples_{name}.png")
+    if len(grids) > 1:
+        figures.save_grids_side_by_side(grids, run_dir / "samples.png")
+        written.append(run_dir / "samples.png")
+    if len(losses):
+        figures.loss_curves(losses, run_dir / "loss_curves.png")
+        written.append(run_dir / "loss_curves.png")
+    rows = tables.summary_rows(results)
+    if any(r["img/s"] for r in rows):
+        figures.throughput_chart(rows, run_dir / "throughput.png")
+        written.append(run_dir / "throughput.png")
+    quality = tables.quality_rows(results)
+    if quality:
+        figures.quality_chart(quality, run_dir / "quality.png")
+        written.append(run_dir / "quality.png")
+    if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png"):
+        written.append(run_dir / "time_to_quality.png")
+    sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
+                "parity": tables.parity_rows(run_dir, results, losses),
+                "parallel": replica_scaling.parallel_rows(results)}
+    atomic.write_text(run_dir / "report.md", report_markdown(results, rows, written, run_dir, sections))
+    written.append(run_dir / "report.md")
+    return written
+
+
+def _section(title: str, rows: list[dict], prose: str | None = None) -> list[str]:
+    return [f"## {title}", "", *([prose, ""] if prose is not None else []), table(rows, "github"), ""]
+
+
+def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], run_dir: Path,
+                    sections: dict | None = None) -> str:
+    """report.md: the run's command, machine and software, then one section per non-empty table
+    of `sections` (losses, quality, seeds, parity, parallel), FID, problems and figures."""
+    sections = sections or {}
+    cfg, prov, ds = results["config"], results["provenance"], results.get("dataset") or {}
+    pk = prov.get("packages", {})
+    lines = [
+        "# dcgan-bench run",
+        "",
+        f"`{results['command']}`",
+        "",
+        f"- dataset: **{ds.get('name', cfg['dataset'])}** ({ds.get('n', '?')} images"
+        + (f"; {ds['warning']}" if ds.get("warning") else "") + ")",
+        f"- preset {cfg['preset']}, {cfg['iters']} iterations, batch {cfg['batch_size']}, "
+        f"seed {cfg['seed']}, shared init: {cfg['shared_init']}, device: {cfg['device']}",
+        f"- machine: {prov.get('cpu')} ({prov.get('cpu_count')} logical CPUs)"
+        + (f", GPUs: {', '.join(prov['gpus'])}" if prov.get("gpus") else ", no GPU"),
+        f"- software: Python {prov.get('python')}, "
+        + ", ".join(f"{k} {v}" for k, v in pk.items()),
+        f"- git: {(prov.get('git') or {}).get('commit')}"
+        + (" (dirty)" if (prov.get("git") or {}).get("dirty") else ""),
+        "",
+        *_section("Results", rows, PROSE["results"]),
+    ]
+    if sections.get("losses"):
+        lines += _section("Losses", sections["losses"])
+    if sections.get("quality"):
+        info = results.get("quality_info") or {}
+        lines += _section("Sample quality", sections["quality"], PROSE["quality"].format(
+            samples=info.get("samples", "?"), accuracy=info.get("classifier_accuracy", float("nan")),
+            reference=info.get("reference", "held-out real digits")))
+    if sections.get("seeds"):
+        seeds = ", ".join(map(str, results["config"].get("seeds")))
+        lines += _section("Across training seeds", sections["seeds"], PROSE["seeds"].format(seeds=seeds))
+    if sections.get("parity"):
+        lines += _section("Parity in this run", sections["parity"], PROSE["parity"])
+    if sections.get("parallel"):
+        lines += _section("Data parallel", sections["parallel"], PROSE["parallel"].format(
+            replicas=cfg["devices"] * cfg.get("nodes", 1), devices=cfg["devices"],
+            batch_size=cfg["batch_size"]))
+    lines += fid_lines(results)
+    problems = [r for r in rows if r["status"] != "ok"]
+    if problems:
+        lines += ["## Skipped or failed", ""] + [f"- **{r['backend']}** ({r['status']}): {r['_reason']}"
+                                                 for r in problems] + [""]
+    figs = [f for f in figure_paths if f.suffix == ".png"]
+    if figs:
+        lines += ["## Figures", ""] + [f"![{f.stem}]({f.relative_to(run_dir)})" for f in figs] + [""]
+    return "\n".join(lines)
+
+
+def fid_lines(results: dict) -> list[str]:
+    """RGB runs: the FID table with its real floor, or the one line saying why FID is missing."""
+    if results.get("quality_unavailable"):
+        return ["## Sample quality", "", results["quality_unavailable"], ""]
+    if ((results.get("config") or {}).get("quality") or {}).get("kind") != "fid":
+        return []
+    errors = [f"- {name}: FID failed: {r['quality_error']}" for name, r in results["backends"].items()
+              if r.get("quality_error")]
+    info = results.get("quality_info")
+    if not info:
+        return ["## Sample quality (FID)", "", *(errors or ["No backend produced samples to score."]), ""]
+    rows = tables.fid_rows(results)
+    return ["## Sample quality (FID)", "", PROSE["fid"].format(**info), "",
+            table(rows, "github") if rows else "", *errors, ""]

@@ -1,0 +1,185 @@
+"""Tables of a run, as rows of dicts computed from its result files, and the one renderer.
+
+A row's keys are its columns in order; a key starting with _ is data for a figure, never shown.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.harness.steplog import LOSS_COLUMNS
+
+
+def table(rows: list[dict], fmt: str) -> str:
+    """Rows of dicts as a pandas-made table (keys starting with _ are data for figures)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r if not k.startswith("_")))
+    # a cell a row does not have (a skipped cell's img/s) stays empty, not NaN
+    visible = [{k: ("" if r.get(k) is None else r[k]) for k in columns} for r in rows]
+    # numparse off: values formatted here ("3.0e-06", "100.00 ± 5.00") are shown as formatted
+    return pd.DataFrame(visible).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
+
+
+# ----- the summary: one row per backend -----
+def summary_rows(results: dict) -> list[dict]:
+    rows = []
+    for name, r in results["backends"].items():
+        s = r.get("summary") or {}
+        mem = s.get("peak_memory") or {}
+        dev = r.get("device") or {}
+        fl = r.get("final_losses") or {}
+        rows.append({
+            "backend": name,
+            "status": r["status"],
+            "device": dev.get("device", ""),
+            "iters": r.get("iterations_done", ""),
+            "img/s": round(s["img_per_s_median"], 1) if "img_per_s_median" in s else None,
+            "IQR": (f"{s['img_per_s_iqr'][0]:.1f}-{s['img_per_s_iqr'][1]:.1f}"
+                    if "img_per_s_iqr" in s else ""),
+            "first step s": round(s["first_step_seconds"], 3) if "first_step_seconds" in s else None,
+            "peak MiB": (f"{mem['bytes'] / 2**20:.0f} ({mem['kind']})" if mem else ""),
+            "loss_D": round(fl["loss_d"], 3) if fl else None,
+            "loss_G": round(fl["loss_g"], 3) if fl else None,
+            "_median": s.get("img_per_s_median"),
+            "_iqr": s.get("img_per_s_iqr"),
+            "_reason": r.get("reason"),
+        })
+    return rows
+
+
+def stdout_table(results: dict) -> str:
+    """The summary as run_all.py prints it at the end of a run."""
+    rows = summary_rows(results)
+    lines = [table(rows, "simple")]
+    for r in rows:  # skipped backends were announced as they were skipped
+        if r["status"] not in ("ok", "skipped") and r["_reason"]:
+            lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
+    return "\n".join(lines)
+
+
+# ----- losses -----
+SMOOTH_FRACTION = 0.1  # "smoothed" losses: the mean over the last 10% of iterations
+
+
+def read_losses(run_dir: Path, names) -> pd.DataFrame:
+    """The backends' losses.csv of a run folder as one frame (empty, with the columns, if none)."""
+    frames = []
+    for name in names:
+        f = run_dir / "backends" / name / "losses.csv"
+        if f.exists() and f.stat().st_size:
+            frames.append(pd.read_csv(f))
+    if not frames:
+        return pd.DataFrame(columns=list(LOSS_COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
+def loss_rows(losses: pd.DataFrame) -> list[dict]:
+    rows = []
+    for name, df in losses.groupby("backend", sort=False):
+        df = df.sort_values("iteration")
+        tail = df.tail(max(1, round(len(df) * SMOOTH_FRACTION)))
+        rows.append({"backend": name, "iterations": len(df),
+                     "final loss_D": round(df["loss_d"].iloc[-1], 4),
+                     "final loss_G": round(df["loss_g"].iloc[-1], 4),
+                     f"loss_D (last {len(tail)} mean)": round(tail["loss_d"].mean(), 4),
+                     f"loss_G (last {len(tail)} mean)": round(tail["loss_g"].mean(), 4)})
+    return rows
+
+
+# ----- sample quality -----
+# (column, key, digits); each value is shown as value ± its bootstrap/split spread.
+QUALITY_COLUMNS = (("FD", "fd", 2), ("KID", "kid", 1), ("classifier score", "classifier_score", 2),
+                   ("precision", "precision", 3), ("recall", "recall", 3),
+                   ("density", "density", 3), ("coverage", "coverage", 3))
+
+
+def _quality_row(label: str, q: dict) -> dict:
+    row = {"samples": label}
+    for column, key, digits in QUALITY_COLUMNS:
+        row[column] = f"{q[key]:.{digits}f} ± {q[key + '_std']:.{digits}f}"
+    row["modes"] = f"{q['modes_covered']}/{len(q['histogram'])}"
+    row["KL to uniform"] = round(q["kl_to_uniform"], 3)
+    row["_fd"], row["_fd_std"], row["_score"] = q["fd"], q["fd_std"], q["classifier_score"]
+    return row
+
+
+def quality_rows(results: dict) -> list[dict]:
+    """One row per backend with quality numbers, then the real-vs-real floor."""
+    if (results.get("quality_info") or {}).get("kind") == "fid":
+        return []  # RGB runs: markdown.fid_lines
+    rows = [_quality_row(name, r["quality"]) for name, r in results["backends"].items()
+            if r.get("quality")]
+    if rows and results.get("quality_floor"):
+        rows.append(_quality_row("real digits (floor)", results["quality_floor"]))
+    return rows
+
+
+def fid_rows(results: dict) -> list[dict]:
+    """RGB runs: FID per backend with its N, then the real-images floor."""
+    rows = [{"samples": name, "FID": f"{r['quality']['fid']:.1f} ± {r['quality']['fid_std']:.1f}",
+             "N": r["quality"]["n"]} for name, r in results["backends"].items() if r.get("quality")]
+    floor = results.get("quality_floor")
+    if floor:
+        rows.append({"samples": "real images (floor)", "FID": f"{floor['fid']:.1f} ± {floor['fid_std']:.1f}",
+                     "N": floor["n"]})
+    return rows
+
+
+# ----- across training seeds -----
+def seed_rows(results: dict) -> list[dict]:
+    """Mean and spread across training seeds (GAN runs vary more between seeds than between
+    evaluation resamples): one row per backend, over the seeds where it finished."""
+    if not results.get("by_seed"):
+        return []
+    runs = [results["backends"], *results["by_seed"].values()]
+    rows = []
+    for name in results["backends"]:
+        ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
+        row = {"backend": name, "seeds ok": f"{len(ok)}/{len(runs)}"}
+        for label, get, digits in (
+                ("img/s", lambda r: (r.get("summary") or {}).get("img_per_s_median"), 1),
+                ("final loss_D", lambda r: (r.get("final_losses") or {}).get("loss_d"), 3),
+                ("final loss_G", lambda r: (r.get("final_losses") or {}).get("loss_g"), 3),
+                ("FD", lambda r: (r.get("quality") or {}).get("fd"), 1),
+                ("classifier score", lambda r: (r.get("quality") or {}).get("classifier_score"), 2)):
+            values = [v for v in map(get, ok) if v is not None]
+            row[label] = (f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+                          if len(values) > 1 else (f"{values[0]:.{digits}f}" if values else ""))
+        rows.append(row)
+    return rows
+
+
+# ----- parity of this run's backends (shared initial weights) -----
+PARITY_ITERS = (5, 10)
+
+
+def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: str = "pytorch") -> list[dict]:
+    """Each backend against the reference from the same initial weights: the max abs difference
+    of G(z) and D(x) before training (both BN modes), and of the first iterations' losses."""
+    if not results["config"].get("shared_init"):
+        return []
+    ref_file = run_dir / "backends" / reference / "init_outputs.npz"
+    if not ref_file.exists():
+        return []
+    with np.load(ref_file, allow_pickle=False) as f:
+        ref_out = {k: f[k] for k in f.files}
+    ref_loss = losses[losses["backend"] == reference].sort_values("iteration")
+    rows = []
+    for name in results["backends"]:
+        f = run_dir / "backends" / name / "init_outputs.npz"
+        if name == reference or not f.exists():
+            continue
+        with np.load(f, allow_pickle=False) as npz:
+            row = {"backend": name,
+                   "Adam": (results["backends"][name].get("conventions") or {}).get("adam", "?")}
+            for key in ("G_eval", "G_train", "D_eval", "D_train"):
+                row[f"max Δ {key.replace('_', ' ')}"] = f"{np.abs(npz[key] - ref_out[key]).max():.1e}"
+        got = losses[losses["backend"] == name].sort_values("iteration")
+        for n in PARITY_ITERS:
+            a, b = ref_loss.head(n), got.head(n)
+            if len(a) == len(b) == n:
+                diff = np.abs(a[["loss_d", "loss_g"]].to_numpy() - b[["loss_d", "loss_g"]].to_numpy())
+                row[f"max Δ loss, first {n}"] = f"{diff.max():.1e}"
+        rows.append(row)
+    return rows

@@ -52,7 +52,7 @@ def render(results: dict) -> str:
     if quality:
         info = results.get("quality_info") or {}
         lines += [f"Sample quality ({info.get('samples')} fixed-z samples per backend against "
-                  "held-out real digits; ± bootstrap/subset/split spread; see README \"Sample "
+                  "held-out real digits; ± bootstrap/subset/split spread; see docs/quality.md \"Sample "
                   "quality\"):", "", tables.table(quality, "github"), ""]
     return "\n".join(lines)
 

@@ -280,7 +280,7 @@ def render(doc: dict) -> str:
     if doc.get("quality_rows"):
         lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
                   f"{a['quality_iters']} iterations, seed 0, shared initial weights; FD and "
-                  "classifier score as in README \"Sample quality\" (± bootstrap spread):", "",
+                  "classifier score as in docs/quality.md (± bootstrap spread):", "",
                   table(doc["quality_rows"], "github"), ""]
     return "\n".join(lines)
 

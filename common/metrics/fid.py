@@ -75,7 +75,7 @@ def frechet_to_reference(feats: np.ndarray, mu_a: np.ndarray, cov_a: np.ndarray,
     With X the centred features (n x d), tr((C_a^1/2 C C_a^1/2)^1/2) is the sum of the square
     roots of the eigenvalues of G G^T / (n-1), G = X C_a^1/2: an n x n problem (n = 500 here)
     instead of two 2048 x 2048 eigen decompositions per evaluation (seconds each on 2 cores,
-    times the bootstrap rounds). Same number: tests/test_fid.py compares them."""
+    times the bootstrap rounds). Same number: tests/unit/test_fid.py compares them."""
     f = np.asarray(feats, np.float64)
     n = len(f)
     x = f - f.mean(axis=0)

@@ -9,7 +9,7 @@ TensorFlow FID code (TTUR) feeds its graph, so numbers follow the published stat
 - 2048 features from the global average pool ("pool_3").
 
 torch is imported inside the functions: every module of common/ must import without a framework
-(tests/test_registry.py imports them all with the frameworks blocked).
+(tests/unit/test_registry.py imports them all with the frameworks blocked).
 """
 from __future__ import annotations
 

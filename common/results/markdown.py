@@ -31,11 +31,11 @@ PROSE = {
               "MXNet and Chainer moves PyTorch's own losses by ~2e-3 within 5 iterations) and "
               "float32 rounding amplified by Adam's sign-like first steps (float32 PyTorch drifts "
               "~1e-3 from a float64 run within 5). The test suite holds each backend to PyTorch in "
-              "float64 in its own convention (tests/test_cli.py).",
+              "float64 in its own convention (tests/e2e/test_cli.py).",
     "parallel": "{replicas} replicas ({devices} per host): each trains on 1/{replicas} of every batch "
                 "of {batch_size} with its framework's own engine; img/s is the global batch's. "
                 "Per-replica BN normalises over each replica's slice, so the losses differ from a "
-                "1-device run of the same batch (README 'Data parallel'). Scaling across replica "
+                "1-device run of the same batch (docs/data-parallel.md). Scaling across replica "
                 "counts: `python -m benchmarks.scaling`.",
     "fid": "Fréchet Inception Distance of {samples} samples per backend from the run's fixed z "
            "(uint8 as a PNG stores them) against {reference}; {network}, {convention}. FID grows "

@@ -4,8 +4,8 @@
 
 Each replica count is one `run_all.py --dataset synthetic --devices N` run (quality probes off)
 into OUT/r<repeat>/d<N>/, repeated --repeats times with the counts interleaved (1, 2, 1, 2, ...),
-so a machine whose speed drifts over minutes shifts every count alike; OUT/replica_scaling.md,
-replica_scaling.json and replica_scaling.png give the median img/s over the repeats (and their range) against
+so a machine whose speed drifts over minutes shifts every count alike; OUT/scaling.md,
+scaling.json and scaling.png give the median img/s over the repeats (and their range) against
 replica count and efficiency against linear (common/results/replica_scaling.py). `--from-runs DIR ...` tabulates
 finished run folders instead of training.
 """
@@ -93,9 +93,9 @@ def main(argv=None) -> int:
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
         table(rows, "github"), ""])
     if rows:
-        replica_scaling.scaling_chart(rows, out / "replica_scaling.png")
-    atomic.write_text(out / "replica_scaling.md", text)
-    atomic.write_json(out / "replica_scaling.json", {"command": command, "rows": rows})
+        replica_scaling.scaling_chart(rows, out / "scaling.png")
+    atomic.write_text(out / "scaling.md", text)
+    atomic.write_json(out / "scaling.json", {"command": command, "rows": rows})
     print(text)
     return 0
 

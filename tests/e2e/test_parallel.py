@@ -29,7 +29,7 @@ def _losses(csv_path) -> np.ndarray:
         return np.array([(float(r["loss_d"]), float(r["loss_g"])) for r in csv.DictReader(rows)])
 
 
-# ----- the framework-free half (common/replicas.py) -----
+# ----- the framework-free half (common/harness/replicas.py) -----
 def test_each_replica_takes_its_contiguous_slice_of_the_batch():
     rows = [replicas.replica_rows(64, 4, r) for r in range(4)]
     assert [(s.start, s.stop) for s in rows] == [(0, 16), (16, 32), (32, 48), (48, 64)]
@@ -284,7 +284,7 @@ def test_a_dead_replica_ends_the_run_with_a_clear_status(tmp_path, name, fault, 
     assert not _run_group_alive(out)
 
 
-# ----- the scaling table and figure (common/replica_scaling.py), from result files -----
+# ----- the scaling table and figure (common/results/replica_scaling.py), from result files -----
 def _results(devices: int, **speeds) -> dict:
     return {"config": {"devices": devices, "batch_size": 64}, "backends": {
         name: {"status": "ok" if speed else "failed", "summary": {"img_per_s_median": speed},
@@ -299,8 +299,8 @@ def test_scaling_rows_give_speedup_and_efficiency_against_linear(tmp_path):
     got = {(r["backend"], r["replicas"]): (r["img/s"], r["speedup"], r["efficiency"]) for r in rows}
     assert got == {("a", 1): (100.0, 1.0, 1.0), ("a", 2): (150.0, 1.5, 0.75),
                    ("a", 4): (200.0, 2.0, 0.5), ("b", 1): (50.0, 1.0, 1.0), ("b", 4): (40.0, 0.8, 0.2)}
-    replica_scaling.scaling_chart(rows, tmp_path / "replica_scaling.png")
-    assert (tmp_path / "replica_scaling.png").read_bytes()[:4] == b"\x89PNG"
+    replica_scaling.scaling_chart(rows, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert replica_scaling.parallel_rows(_results(1, a=1.0)) == []  # a 1-device run has no such section
 
 

@@ -143,6 +143,8 @@ class RunOptions:
         stored=True, resume=FREE)
     quiet: bool = option(False, "no progress bars", RUN, resume=FREE, child=True)
     verbose: bool = option(False, "show framework log output", RUN, resume=FREE, backend=True)
+    # Stored inside the run's quality configuration ("quality": {"every": K}), which the run
+    # resolves; resume reads it from there.
     quality_every: int | None = option(
         None, "FD of the fixed-z samples every K iterations, for the time-to-quality curve "
               "(default: about 10 points per run, a multiple of 10; 0: off)", RUN, metavar="K",
@@ -211,7 +213,7 @@ def _argparse_kwargs(name: str, opt: Option, suppress: bool) -> dict:
         kwargs["help"] = opt.help
     for meta in ("choices", "metavar", "nargs"):
         if getattr(opt, meta) is not None:
-            kwargs[meta] = list(opt.choices) if meta == "choices" else getattr(opt, meta)
+            kwargs[meta] = getattr(opt, meta)
     return kwargs
 
 
@@ -219,13 +221,15 @@ def build_parser(description: str = "", suppress: bool = False) -> argparse.Argu
     """run_all.py's parser. suppress: no defaults at all, so a parse lists only what was given."""
     p = OneLineParser(prog="run_all.py", description=description,
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    groups: dict[str, Any] = {}
-    exclusive: dict[str, Any] = {}
+    groups: dict[str, Any] = {}  # argparse groups by title, then mutually exclusive ones by name
     for name, opt in options().items():
-        group = groups.get(opt.group) or groups.setdefault(opt.group, p.add_argument_group(opt.group))
+        if opt.group not in groups:
+            groups[opt.group] = p.add_argument_group(opt.group)
+        group = groups[opt.group]
         if opt.exclusive:
-            group = exclusive.get(opt.exclusive) or exclusive.setdefault(
-                opt.exclusive, group.add_mutually_exclusive_group())
+            if opt.exclusive not in groups:
+                groups[opt.exclusive] = group.add_mutually_exclusive_group()
+            group = groups[opt.exclusive]
         group.add_argument(flag(name), **_argparse_kwargs(name, opt, suppress))
     return p
 

@@ -9,7 +9,14 @@ it goes. Everything else is derived from these fields, never restated:
 - what `--resume` compares, ignores or refuses (common/harness/resume.py reads `Option.resume`).
 
 Adding an option is one field here with its help text; its metadata says whether it is stored,
-handed to the child or to the backend, and what --resume does with it.
+handed to the child or to the backend, and what --resume does with it. A training option a
+backend reads, for example:
+
+    foo: int = option(0, "what --foo does", SPEED, check="positive", stored=True, late=True,
+                      backend=True)
+
+gives `--foo N` (help, default, bound), results.json's config["foo"], resume's comparison
+(absent from older results.json: 0), the child's options["foo"] and `BackendOptions.foo`.
 """
 from __future__ import annotations
 
@@ -56,7 +63,8 @@ class Option:
     stored: bool = False             # written into results.json's "config" under `key`
     key: str | None = None           # its key there (default: the field's name)
     stored_when: Callable[[Any], bool] | None = None  # written only when this holds
-    late: bool = False               # added after schema 1's first runs: absent means the default
+    late: bool = False               # added after schema 1's first runs (so every new stored
+    #                                  option): absent from a results.json means the default
     read: Callable[[dict], Any] | None = None  # how resume reads it, if not config[key]
     resume: str | None = None        # COMPARE, FREE, EXCLUSIVE or REFUSED (default: stored or
     #                                  read -> COMPARE, else REFUSED)
@@ -66,6 +74,8 @@ class Option:
 
 
 def option(default, help: str, group: str, **meta) -> Any:
+    """A RunOptions field: its default, its --help text ("" for none), its --help group, and
+    Option metadata."""
     return field(default=default, metadata={"option": Option(help=help, group=group, **meta)})
 
 

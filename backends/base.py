@@ -39,19 +39,9 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run as asked (framework missing, no GPU it can use): a clear reason."""
 
 
-@dataclass(frozen=True)
-class BackendOptions:
-    device: str = "auto"        # auto | cpu | gpu; gpu never falls back to the CPU silently
-    seed: int = 0               # framework RNG, used for its own init under --no-shared-init
-    threads: int | None = None  # CPU threads for the framework; None keeps its default
-    channels_last: bool = False  # fast paths, off by default: parity is proven without them
-    bf16: bool = False
-    xla: bool = False           # XLA compilation where the framework has it (TensorFlow)
-    compile: bool = False       # torch.compile of G and D (PyTorch)
-    devices: int = 1            # data-parallel replicas on this machine (see the module docstring)
-    nodes: int = 1              # machines of one data-parallel run, `devices` replicas each
-    sync_bn: bool = False       # BN statistics over the global batch (SyncBatchNorm, MultiNodeBN)
-    verbose: bool = False
+# What a backend is built with: defined by run_all.py's options (common/options.py, the fields
+# marked backend=True), so an option reaches the backend without being restated here.
+from common.options import BackendOptions  # noqa: E402  (re-exported: backends.base.BackendOptions)
 
 
 class BackendBase(abc.ABC):

@@ -195,7 +195,7 @@ def _save_checkpoint(backend, config, out: Path, iteration: int, result: dict, h
 
     def write(folder: Path) -> None:
         backend.save_checkpoint(folder)
-        canonical.save(folder / "canonical.npz", backend.export_weights(), spec)
+        canonical.save(folder / "weights.npz", backend.export_weights(), spec)
 
     log.flush()  # the loss rows of the iterations this checkpoint covers
     state = {"quality_curve": result.get("quality_curve", []),
@@ -224,7 +224,7 @@ def _write_artifacts(backend, spec, config, out: Path, result: dict) -> None:
     _save_npy(out / "samples.npy", samples[:GRID_COUNT])
     if config.get("quality"):
         _save_npy(out / "quality_samples.npy", samples[:config["quality"]["samples"]])
-    canonical.save(out / "canonical.npz", backend.export_weights(), spec)
+    canonical.save(out / "weights.npz", backend.export_weights(), spec)
     result.setdefault("summary", {})["peak_memory"] = backend.peak_memory()
 
 

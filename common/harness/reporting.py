@@ -1,0 +1,38 @@
+"""Every call from the harness into the results report (markdown, figures, tables, comparison)
+is here, so a change in common/results is one place to follow."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from common.harness.runfolder import load_run, rel
+from common.results import compare, markdown, tables
+
+
+def finish_run(run_dir: Path, results: dict) -> bool:
+    """Write a finished run's report and print its table; False if the report failed (its
+    results.json is already safe)."""
+    try:
+        markdown.write_report(run_dir, results)
+    except Exception as exc:  # noqa: BLE001 - results.json is already safe; say what failed
+        print(f"run_all.py: writing the report failed ({type(exc).__name__}: {exc}); "
+              f"results are in {rel(run_dir / 'results.json')}", file=sys.stderr)
+        return False
+    print(tables.stdout_table(results))
+    print(f"\nresults: {rel(run_dir / 'results.json')}  report: {rel(run_dir / 'report.md')}")
+    return True
+
+
+def rebuild_report(run_dir: Path) -> int:
+    """`--report DIR`: DIR's report rebuilt from its results.json; no training."""
+    results = load_run(run_dir)
+    written = markdown.write_report(run_dir, results)
+    print(tables.stdout_table(results))
+    print(f"\nreport: {rel(run_dir / 'report.md')} ({len(written)} files rewritten)")
+    return 0
+
+
+def compare_runs(dir_a: Path, dir_b: Path) -> int:
+    """`--compare DIR_A DIR_B`: what changed from one run to the other."""
+    print(compare.compare_runs(load_run(dir_a), load_run(dir_b)))
+    return 0

@@ -1,0 +1,293 @@
+"""Every option of run_all.py, defined once: `RunOptions` below.
+
+Each field is one command-line option: its type, default and help, and in its metadata where
+it goes. Everything else is derived from these fields, never restated:
+- the argparse parser (`build_parser`) and which options a command line gave (`given_options`);
+- the configuration stored in results.json (`stored_config`; schema version 1: same keys);
+- the child process's config (`child_settings`, `backend_settings`);
+- `BackendOptions`, the backend-facing subset (`backend=True`), what a backend is built with;
+- what `--resume` compares, ignores or refuses (common/harness/resume.py reads `Option.resume`).
+
+Adding an option is one field here with its help text; its metadata says whether it is stored,
+handed to the child or to the backend, and what --resume does with it. A training option a
+backend reads, for example:
+
+    foo: int = option(0, "what --foo does", SPEED, check="positive", stored=True, late=True,
+                      backend=True)
+
+gives `--foo N` (help, default, bound), results.json's config["foo"], resume's comparison
+(absent from older results.json: 0), the child's options["foo"] and `BackendOptions.foo`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import backends  # the registry only: it imports no framework
+from common.spec import PRESETS
+
+DEFAULT_ITERS = 500
+DEFAULT_BATCH = 64
+EXIT_USAGE = 2
+
+# What --resume does with an option given again on its command line:
+COMPARE = "compare"      # must equal the stored value (it changes what is computed)
+FREE = "free"            # may differ: it changes nothing computed (--quiet, --timeout)
+EXCLUSIVE = "exclusive"  # never with --resume: the run folder keeps its own (--out, --data-dir)
+REFUSED = "refused"      # not stored, so it cannot be checked: refused with --resume
+
+
+AS_CLI = object()  # BackendOptions' default is the command line's
+
+
+class UsageError(Exception):
+    """Bad input: one line naming the fix, exit status 2 (EXIT_USAGE)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """Where one RunOptions field goes besides argparse."""
+    help: str
+    group: str
+    choices: tuple | None = None
+    metavar: str | tuple | None = None
+    nargs: int | None = None
+    exclusive: str | None = None     # argparse mutually exclusive group of that name
+    check: str | None = None         # "positive": > 0 when given; "non_negative": 0 (off) or > 0
+    attr: str | None = None          # the parsed-args attribute holding the resolved value
+    stored: bool = False             # written into results.json's "config" under `key`
+    key: str | None = None           # its key there (default: the field's name)
+    stored_when: Callable[[Any], bool] | None = None  # written only when this holds
+    late: bool = False               # added after schema 1's first runs (so every new stored
+    #                                  option): absent from a results.json means the default
+    read: Callable[[dict], Any] | None = None  # how resume reads it, if not config[key]
+    resume: str | None = None        # COMPARE, FREE, EXCLUSIVE or REFUSED (default: stored or
+    #                                  read -> COMPARE, else REFUSED)
+    child: bool = False              # a top-level entry of the child's config
+    backend: bool = False            # a field of BackendOptions (the child's "options")
+    backend_default: Any = AS_CLI  # BackendOptions' default, where not the CLI's
+
+
+def option(default, help: str, group: str, **meta) -> Any:
+    """A RunOptions field: its default, its --help text ("" for none), its --help group, and
+    Option metadata."""
+    return field(default=default, metadata={"option": Option(help=help, group=group, **meta)})
+
+
+TRAIN, SPEED, PARALLEL, RUN, OTHER = ("what to train", "device, threads and fast paths",
+                                      "data parallel", "the run", "without training")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    backend: str = option(
+        "all", f"'all' or a comma-separated list of: {', '.join(backends.NAMES)}", TRAIN,
+        attr="backends", stored=True, key="backends")
+    dataset: str = option(
+        "mnist", "mnist | mnist-5k | synthetic | cifar10 | PATH (a folder of .png/.jpg images)",
+        TRAIN, stored=True)
+    preset: str | None = option(
+        None, "network preset (default: the dataset's)", TRAIN, choices=tuple(PRESETS),
+        stored=True, child=True)
+    iters: int | None = option(
+        None, f"training iterations (default {DEFAULT_ITERS})", TRAIN, exclusive="length",
+        check="positive", stored=True, child=True)
+    epochs: float | None = option(
+        None, "training length in epochs of the dataset", TRAIN, exclusive="length",
+        check="positive", resume=EXCLUSIVE)
+    batch_size: int = option(DEFAULT_BATCH, "", TRAIN, check="positive", stored=True, child=True)
+    # the framework's RNG, used for its own init under --no-shared-init
+    seed: int = option(0, "", TRAIN, stored=True, backend=True)
+    seeds: str | None = option(
+        None, "comma-separated training seeds (e.g. 0,1,2): every backend trains once per seed "
+              "and the report gives mean and spread", TRAIN,
+        attr="seed_list", stored=True, stored_when=lambda seeds: len(seeds) > 1,
+        read=lambda c: c.get("seeds", [c["seed"]]))
+    shared_init: bool = option(
+        True, "every backend starts from the same numpy-drawn weights", TRAIN, stored=True)
+    data_dir: str | None = option(
+        None, "folder with the MNIST .gz (or raw idx) files or the CIFAR-10 python tarball; "
+              "no download", TRAIN, resume=EXCLUSIVE)
+    # gpu never falls back to the CPU silently
+    device: str = option("auto", "", SPEED, choices=("auto", "cpu", "gpu"), stored=True,
+                         backend=True)
+    # None (BackendOptions' default) keeps the framework's own
+    threads: int = option(
+        os.cpu_count(), "CPU threads given to every framework alike", SPEED, check="positive",
+        stored=True, backend=True, backend_default=None)
+    # Fast paths, off by default: parity is proven without them.
+    channels_last: bool = option(False, "fast path (PyTorch); off for parity", SPEED,
+                                 stored=True, backend=True)
+    bf16: bool = option(
+        False, "bf16 fast path (PyTorch autocast, Keras mixed_bfloat16); off for parity", SPEED,
+        stored=True, backend=True)
+    xla: bool = option(False, "XLA-compiled step (TensorFlow); off for parity", SPEED,
+                       stored=True, backend=True)
+    compile: bool = option(False, "torch.compile'd G and D (PyTorch); off for parity", SPEED,
+                           stored=True, late=True, backend=True)
+    devices: int = option(
+        1, "data-parallel replicas, each with its framework's own engine (README "
+           "'Data parallel'); each trains on 1/N of every --batch-size batch", PARALLEL,
+        check="positive", stored=True, late=True, backend=True)
+    sync_bn: bool = option(
+        False, "with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA only; "
+               "Chainer MultiNodeBatchNormalization); default per-replica BN", PARALLEL,
+        stored=True, late=True, backend=True)
+    # A multi-host run is not resumable in this version (resume refuses it), so never compared.
+    nodes: int = option(
+        1, "hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with the same "
+           "arguments on each; --devices replicas per host", PARALLEL,
+        check="positive", stored=True, resume=REFUSED, child=True, backend=True)
+    rdzv_endpoint: str | None = option(
+        None, "with --nodes: where the hosts meet (one of them, a free port)", PARALLEL,
+        metavar="HOST:PORT", child=True)
+    out: str | None = option(None, "run folder to create (default: a new runs/<timestamp>)", RUN,
+                             resume=EXCLUSIVE)
+    timeout: float | None = option(
+        None, "seconds one backend may take before it is stopped", RUN, check="positive",
+        stored=True, resume=FREE)
+    quiet: bool = option(False, "no progress bars", RUN, resume=FREE, child=True)
+    verbose: bool = option(False, "show framework log output", RUN, resume=FREE, backend=True)
+    # Stored inside the run's quality configuration ("quality": {"every": K}), which the run
+    # resolves; resume reads it from there.
+    quality_every: int | None = option(
+        None, "FD of the fixed-z samples every K iterations, for the time-to-quality curve "
+              "(default: about 10 points per run, a multiple of 10; 0: off)", RUN, metavar="K",
+        check="non_negative", read=lambda c: (c.get("quality") or {}).get("every", 0))
+    checkpoint_every: int | None = option(
+        None, "write each backend's checkpoint (native state + canonical weights) every N "
+              "iterations into backends/<name>/checkpoints/, for --resume", RUN, metavar="N",
+        check="positive", stored=True, stored_when=bool, late=True, child=True)
+    resume: str | None = option(
+        None, "continue the unfinished backends of run DIR from their last checkpoints, with "
+              "DIR's stored configuration", RUN, metavar="DIR", resume=FREE)
+    list: bool = option(False, "show installed backends and their devices", OTHER,
+                        resume=EXCLUSIVE)
+    report: str | None = option(None, "rebuild DIR's report from its results.json; no training",
+                                OTHER, metavar="DIR", resume=EXCLUSIVE)
+    compare: tuple | None = option(
+        None, "print what changed from run DIR_A to run DIR_B (speed, losses, quality)", OTHER,
+        nargs=2, metavar=("DIR_A", "DIR_B"), resume=EXCLUSIVE)
+
+
+def options() -> dict[str, Option]:
+    """Every option by its argparse dest, in the order of --help."""
+    return {f.name: f.metadata["option"] for f in dataclasses.fields(RunOptions)}
+
+
+DEFAULTS = RunOptions()
+_TYPES = typing.get_type_hints(RunOptions)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_mode(name: str) -> str:
+    opt = options()[name]
+    return opt.resume or (COMPARE if opt.stored or opt.read else REFUSED)
+
+
+def stored_value(name: str, config: dict):
+    """Option `name`'s value as results.json's "config" records it (KeyError/TypeError if it
+    does not)."""
+    opt = options()[name]
+    if opt.read:
+        return opt.read(config)
+    key = opt.key or name
+    return config.get(key, getattr(DEFAULTS, name)) if opt.late else config[key]
+
+
+# ----- argparse -----
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _argparse_kwargs(name: str, opt: Option, suppress: bool) -> dict:
+    kind = _TYPES[name]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: X
+        kind = typing.get_args(kind)[0]
+    kwargs = {"default": argparse.SUPPRESS if suppress else getattr(DEFAULTS, name)}
+    if kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction if getattr(DEFAULTS, name) \
+            else "store_true"
+    elif kind in (int, float):
+        kwargs["type"] = kind
+    if opt.help:
+        kwargs["help"] = opt.help
+    for meta in ("choices", "metavar", "nargs"):
+        if getattr(opt, meta) is not None:
+            kwargs[meta] = getattr(opt, meta)
+    return kwargs
+
+
+def build_parser(description: str = "", suppress: bool = False) -> argparse.ArgumentParser:
+    """run_all.py's parser. suppress: no defaults at all, so a parse lists only what was given."""
+    p = OneLineParser(prog="run_all.py", description=description,
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups: dict[str, Any] = {}  # argparse groups by title, then mutually exclusive ones by name
+    for name, opt in options().items():
+        if opt.group not in groups:
+            groups[opt.group] = p.add_argument_group(opt.group)
+        group = groups[opt.group]
+        if opt.exclusive:
+            if opt.exclusive not in groups:
+                groups[opt.exclusive] = group.add_mutually_exclusive_group()
+            group = groups[opt.exclusive]
+        group.add_argument(flag(name), **_argparse_kwargs(name, opt, suppress))
+    return p
+
+
+def given_options(argv) -> set[str]:
+    """The dests set on the command line (abbreviations included): parsed again with no
+    defaults, so only what was given is set."""
+    return set(vars(build_parser(suppress=True).parse_args(argv)))
+
+
+# ----- what is derived from parsed (and resolved) args -----
+def _value(args, name: str, resolved: dict):
+    attr = options()[name].attr or name
+    return resolved[attr] if attr in resolved else getattr(args, attr)
+
+
+def stored_config(args, **resolved) -> dict:
+    """results.json's "config" entries that are options (the quality config is added by the
+    run). resolved: values the run resolved (preset, iters) in place of the parsed ones."""
+    config = {}
+    for name, opt in options().items():
+        if opt.stored:
+            value = _value(args, name, resolved)
+            if opt.stored_when is None or opt.stored_when(value):
+                config[opt.key or name] = value
+    return config
+
+
+def child_settings(args, **resolved) -> dict:
+    """The options the child's config carries at its top level."""
+    return {name: _value(args, name, resolved) for name, opt in options().items() if opt.child}
+
+
+def backend_settings(args) -> dict:
+    """The child's "options": BackendOptions' fields as the command line set them."""
+    return {name: getattr(args, name) for name, opt in options().items() if opt.backend}
+
+
+BackendOptions = dataclasses.make_dataclass(
+    "BackendOptions",
+    [(name, _TYPES[name] if opt.backend_default is AS_CLI else _TYPES[name] | None,
+      field(default=getattr(DEFAULTS, name) if opt.backend_default is AS_CLI
+            else opt.backend_default))
+     for name, opt in options().items() if opt.backend],
+    frozen=True)
+BackendOptions.__module__ = __name__  # make_dataclass's own `module=` is Python 3.12+
+BackendOptions.__doc__ = (
+    "What a backend is built with: the RunOptions fields marked backend=True (see their "
+    "comments there), with their command-line defaults except threads=None (the framework's "
+    "own). data parallel: devices replicas on each of nodes hosts, sync_bn for BN over the "
+    "global batch.")

@@ -85,13 +85,27 @@ class LayerSpec:
     activation: Literal["relu", "leaky_relu", "tanh", "none"]
 
     @property
+    def local_name(self) -> str:
+        """The conv/deconv's name inside its net ('deconv0'): every backend names its layer so."""
+        return f"{self.kind}{self.index}"
+
+    @property
+    def bn_local_name(self) -> str | None:
+        """The BN after this layer is named by the layer's index (D.conv1 is followed by D.bn1)."""
+        return f"bn{self.index}" if self.batchnorm else None
+
+    @property
+    def activation_local_name(self) -> str:
+        return f"{self.activation}{self.index}"
+
+    @property
     def name(self) -> str:
-        return f"{self.net}.{self.kind}{self.index}"
+        """The spec's name, the net's prefix included ('G.deconv0')."""
+        return f"{self.net}.{self.local_name}"
 
     @property
     def bn_name(self) -> str | None:
-        """The BN after this layer is named by the layer's index (D.conv1 is followed by D.bn1)."""
-        return f"{self.net}.bn{self.index}" if self.batchnorm else None
+        return f"{self.net}.{self.bn_local_name}" if self.batchnorm else None
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:

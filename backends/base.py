@@ -93,6 +93,19 @@ def wants_gpu(requested: str, gpu_unavailable_reason: Callable[[], str | None]) 
     return reason is None
 
 
+def gather(arrays: dict[str, dict], keys, framework_key: Callable, to_canonical_layout: Callable,
+           skip_missing: bool = False) -> dict[str, np.ndarray]:
+    """{canonical key: to_canonical_layout(arrays[net][name])} with (net, name) =
+    framework_key(key): a weights.py's export over {net: {framework name: array}}. skip_missing
+    leaves out keys the arrays lack (a gradient export: running statistics have no gradient)."""
+    out = {}
+    for key in keys:
+        net, name = framework_key(key)
+        if not skip_missing or name in arrays[net]:
+            out[key] = to_canonical_layout(arrays[net][name])
+    return out
+
+
 def peak_memory_or_rss(device_peak: dict | None) -> dict:
     """runtime.peak_memory's answer, else (the CPU, or no allocator peak) the process's peak
     resident set: each backend runs in its own process."""

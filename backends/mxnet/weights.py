@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-_BN_NAMES = {"gamma": "gamma", "beta": "beta", "running_mean": "moving_mean",
-             "running_var": "moving_var"}
+from backends.base import gather
+
+_RENAMED = {"running_mean": "moving_mean", "running_var": "moving_var"}  # the rest keep their names
 
 
 def framework_key(canonical: str) -> tuple[str, str]:
     """'G.bn0.running_var' -> ('G', 'bn0_moving_var')."""
     net, layer, tensor = canonical.split(".")
-    return net, f"{layer}_{_BN_NAMES.get(tensor, tensor)}"
+    return net, f"{layer}_{_RENAMED.get(tensor, tensor)}"
 
 
 def to_framework_layout(array: np.ndarray) -> np.ndarray:
@@ -34,21 +35,12 @@ def layer_name(mxnet_name: str) -> str:
 
 def to_canonical(named: dict[str, dict], keys) -> dict[str, np.ndarray]:
     """{net: {MXNet name: NDArray}} (arguments and auxiliary states) -> canonical arrays."""
-    out = {}
-    for key in keys:
-        net, name = framework_key(key)
-        out[key] = to_canonical_layout(named[net][name])
-    return out
+    return gather(named, keys, framework_key, to_canonical_layout)
 
 
 def grads_to_canonical(named_grads: dict[str, dict], keys) -> dict[str, np.ndarray]:
     """{net: {MXNet argument name: gradient}} -> gradients under their canonical keys."""
-    out = {}
-    for key in keys:
-        net, name = framework_key(key)
-        if name in named_grads[net]:  # running statistics have no gradient
-            out[key] = to_canonical_layout(named_grads[net][name])
-    return out
+    return gather(named_grads, keys, framework_key, to_canonical_layout, skip_missing=True)
 
 
 def from_canonical(named: dict[str, dict], weights: dict[str, np.ndarray]) -> None:

@@ -15,7 +15,6 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         init_weights: dict | None = None) -> dict:
     import numpy as np
 
-    from backends.base import peak_memory_or_rss
     from backends.chainer import models, runtime, training, weights
     chainer = runtime.chainer
 
@@ -45,10 +44,6 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         opt_G.update()
         return loss_d.array, loss_g.array
 
-    def finish(losses):  # a fetch from the GPU is its sync
-        return [float(weights.to_canonical_layout(loss)) for loss in losses]
-
     with chainer.using_config("train", True):
-        result = loop.timed_steps(step, finish, iters)
-    return dict(result, peak_memory=peak_memory_or_rss(runtime.peak_memory(dev)),
-                framework_version=runtime.version(), threads=runtime.thread_info())
+        result = loop.timed_steps(step, loop.synced_floats(runtime, dev), iters)
+    return loop.report(result, runtime, dev)

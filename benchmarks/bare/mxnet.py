@@ -18,7 +18,6 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         init_weights: dict | None = None) -> dict:
     if threads > 0:  # MXNet reads it once, at import: a no-op if mxnet is already imported
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    from backends.base import peak_memory_or_rss
     from backends.mxnet import models, parallel, runtime, training, weights  # imports mxnet
     import mxnet as mx
 
@@ -64,8 +63,6 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         runtime.synchronize(ctx)  # the step's last updates too, not just the losses
         return [float(loss.asscalar()) for loss in losses]
 
-    result = loop.timed_steps(step, finish, iters)
-    # On a GPU: MXNet has no allocator peak, device memory in use, sampled now.
-    return dict(result, peak_memory=peak_memory_or_rss(runtime.peak_memory(ctx)),
-                framework_version=runtime.version(),
-                threads={"requested": threads, **runtime.thread_info()})
+    # On a GPU MXNet has no allocator peak: the device memory in use, sampled at the end.
+    return loop.report(loop.timed_steps(step, finish, iters), runtime, ctx,
+                       threads={"requested": threads, **runtime.thread_info()})

@@ -12,7 +12,6 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         init_weights: dict | None = None) -> dict:
     import torch
 
-    from backends.base import peak_memory_or_rss
     from backends.pytorch import models, runtime, training, weights
 
     loop.check_sizes(batch, iters)
@@ -45,10 +44,5 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         opt_G.step()
         return loss_d.detach(), loss_g.detach()
 
-    def finish(losses):
-        runtime.synchronize(dev)
-        return [float(loss) for loss in losses]
-
-    result = loop.timed_steps(step, finish, iters)
-    return dict(result, peak_memory=peak_memory_or_rss(runtime.peak_memory(dev)),
-                framework_version=runtime.version(), threads=runtime.thread_info())
+    result = loop.timed_steps(step, loop.synced_floats(runtime, dev), iters)
+    return loop.report(result, runtime, dev)

@@ -15,7 +15,6 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
     compat.prepare_tensorflow()
     import tensorflow as tf
 
-    from backends.base import peak_memory_or_rss
     from backends.tensorflow import models, runtime, training, weights
 
     loop.check_sizes(batch, iters)
@@ -51,10 +50,5 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         with place:
             return step(real, z)
 
-    def finish(losses):
-        runtime.synchronize(dev)
-        return [float(loss) for loss in losses]
-
-    result = loop.timed_steps(run_step, finish, iters)
-    return dict(result, peak_memory=peak_memory_or_rss(runtime.peak_memory(dev)),
-                framework_version=runtime.version(), threads=runtime.thread_info())
+    result = loop.timed_steps(run_step, loop.synced_floats(runtime, dev), iters)
+    return loop.report(result, runtime, dev)

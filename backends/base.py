@@ -22,7 +22,7 @@ test_shape.py checks it by reading the source, so a new backend is told what to 
   `synchronize(device)`, `peak_memory(device)` (the allocator's peak, None without one).
 - `training.py`: `spec_iteration(...)`, SPEC.md's iteration in one place (G once, D step, G
   step through the updated D), `bce_with_logits`, and the framework's idiomatic loop around it.
-- `parallel.py`: `Replicas(options, device)`, this process's part of a data-parallel run, with
+- `parallel.py`: `Replicas(options, ...)`, this process's part of a data-parallel run, with
   `rows(batch_size)` (the harness batch's rows this process trains on), `mean_losses(...)` (its
   losses to the global batch's) and `info()`.
 
@@ -47,7 +47,6 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Callable, Iterable
 
 import numpy as np
@@ -82,36 +81,6 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run as asked (framework missing, no GPU it can use): a clear reason."""
 
 
-def wants_gpu(requested: str, gpu_unavailable_reason: Callable[[], str | None]) -> bool:
-    """The GPU test of every runtime.select_device: "cpu" never, "auto" a GPU when one can be
-    used, "gpu" a GPU or BackendUnavailable with the reason: never a silent CPU fallback."""
-    if requested == "cpu":
-        return False
-    reason = gpu_unavailable_reason()
-    if reason is not None and requested == "gpu":
-        raise BackendUnavailable(f"--device gpu: {reason}")
-    return reason is None
-
-
-def gather(arrays: dict[str, dict], keys, framework_key: Callable, to_canonical_layout: Callable,
-           skip_missing: bool = False) -> dict[str, np.ndarray]:
-    """{canonical key: to_canonical_layout(arrays[net][name])} with (net, name) =
-    framework_key(key): a weights.py's export over {net: {framework name: array}}. skip_missing
-    leaves out keys the arrays lack (a gradient export: running statistics have no gradient)."""
-    out = {}
-    for key in keys:
-        net, name = framework_key(key)
-        if not skip_missing or name in arrays[net]:
-            out[key] = to_canonical_layout(arrays[net][name])
-    return out
-
-
-def peak_memory_or_rss(device_peak: dict | None) -> dict:
-    """runtime.peak_memory's answer, else (the CPU, or no allocator peak) the process's peak
-    resident set: each backend runs in its own process."""
-    return device_peak if device_peak is not None else {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"}
-
-
 @dataclass(frozen=True)
 class BackendOptions:
     device: str = "auto"        # auto | cpu | gpu; gpu never falls back to the CPU silently
@@ -141,8 +110,7 @@ class BackendBase(abc.ABC):
     no_data_parallel = "no data-parallel path in this version"  # why not, where data_parallel is off
 
     # The backend's own runtime.py and weights.py (MODULES), which the shared methods call.
-    runtime: ModuleType
-    weights: ModuleType
+    runtime = weights = None
     # Losses fetched every this many steps on a GPU, where a fetch is a device sync (see train).
     fetch_every_gpu: int = 1
 
@@ -272,3 +240,33 @@ class BackendBase(abc.ABC):
         for real, z in batches:
             fetcher.add(step(real, z))
         fetcher.flush()
+
+
+def wants_gpu(requested: str, gpu_unavailable_reason: Callable[[], str | None]) -> bool:
+    """The GPU test of every runtime.select_device: "cpu" never, "auto" a GPU when one can be
+    used, "gpu" a GPU or BackendUnavailable with the reason: never a silent CPU fallback."""
+    if requested == "cpu":
+        return False
+    reason = gpu_unavailable_reason()
+    if reason is not None and requested == "gpu":
+        raise BackendUnavailable(f"--device gpu: {reason}")
+    return reason is None
+
+
+def gather(arrays: dict[str, dict], keys, framework_key: Callable, to_canonical_layout: Callable,
+           skip_missing: bool = False) -> dict[str, np.ndarray]:
+    """{canonical key: to_canonical_layout(arrays[net][name])} with (net, name) =
+    framework_key(key): a weights.py's export over {net: {framework name: array}}. skip_missing
+    leaves out keys the arrays lack (a gradient export: running statistics have no gradient)."""
+    out = {}
+    for key in keys:
+        net, name = framework_key(key)
+        if not skip_missing or name in arrays[net]:
+            out[key] = to_canonical_layout(arrays[net][name])
+    return out
+
+
+def peak_memory_or_rss(device_peak: dict | None) -> dict:
+    """runtime.peak_memory's answer, else (the CPU, or no allocator peak) the process's peak
+    resident set: each backend runs in its own process."""
+    return device_peak if device_peak is not None else {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"}

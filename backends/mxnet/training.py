@@ -19,7 +19,7 @@ def adam_params(adam) -> dict:
     mxnet's adam_update operator takes beta1, beta2, epsilon and lr as float32, so it computes
     m with (1 - f32(beta1)) and v with (1 - f32(beta2)); for beta2 = 0.999 that factor is
     0.000999987, and every update comes out 6.4e-6 (relative) larger than the spec's Adam
-    (measured, tests/test_mxnet.py). m and v are linear in those factors (r1, r2 below) at every
+    (measured, tests/backends/test_mxnet.py). m and v are linear in those factors (r1, r2 below) at every
     step, so lr·sqrt(r2)/r1 and epsilon·sqrt(r2) give exactly the spec's update, still in the
     folded convention (bias correction in the step size, computed by mx.optimizer.Adam in Python
     from the exact beta1 and beta2).

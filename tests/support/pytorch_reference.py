@@ -1,4 +1,4 @@
-"""PyTorch's losses for the CLI parity check, in a fresh process (tests/test_cli.py):
+"""PyTorch's losses for the CLI parity check, in a fresh process (tests/e2e/test_cli.py):
 
     python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS [REPLICAS]
 
@@ -7,10 +7,10 @@ seed 0, from the shared initial weights, exactly as `run_all.py --shared-init` f
 
 "folded" runs torch.optim.Adam with eps_t = eps/sqrt(1-beta2^t) at step t: then PyTorch's
 p -= lr·(m/c1)/(sqrt(v/c2) + eps_t) equals lr·sqrt(c2)/c1 · m/(sqrt(v) + eps), the folded
-update, exactly (tests/oracle.py adam_update). float64 converts the backend's modules and sets
+update, exactly (tests/support/oracle.py adam_update). float64 converts the backend's modules and sets
 its `dtype`, which its inputs and labels follow.
 
-REPLICAS > 1 (tests/test_parallel.py) is what N data-parallel replicas with per-replica BN
+REPLICAS > 1 (tests/e2e/test_parallel.py) is what N data-parallel replicas with per-replica BN
 compute, on one device: G, and D's passes, run on each of the N slices of the batch separately
 (BN statistics per slice, "ghost batch norm"), and each loss is the mean of the slices' batch
 means, so its gradient is the mean of the slices' gradients, as DDP averages them. Running

@@ -1,9 +1,34 @@
 """The one protocol every backend implements. Backend modules document only their differences.
 
-Layout (the same in every `backends/<framework>/`): `models.py` builds G and D from the spec's
-layer table, `weights.py` holds the one key map and layout conversion to and from the canonical
-format, `backend.py` defines `Backend(BackendBase)`. The framework is imported inside those
-modules only, and they are imported only when that backend runs (see backends/__init__.py).
+Layout: every `backends/<framework>/` has exactly the modules of `MODULES`, each defining at
+least the public names listed there, with the same meaning in every backend (tests/backends/
+test_shape.py checks it by reading the source, so a new backend is told what to provide):
+
+- `__init__.py`: what must happen before the framework's first import (a shim, log switches).
+- `backend.py`: `Backend(BackendBase)`, holding only the framework's differences; it sets
+  `runtime` and `weights` to its own modules, which the shared behaviour below calls.
+- `models.py`: G and D from the spec's layer table, every layer named by its
+  `LayerSpec.local_name` / `bn_local_name`. `build(spec, ...)` makes them (with whatever the
+  framework binds to them); `layers(nets, spec)` is the layer walk, (spec name, framework layer)
+  for every conv/deconv and BN; `frozen_running_statistics(...)` is the context inside which
+  train-mode passes leave every BN's running statistics as they were.
+- `weights.py`: the one key map and layout conversion to and from the canonical format
+  (common/canonical.py): `framework_key(canonical key)`, `to_framework_layout(array)`,
+  `to_canonical_layout(array)`, and `from_canonical(nets, weights)` / `to_canonical(nets, keys)`
+  built from them, for import and export alike.
+- `runtime.py`: the framework's process and device: `version()`, `gpu_unavailable_reason()`,
+  `select_device(requested)` (the device and its spec-run settings, e.g. TF32 off),
+  `is_gpu(device)`, `set_threads(threads)`, `thread_info()`, `quiet(verbose)`,
+  `synchronize(device)`, `peak_memory(device)` (the allocator's peak, None without one).
+- `training.py`: `spec_iteration(...)`, SPEC.md's iteration in one place (G once, D step, G
+  step through the updated D), `bce_with_logits`, and the framework's idiomatic loop around it.
+- `parallel.py`: `Replicas(options, ...)`, this process's part of a data-parallel run, with
+  `rows(batch_size)` (the harness batch's rows this process trains on), `mean_losses(...)` (its
+  losses to the global batch's) and `info()`.
+
+The framework is imported inside those modules only, and they are imported only when that
+backend runs (see backends/__init__.py). Bare loops (benchmarks/bare/) and tests use the same
+public names, never a backend's private ones.
 
 Arrays cross the boundary as numpy: z (N, nz) float32, images NCHW float32 in [-1, 1].
 
@@ -26,7 +51,24 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from common import sysinfo
+from common.harness.timing import FetchTimer, LossFetcher
 from common.spec import ModelSpec
+
+# The contract (module docstring): module of backends/<framework>/ -> public names it defines.
+MODULES: dict[str, tuple[str, ...]] = {
+    "__init__": (),
+    "backend": ("Backend",),
+    "models": ("build", "layers", "frozen_running_statistics"),
+    "weights": ("framework_key", "to_framework_layout", "to_canonical_layout", "to_canonical",
+                "from_canonical"),
+    "runtime": ("version", "gpu_unavailable_reason", "select_device", "is_gpu", "set_threads",
+                "thread_info", "quiet", "synchronize", "peak_memory"),
+    "training": ("spec_iteration", "bce_with_logits"),
+    "parallel": ("Replicas",),
+}
+# ... and the methods of parallel.Replicas.
+REPLICAS_METHODS: tuple[str, ...] = ("rows", "mean_losses", "info")
 
 # on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time,
 # excluding time spent fetching from `batches` (common.harness.timing.FetchTimer): that is harness time.
@@ -57,8 +99,14 @@ class BackendBase(abc.ABC):
     sync_bn_supported: bool = False
     no_data_parallel = "no data-parallel path in this version"  # why not, where data_parallel is off
 
+    # The backend's own runtime.py and weights.py (MODULES), which the shared methods call.
+    runtime = weights = None
+    # Losses fetched every this many steps on a GPU, where a fetch is a device sync (see train).
+    fetch_every_gpu: int = 1
+
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         self.spec, self.options = spec, options
+        self.device = None  # the framework's device object, from runtime.select_device
         if (options.devices > 1 or options.nodes > 1) and not self.data_parallel:
             raise BackendUnavailable(f"--devices {options.devices}: the {self.name} backend: "
                                      f"{self.no_data_parallel}; run it with --devices 1")
@@ -76,27 +124,45 @@ class BackendBase(abc.ABC):
         return {"devices": 1, "replicas": 1, "engine": "single device"}
 
     # ----- device -----
+    @property
+    def on_gpu(self) -> bool:
+        return self.runtime.is_gpu(self.device)
+
+    @property
+    def fetch_every(self) -> int:
+        """Steps per loss fetch: `fetch_every_gpu` on a GPU; 1 on the CPU, where each step is
+        synchronous already."""
+        return self.fetch_every_gpu if self.on_gpu else 1
+
     @abc.abstractmethod
     def device_info(self) -> dict:
         """{"device": "cpu" | "gpu", "name": human-readable model, "threads": {...}}."""
 
-    @abc.abstractmethod
     def synchronize(self) -> None:
         """Block until all queued device work is done (a timer may stop only after this)."""
+        self.runtime.synchronize(self.device)
 
-    @abc.abstractmethod
     def peak_memory(self) -> dict:
-        """{"bytes": int, "kind": "device-allocator" | "rss"}: the framework allocator's peak on
-        a GPU, else the process's peak resident set (each backend runs in its own process)."""
+        """{"bytes": int, "kind": "device-allocator" | "rss" | ...}: the framework allocator's
+        peak on a GPU, else the process's peak resident set."""
+        return peak_memory_or_rss(self.runtime.peak_memory(self.device))
 
     # ----- weights -----
-    @abc.abstractmethod
-    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Load canonical weights (common/canonical.py), including BN running statistics."""
+    weight_copies = 1  # copies of the weights this process holds (one per replica in one process)
 
     @abc.abstractmethod
+    def nets(self, copy: int = 0) -> dict:
+        """{"G": ..., "D": ...} as weights.py reads and writes them (copy: which of
+        `weight_copies`): the one hook of load_weights and export_weights."""
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load canonical weights (common/canonical.py), including BN running statistics."""
+        for copy in range(self.weight_copies):  # every replica starts from the same weights
+            self.weights.from_canonical(self.nets(copy), weights)
+
     def export_weights(self) -> dict[str, np.ndarray]:
-        """Canonical weights: float32, PyTorch layout, exactly the spec's keys."""
+        """Canonical weights: float32, PyTorch layout, exactly the spec's keys (copy 0's)."""
+        return self.weights.to_canonical(self.nets(), self.spec.parameter_shapes())
 
     # ----- checkpoints (common/harness/checkpoint.py owns the folder, manifest and checksums) -----
     @abc.abstractmethod
@@ -153,3 +219,44 @@ class BackendBase(abc.ABC):
         """The framework's idiomatic loop over (real, z) batches for iterations start, start+1, ...,
         calling on_step once per iteration in order. Losses may be fetched every K steps where a
         fetch forces a device sync; each step still gets its own call."""
+
+    def fetching_loop(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], start: int,
+                      on_step: OnStep, step: Callable, losses_to_numpy: Callable) -> None:
+        """The plain loop of `train`: step(real, z) per batch, its losses left on the device and
+        fetched every `fetch_every` steps (losses_to_numpy(pending) -> (k, 2) is the sync), the K
+        steps timed together (common.harness.timing.LossFetcher)."""
+        batches = FetchTimer(batches)  # the harness's data work is not step time
+        fetcher = LossFetcher(on_step, batches, start, self.fetch_every, losses_to_numpy)
+        for real, z in batches:
+            fetcher.add(step(real, z))
+        fetcher.flush()
+
+
+def wants_gpu(requested: str, gpu_unavailable_reason: Callable[[], str | None]) -> bool:
+    """The GPU test of every runtime.select_device: "cpu" never, "auto" a GPU when one can be
+    used, "gpu" a GPU or BackendUnavailable with the reason: never a silent CPU fallback."""
+    if requested == "cpu":
+        return False
+    reason = gpu_unavailable_reason()
+    if reason is not None and requested == "gpu":
+        raise BackendUnavailable(f"--device gpu: {reason}")
+    return reason is None
+
+
+def gather(arrays: dict[str, dict], keys, framework_key: Callable, to_canonical_layout: Callable,
+           skip_missing: bool = False) -> dict[str, np.ndarray]:
+    """{canonical key: to_canonical_layout(arrays[net][name])} with (net, name) =
+    framework_key(key): a weights.py's export over {net: {framework name: array}}. skip_missing
+    leaves out keys the arrays lack (a gradient export: running statistics have no gradient)."""
+    out = {}
+    for key in keys:
+        net, name = framework_key(key)
+        if not skip_missing or name in arrays[net]:
+            out[key] = to_canonical_layout(arrays[net][name])
+    return out
+
+
+def peak_memory_or_rss(device_peak: dict | None) -> dict:
+    """runtime.peak_memory's answer, else (the CPU, or no allocator peak) the process's peak
+    resident set: each backend runs in its own process."""
+    return device_peak if device_peak is not None else {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"}

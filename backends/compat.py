@@ -110,11 +110,11 @@ def _import_dropping_stderr_below(module: str, level: int) -> None:
             os.close(saved)
             captured.seek(0)
             for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if _absl_severity(line) in (None, *range(level, 4)):
+                if absl_severity(line) in (None, *range(level, 4)):
                     sys.stderr.write(line)
 
 
-def _absl_severity(line: str) -> int | None:
+def absl_severity(line: str) -> int | None:
     """0-3 for an absl log line ('I0000 00:00:...' is INFO, W, E, F), None for anything else."""
     if line.startswith("WARNING: All log messages before absl::InitializeLog()"):
         return 0  # absl's notice that INFO lines follow: as quiet as they are

@@ -85,13 +85,16 @@ class LayerSpec:
     activation: Literal["relu", "leaky_relu", "tanh", "none"]
 
     @property
-    def name(self) -> str:
-        return f"{self.net}.{self.kind}{self.index}"
+    def local_name(self) -> str:
+        """The conv/deconv's name inside its net ('deconv0'); its BN's is `bn_local_name`, by the
+        layer's index ('bn1' follows D.conv1), its activation's `activation_local_name` ('relu0'):
+        every backend names its layers so. `name` and `bn_name` add the net ('G.deconv0')."""
+        return f"{self.kind}{self.index}"
 
-    @property
-    def bn_name(self) -> str | None:
-        """The BN after this layer is named by the layer's index (D.conv1 is followed by D.bn1)."""
-        return f"{self.net}.bn{self.index}" if self.batchnorm else None
+    bn_local_name = property(lambda self: f"bn{self.index}" if self.batchnorm else None)
+    activation_local_name = property(lambda self: f"{self.activation}{self.index}")
+    name = property(lambda self: f"{self.net}.{self.local_name}")
+    bn_name = property(lambda self: f"{self.net}.{self.bn_local_name}" if self.batchnorm else None)
 
     @property
     def weight_shape(self) -> tuple[int, int, int, int]:

@@ -5,6 +5,7 @@ rename of BN's running statistics (avg_mean/avg_var) and W for weight, nothing e
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -41,33 +42,33 @@ class _ConvNet(chainer.Chain):
     """The layer table as links (conv/deconv without bias, BN with the spec's eps and decay set
     explicitly: chainer's defaults are eps 2e-5, decay 0.9), applied in order."""
 
-    def __init__(self, layers: tuple[LayerSpec, ...], spec: ModelSpec, rng: np.random.RandomState,
+    def __init__(self, table: tuple[LayerSpec, ...], spec: ModelSpec, rng: np.random.RandomState,
                  comm=None):
         super().__init__()
         batchnorm = _batchnorm_link(comm)
-        self._layers = layers
-        self._activations = [_activation(layer.activation, spec) for layer in layers]
+        self._layers = table
+        self._activations = [_activation(layer.activation, spec) for layer in table]
         with self.init_scope():
-            for layer in layers:
+            for layer in table:
                 link = L.Deconvolution2D if layer.kind == "deconv" else L.Convolution2D
-                setattr(self, f"{layer.kind}{layer.index}", link(
+                setattr(self, layer.local_name, link(
                     layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.pad,
                     nobias=True, initialW=initializers.Normal(spec.init_std, rng=rng)))
                 if layer.batchnorm:
-                    setattr(self, f"bn{layer.index}", batchnorm(
+                    setattr(self, layer.bn_local_name, batchnorm(
                         layer.out_channels, decay=spec.bn.decay, eps=spec.bn.eps,
                         initial_gamma=_NormalAround(spec.bn.gamma_init_mean,
                                                     spec.bn.gamma_init_std, rng),
                         initial_beta=0))
 
     def batchnorms(self) -> list:
-        return [getattr(self, f"bn{layer.index}") for layer in self._layers if layer.batchnorm]
+        return [getattr(self, layer.bn_local_name) for layer in self._layers if layer.batchnorm]
 
     def forward(self, h):
         for layer, activation in zip(self._layers, self._activations):
-            h = getattr(self, f"{layer.kind}{layer.index}")(h)
+            h = getattr(self, layer.local_name)(h)
             if layer.batchnorm:
-                h = getattr(self, f"bn{layer.index}")(h)
+                h = getattr(self, layer.bn_local_name)(h)
             h = activation(h)
         return h
 
@@ -104,3 +105,30 @@ class Discriminator(_ConvNet):
     def forward(self, x):
         # One logit per image; the sigmoid lives in the loss.
         return F.reshape(super().forward(x), (-1,))
+
+
+def build(spec: ModelSpec, rng: np.random.RandomState, comm=None) -> tuple[Generator, Discriminator]:
+    """G and D with the spec's initialisation drawn from rng; comm: a ChainerMN communicator
+    for --sync-bn (_batchnorm_link)."""
+    return Generator(spec, rng, comm), Discriminator(spec, rng, comm)
+
+
+def layers(nets: dict, spec: ModelSpec):
+    """(spec name, link) for every conv/deconv and BN (links share the canonical names)."""
+    for layer in spec.layers:
+        net = nets[layer.net]
+        yield layer.name, getattr(net, layer.local_name)
+        if layer.batchnorm:
+            yield layer.bn_name, getattr(net, layer.bn_local_name)
+
+
+@contextlib.contextmanager
+def frozen_running_statistics(*nets):
+    """Train-mode forwards inside leave every BN's running statistics as they were (Chainer's BN
+    link always updates them in train mode)."""
+    saved = [(bn, bn.avg_mean.copy(), bn.avg_var.copy()) for net in nets for bn in net.batchnorms()]
+    try:
+        yield
+    finally:
+        for bn, mean, var in saved:
+            bn.avg_mean[...], bn.avg_var[...] = mean, var

@@ -7,8 +7,8 @@ import contextlib
 import tempfile
 
 from backends.compat import prepare_chainer
-from backends.chainer.weights import to_numpy
-from common.spec import LossSpec
+from backends.chainer.weights import to_canonical_layout
+from common.spec import AdamSpec, LossSpec
 from common.harness.timing import FetchTimer, LossFetcher
 
 chainer = prepare_chainer()
@@ -22,6 +22,16 @@ def bce_with_logits(logits, target: float):
     takes integer labels only (no label smoothing). softplus(x) - t·x is the stable form PyTorch
     uses too (chainer's softplus is max(x, 0) + log1p(exp(-|x|)))."""
     return F.mean(F.softplus(logits) - target * logits)
+
+
+def adam(net, spec: AdamSpec):
+    """chainer's Adam on net. Every hyperparameter explicit; eta 1 and amsgrad/adabound off make
+    it plain Adam, and weight_decay_rate is the spec's (0: none)."""
+    opt = chainer.optimizers.Adam(alpha=spec.lr, beta1=spec.beta1, beta2=spec.beta2, eps=spec.eps,
+                                  eta=1.0, weight_decay_rate=spec.weight_decay, amsgrad=False,
+                                  adabound=False)
+    opt.setup(net)
+    return opt
 
 
 def spec_iteration(G, D, opt_G, opt_D, real, z, loss: LossSpec):
@@ -116,7 +126,7 @@ class HarnessProgress(training.Extension):
 
 def _losses_to_numpy(pending):
     xp = chainer.backend.get_array_module(pending[0][0])
-    return to_numpy(xp.stack([xp.stack(p) for p in pending]))  # the sync
+    return to_canonical_layout(xp.stack([xp.stack(p) for p in pending]))  # the sync
 
 
 def _every(n: int):

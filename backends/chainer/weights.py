@@ -15,7 +15,7 @@ _TENSOR_NAMES = {"weight": "W", "gamma": "gamma", "beta": "beta", "running_mean"
 _to_numpy = chainer.backend.CpuDevice().send
 
 
-def chainer_key(canonical: str) -> tuple[str, str, str]:
+def framework_key(canonical: str) -> tuple[str, str, str]:
     """'G.bn0.running_mean' -> ('G', 'bn0', 'avg_mean')."""
     net, layer, tensor = canonical.split(".")
     return net, layer, _TENSOR_NAMES[tensor]
@@ -23,7 +23,7 @@ def chainer_key(canonical: str) -> tuple[str, str, str]:
 
 def _attribute(nets: dict, key: str):
     """The link's Parameter (weights, gamma, beta) or persistent array (running statistics)."""
-    net, layer, name = chainer_key(key)
+    net, layer, name = framework_key(key)
     return getattr(getattr(nets[net], layer), name)
 
 
@@ -31,9 +31,13 @@ def _array(value):
     return value.array if isinstance(value, chainer.Variable) else value
 
 
-def to_numpy(array) -> np.ndarray:
-    """A float32 host copy of a numpy or CuPy array."""
+def to_canonical_layout(array) -> np.ndarray:
+    """A float32 host copy of a numpy or CuPy array (the layout is the canonical one already)."""
     return _to_numpy(array).astype(np.float32, copy=True)
+
+
+def to_framework_layout(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, np.float32)
 
 
 def trainable_parameters(nets: dict, keys) -> dict:
@@ -44,11 +48,11 @@ def trainable_parameters(nets: dict, keys) -> dict:
 
 
 def to_canonical(nets: dict, keys) -> dict[str, np.ndarray]:
-    return {key: to_numpy(_array(_attribute(nets, key))) for key in keys}
+    return {key: to_canonical_layout(_array(_attribute(nets, key))) for key in keys}
 
 
 def from_canonical(nets: dict, weights: dict[str, np.ndarray]) -> None:
     """Copies in place, so the links and the optimizer state keep their arrays."""
     for key, value in weights.items():
-        device = nets[chainer_key(key)[0]].device
-        _array(_attribute(nets, key))[...] = device.send(np.asarray(value, np.float32))
+        device = nets[framework_key(key)[0]].device
+        _array(_attribute(nets, key))[...] = device.send(to_framework_layout(value))

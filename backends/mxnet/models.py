@@ -1,4 +1,5 @@
-"""G and D as mx.sym graphs, built from the spec's layer table.
+"""G and D as mx.sym graphs, built from the spec's layer table, and bound as the backend's three
+Module objects (build; backend.py's docstring says why three).
 
 Layer nodes carry the canonical layer names (deconv0, bn0, conv1, ...), so MXNet's parameter
 names are `deconv0_weight`, `bn0_gamma`, `bn0_beta` and the auxiliary states `bn0_moving_mean`,
@@ -24,17 +25,19 @@ needs no second variant.
 """
 from __future__ import annotations
 
+import contextlib
+
 import mxnet as mx
 
 from common.spec import LayerSpec, ModelSpec
 
-# Data and label variable names of the modules (backend.py binds them).
+# Data and label variable names of the modules (build binds them).
 Z, IMAGES, LABEL = "z", "images", "label"
 
 
-def _one_channel_deconv(x: mx.sym.Symbol, layer: LayerSpec, geometry: dict) -> mx.sym.Symbol:
+def one_channel_deconv(x: mx.sym.Symbol, layer: LayerSpec, geometry: dict) -> mx.sym.Symbol:
     """A Deconvolution to one channel that oneDNN can differentiate (the module docstring)."""
-    name, k = f"{layer.kind}{layer.index}", layer.kernel
+    name, k = layer.local_name, layer.kernel
     weight = mx.sym.Variable(f"{name}_weight", shape=(layer.in_channels, 1, k, k),
                              dtype="float32")
     value = mx.sym.Deconvolution(mx.sym.BlockGrad(x), weight=weight, num_filter=1, **geometry,
@@ -48,17 +51,17 @@ def _one_channel_deconv(x: mx.sym.Symbol, layer: LayerSpec, geometry: dict) -> m
 
 
 def _conv(x: mx.sym.Symbol, layer: LayerSpec) -> mx.sym.Symbol:
-    k, name = layer.kernel, f"{layer.kind}{layer.index}"
+    k, name = layer.kernel, layer.local_name
     geometry = dict(kernel=(k, k), stride=(layer.stride,) * 2, pad=(layer.pad,) * 2, no_bias=True)
     if layer.kind == "conv":
         return mx.sym.Convolution(x, num_filter=layer.out_channels, **geometry, name=name)
     if layer.out_channels == 1:
-        return _one_channel_deconv(x, layer, geometry)
+        return one_channel_deconv(x, layer, geometry)
     return mx.sym.Deconvolution(x, num_filter=layer.out_channels, **geometry, name=name)
 
 
 def _activation(x: mx.sym.Symbol, layer: LayerSpec, spec: ModelSpec) -> mx.sym.Symbol:
-    name = f"{layer.activation}{layer.index}"
+    name = layer.activation_local_name
     if layer.activation == "leaky_relu":  # MXNet's default slope is 0.25
         return mx.sym.LeakyReLU(x, act_type="leaky", slope=spec.leaky_slope, name=name)
     if layer.activation in ("relu", "tanh"):
@@ -66,14 +69,14 @@ def _activation(x: mx.sym.Symbol, layer: LayerSpec, spec: ModelSpec) -> mx.sym.S
     return x
 
 
-def _build(x: mx.sym.Symbol, layers: tuple[LayerSpec, ...], spec: ModelSpec) -> mx.sym.Symbol:
-    for layer in layers:
+def _build(x: mx.sym.Symbol, table: tuple[LayerSpec, ...], spec: ModelSpec) -> mx.sym.Symbol:
+    for layer in table:
         x = _conv(x, layer)
         if layer.batchnorm:
             # MXNet defaults: fix_gamma=True (gamma frozen at 1) and eps 1e-3; momentum is the
             # weight of the old running value, the spec's decay.
             x = mx.sym.BatchNorm(x, fix_gamma=False, eps=spec.bn.eps, momentum=spec.bn.decay,
-                                 use_global_stats=False, name=f"bn{layer.index}")
+                                 use_global_stats=False, name=layer.bn_local_name)
         x = _activation(x, layer, spec)
     return x
 
@@ -82,13 +85,6 @@ def generator(spec: ModelSpec) -> mx.sym.Symbol:
     """z (N, nz) -> images (N, C, H, W)."""
     z = mx.sym.reshape(mx.sym.Variable(Z), shape=(-1, spec.preset.nz, 1, 1))
     return _build(z, spec.generator, spec)
-
-
-def bce_with_logits(logits: mx.sym.Symbol, target: mx.sym.Symbol) -> mx.sym.Symbol:
-    """The spec's loss, batch mean: softplus(l) - l*t. MXNet's softrelu is log1p(exp(l)), and l
-    itself above 20, so it never overflows; its gradient is sigmoid(l), which makes the loss's
-    gradient exactly (sigmoid(l) - t)/N."""
-    return mx.sym.mean(mx.sym.Activation(logits, act_type="softrelu") - logits * target)
 
 
 def discriminator(spec: ModelSpec) -> mx.sym.Symbol:
@@ -100,6 +96,86 @@ def discriminator(spec: ModelSpec) -> mx.sym.Symbol:
     the spec's loss cannot be recovered stably), and its gradient is already the batch mean, so
     the optimizer's rescale_grad stays 1 whatever the batch size (LogisticRegressionOutput's is
     per image and needs rescale_grad = 1/N tied to the bound batch)."""
+    from backends.mxnet.training import bce_with_logits  # training.py imports this module
+
     logits = mx.sym.reshape(_build(mx.sym.Variable(IMAGES), spec.discriminator, spec), shape=(-1,))
     loss = mx.sym.MakeLoss(bce_with_logits(logits, mx.sym.Variable(LABEL)), name="loss")
     return mx.sym.Group([loss, mx.sym.BlockGrad(logits, name="logits")])
+
+
+class SpecInit(mx.init.Normal):
+    """The spec's initialisation with MXNet's RNG (used only under --no-shared-init): weights
+    N(0, init_std) (mx.init.Normal), gamma N(mean, std) instead of MXNet's constant 1; beta and
+    the running statistics keep MXNet's 0 / 0 / 1, which are the spec's."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec.init_std)
+        self._gamma = (spec.bn.gamma_init_mean, spec.bn.gamma_init_std)
+
+    def _init_gamma(self, name, arr):
+        mx.random.normal(*self._gamma, out=arr)
+
+
+def build(spec: ModelSpec, contexts: list, batch: int | None = None):
+    """(G, D, D_G): the three modules bound on `contexts` for a batch of `batch` (default one
+    image per context; forward reshapes to the batch it is given), their parameters drawn by
+    SpecInit. D's parameter gradients accumulate (grad_req 'add'); D_G is bound on D's arrays
+    (shared_module) without parameter gradients. No optimizer yet (parallel.init_optimizer)."""
+    p = spec.preset
+    bound = batch or len(contexts)
+    G = mx.mod.Module(generator(spec), data_names=(Z,), label_names=None, context=contexts)
+    G.bind(data_shapes=[(Z, (bound, p.nz))], for_training=True)
+    G.init_params(initializer=SpecInit(spec))
+
+    d_symbol = discriminator(spec)
+    shapes = dict(data_shapes=[(IMAGES, (bound, p.channels, p.image_size, p.image_size))],
+                  label_shapes=[(LABEL, (bound,))], for_training=True, inputs_need_grad=True)
+    d_params = [n for n in d_symbol.list_arguments() if n not in (IMAGES, LABEL)]
+    data_grads = {IMAGES: "write", LABEL: "null"}
+    D = mx.mod.Module(d_symbol, data_names=(IMAGES,), label_names=(LABEL,), context=contexts)
+    D.bind(**shapes, grad_req=dict(dict.fromkeys(d_params, "add"), **data_grads))
+    D.init_params(initializer=SpecInit(spec))
+    D_G = mx.mod.Module(d_symbol, data_names=(IMAGES,), label_names=(LABEL,), context=contexts)
+    D_G.bind(**shapes, shared_module=D, grad_req=dict(dict.fromkeys(d_params, "null"), **data_grads))
+    return G, D, D_G
+
+
+def executors(module: mx.mod.Module) -> list[mx.executor.Executor]:
+    """One executor per context (data parallel), context 0's first."""
+    return module._exec_group.execs  # noqa: SLF001
+
+
+def executor(module: mx.mod.Module) -> mx.executor.Executor:
+    """The module's one executor (one context): its arg_dict, aux_dict and grad_dict are the live
+    arrays. Module.get_params() returns host copies refreshed only after update(), so they miss
+    the running statistics that backward() changes."""
+    return module._exec_group.execs[0]  # noqa: SLF001 - as the Module API tutorial does
+
+
+def param_grads(module: mx.mod.Module) -> dict[str, mx.nd.NDArray]:
+    """{parameter name: its live gradient array} (context 0's)."""
+    grad_dict = executor(module).grad_dict
+    return {name: grad_dict[name] for name in module._param_names}  # noqa: SLF001
+
+
+def layers(modules: dict[str, mx.mod.Module], spec: ModelSpec):
+    """(spec name, the layer's output node) for every conv/deconv and BN, from the bound symbols."""
+    for layer in spec.layers:
+        internals = modules[layer.net].symbol.get_internals()
+        yield layer.name, internals[f"{layer.local_name}_output"]
+        if layer.batchnorm:
+            yield layer.bn_name, internals[f"{layer.bn_local_name}_output"]
+
+
+@contextlib.contextmanager
+def frozen_running_statistics(*modules: mx.mod.Module):
+    """Passes inside (backward passes: MXNet updates BN's running statistics there) leave every
+    BN's running statistics (auxiliary states, context 0's) as they were."""
+    aux = [dict(executor(m).aux_dict) for m in modules]
+    saved = [{k: v.copy() for k, v in arrays.items()} for arrays in aux]
+    try:
+        yield
+    finally:
+        for arrays, copies in zip(aux, saved):
+            for k, v in arrays.items():
+                copies[k].copyto(v)

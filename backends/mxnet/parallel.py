@@ -23,18 +23,33 @@ import os
 import mxnet as mx
 
 from backends.base import BackendOptions, BackendUnavailable
+from backends.mxnet import runtime
 
 
-def contexts(options: BackendOptions, first: mx.Context, gpu_count: int) -> list[mx.Context]:
-    """The N contexts of this run; [first] on one device."""
-    n = options.devices
-    if n == 1:
-        return [first]
-    if first.device_type == "gpu":
-        if gpu_count < n:
-            raise BackendUnavailable(f"--devices {n}: mxnet sees only {gpu_count} GPU(s)")
-        return [mx.gpu(i) for i in range(n)]
-    return [mx.cpu(i) for i in range(n)]  # logical CPU contexts sharing the machine's cores
+class Replicas:
+    """The N contexts of this process's modules (models.build binds them; Module splits every
+    batch among them)."""
+
+    def __init__(self, options: BackendOptions, device: mx.Context):
+        n = options.devices
+        if device.device_type == "gpu":
+            if runtime.gpu_count() < n:
+                raise BackendUnavailable(f"--devices {n}: mxnet sees only {runtime.gpu_count()} GPU(s)")
+            self.contexts = [mx.gpu(i) for i in range(n)]
+        else:
+            self.contexts = [mx.cpu(i) for i in range(n)]  # logical CPU contexts sharing the cores
+
+    def rows(self, batch_size: int) -> slice:
+        return slice(0, batch_size)  # this process trains on the whole batch (split by Module)
+
+    def mean_losses(self, loss_d, loss_g):
+        return loss_d, loss_g  # already the contexts' mean (training.discriminator_backward)
+
+    def info(self) -> dict:
+        ctxs = self.contexts
+        return {"devices": len(ctxs), "replicas": len(ctxs), "nodes": 1,
+                "engine": f"mxnet Module, kvstore {kvstore(ctxs)}", "batchnorm": "per replica",
+                "contexts": [str(c) for c in ctxs]}
 
 
 def kvstore(ctxs: list[mx.Context]) -> str | None:
@@ -61,9 +76,3 @@ def init_optimizer(module: mx.mod.Module, ctxs: list[mx.Context], params: dict) 
     params = dict(params, rescale_grad=params["rescale_grad"] / len(ctxs))
     with _env("MXNET_UPDATE_ON_KVSTORE", "0"):  # read by Module.init_optimizer, see above
         module.init_optimizer(kvstore=kvstore(ctxs), optimizer="adam", optimizer_params=params)
-
-
-def info(ctxs: list[mx.Context]) -> dict:
-    return {"devices": len(ctxs), "replicas": len(ctxs), "nodes": 1,
-            "engine": f"mxnet Module, kvstore {kvstore(ctxs)}", "batchnorm": "per replica",
-            "contexts": [str(c) for c in ctxs]}

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import numpy as np
 
-_BN_NAMES = {"gamma": "gamma", "beta": "beta", "running_mean": "moving_mean",
-             "running_var": "moving_var"}
+from backends.base import gather
+
+_RENAMED = {"running_mean": "moving_mean", "running_var": "moving_var"}  # the rest keep their names
 
 
-def mxnet_key(canonical: str) -> tuple[str, str]:
+def framework_key(canonical: str) -> tuple[str, str]:
     """'G.bn0.running_var' -> ('G', 'bn0_moving_var')."""
     net, layer, tensor = canonical.split(".")
-    return net, f"{layer}_{_BN_NAMES.get(tensor, tensor)}"
+    return net, f"{layer}_{_RENAMED.get(tensor, tensor)}"
+
+
+def to_framework_layout(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
+
+
+def to_canonical_layout(array) -> np.ndarray:
+    """A float32 host copy of an NDArray."""
+    return array.asnumpy().astype(np.float32, copy=True)
 
 
 def layer_name(mxnet_name: str) -> str:
@@ -25,28 +35,19 @@ def layer_name(mxnet_name: str) -> str:
 
 def to_canonical(named: dict[str, dict], keys) -> dict[str, np.ndarray]:
     """{net: {MXNet name: NDArray}} (arguments and auxiliary states) -> canonical arrays."""
-    out = {}
-    for key in keys:
-        net, name = mxnet_key(key)
-        out[key] = named[net][name].asnumpy().astype(np.float32, copy=True)
-    return out
+    return gather(named, keys, framework_key, to_canonical_layout)
 
 
 def grads_to_canonical(named_grads: dict[str, dict], keys) -> dict[str, np.ndarray]:
     """{net: {MXNet argument name: gradient}} -> gradients under their canonical keys."""
-    out = {}
-    for key in keys:
-        net, name = mxnet_key(key)
-        if name in named_grads[net]:  # running statistics have no gradient
-            out[key] = named_grads[net][name].asnumpy().astype(np.float32, copy=True)
-    return out
+    return gather(named_grads, keys, framework_key, to_canonical_layout, skip_missing=True)
 
 
 def from_canonical(named: dict[str, dict], weights: dict[str, np.ndarray]) -> None:
     """Writes canonical arrays into {net: {MXNet name: NDArray}} in place."""
     for key, value in weights.items():
-        net, name = mxnet_key(key)
+        net, name = framework_key(key)
         target = named[net][name]
         if target.shape != np.shape(value):
             raise ValueError(f"{key}: shape {np.shape(value)}, MXNet's {name} is {target.shape}")
-        target[:] = np.asarray(value, dtype=np.float32)
+        target[:] = to_framework_layout(value)

@@ -5,6 +5,7 @@ rename of BN's weight/bias to gamma/beta and nothing else.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -20,19 +21,18 @@ def _activation(layer: LayerSpec, spec: ModelSpec) -> nn.Module | None:
             "none": lambda: None}[layer.activation]()
 
 
-def _build(layers: tuple[LayerSpec, ...], spec: ModelSpec) -> nn.Sequential:
+def _build(table: tuple[LayerSpec, ...], spec: ModelSpec) -> nn.Sequential:
     children: OrderedDict[str, nn.Module] = OrderedDict()
-    for layer in layers:
+    for layer in table:
         conv = nn.ConvTranspose2d if layer.kind == "deconv" else nn.Conv2d
-        children[f"{layer.kind}{layer.index}"] = conv(layer.in_channels, layer.out_channels,
-                                                      layer.kernel, layer.stride, layer.pad,
-                                                      bias=False)
+        children[layer.local_name] = conv(layer.in_channels, layer.out_channels,
+                                          layer.kernel, layer.stride, layer.pad, bias=False)
         if layer.batchnorm:
-            children[f"bn{layer.index}"] = nn.BatchNorm2d(
+            children[layer.bn_local_name] = nn.BatchNorm2d(
                 layer.out_channels, eps=spec.bn.eps, momentum=spec.bn.new_batch_weight)
         act = _activation(layer, spec)
         if act is not None:
-            children[f"{layer.activation}{layer.index}"] = act
+            children[layer.activation_local_name] = act
     return nn.Sequential(children)
 
 
@@ -64,3 +64,46 @@ def init_weights(module: nn.Module, spec: ModelSpec) -> None:
             nn.init.normal_(m.weight, spec.bn.gamma_init_mean, spec.bn.gamma_init_std)
             nn.init.zeros_(m.bias)
             m.reset_running_stats()
+
+
+def build(spec: ModelSpec) -> tuple[Generator, Discriminator]:
+    """G and D with the spec's initialisation drawn from torch's RNG (canonical weights loaded
+    afterwards replace it)."""
+    G, D = Generator(spec), Discriminator(spec)
+    init_weights(G, spec)
+    init_weights(D, spec)
+    return G, D
+
+
+def layers(nets: dict[str, nn.Module], spec: ModelSpec):
+    """(spec name, torch module) for every conv/deconv and BN: children share the names."""
+    for layer in spec.layers:
+        net = nets[layer.net].net
+        yield layer.name, getattr(net, layer.local_name)
+        if layer.batchnorm:
+            yield layer.bn_name, getattr(net, layer.bn_local_name)
+
+
+@contextlib.contextmanager
+def frozen_running_statistics(*nets: nn.Module):
+    """Train-mode passes inside leave every BN's running statistics (and batch count) as they were."""
+    saved = [(net, {k: v.clone() for k, v in net.state_dict().items()
+                    if "running" in k or "num_batches" in k}) for net in nets]
+    try:
+        yield
+    finally:
+        for net, state in saved:
+            net.load_state_dict(state, strict=False)
+
+
+@contextlib.contextmanager
+def bn_mode(net: nn.Module, train: bool):
+    """BN with batch statistics (train=True, the running statistics frozen) or running
+    statistics, restoring the module's mode afterwards."""
+    was_training = net.training
+    net.train(train)
+    try:
+        with frozen_running_statistics(*([net] if train else [])):
+            yield
+    finally:
+        net.train(was_training)

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import BackendOptions, BackendUnavailable
+from backends.pytorch import runtime
 from common.harness.replicas import replica_rows
 
 # A collective waits at most this long for a peer. Long enough for rank 0's quality probe (FD
@@ -59,7 +60,7 @@ class Replicas:
             self.device = device
             self.engine_backend = "gloo"
             # The machine's threads shared out: replicas on one CPU would otherwise oversubscribe.
-            torch.set_num_threads(max(1, (options.threads or os.cpu_count() or 1) // self.local_world))
+            runtime.set_threads(max(1, (options.threads or os.cpu_count() or 1) // self.local_world))
         dist.init_process_group(self.engine_backend,
                                 timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
 

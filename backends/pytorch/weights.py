@@ -6,39 +6,39 @@ import numpy as np
 import torch
 from torch import nn
 
-_BN_KEYS = {"gamma": "weight", "beta": "bias", "running_mean": "running_mean",
-            "running_var": "running_var"}
+from backends.base import gather
+
+_RENAMED = {"gamma": "weight", "beta": "bias"}  # BN's; the rest keep their names
 
 
-def torch_key(canonical: str) -> tuple[str, str]:
+def framework_key(canonical: str) -> tuple[str, str]:
     """'G.bn0.gamma' -> ('G', 'net.bn0.weight')."""
     net, layer, tensor = canonical.split(".")
-    return net, f"net.{layer}.{_BN_KEYS.get(tensor, tensor)}"
+    return net, f"net.{layer}.{_RENAMED.get(tensor, tensor)}"
+
+
+def to_framework_layout(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def to_canonical_layout(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float32).contiguous().numpy().copy()
 
 
 def to_canonical(nets: dict[str, nn.Module], keys) -> dict[str, np.ndarray]:
-    states = {name: m.state_dict() for name, m in nets.items()}
-    out = {}
-    for key in keys:
-        net, tkey = torch_key(key)
-        out[key] = states[net][tkey].detach().to("cpu", torch.float32).contiguous().numpy().copy()
-    return out
+    return gather({name: m.state_dict() for name, m in nets.items()}, keys, framework_key,
+                  to_canonical_layout)
 
 
 def grads_to_canonical(named_grads: dict[str, dict[str, torch.Tensor]], keys) -> dict[str, np.ndarray]:
     """{net: {torch parameter name: gradient}} -> gradients under their canonical keys."""
-    out = {}
-    for key in keys:
-        net, tkey = torch_key(key)
-        if tkey in named_grads[net]:  # running statistics have no gradient
-            out[key] = named_grads[net][tkey].detach().to("cpu", torch.float32).numpy().copy()
-    return out
+    return gather(named_grads, keys, framework_key, to_canonical_layout, skip_missing=True)
 
 
 def from_canonical(nets: dict[str, nn.Module], weights: dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         states = {name: m.state_dict() for name, m in nets.items()}
         for key, value in weights.items():
-            net, tkey = torch_key(key)
+            net, tkey = framework_key(key)
             target = states[net][tkey]
-            target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+            target.copy_(to_framework_layout(value).to(target.dtype))

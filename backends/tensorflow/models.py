@@ -1,5 +1,5 @@
-"""G and D as keras.Model subclasses built from the spec's layer table, channels_last inside, and
-the GAN model whose `train_step` is SPEC.md's iteration (Keras puts the step on the model).
+"""G and D as keras.Model subclasses built from the spec's layer table, channels_last inside
+(the GAN model that trains them is in training.py).
 
 Layer names follow the canonical ones (deconv0, bn0, ...), so weights.py maps keys by name. Every
 Keras default that differs from the spec is set here from common.spec: BN momentum and epsilon,
@@ -7,7 +7,10 @@ LeakyReLU slope, no bias, the initialisers; data_format too (keras.json could ch
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from common.spec import LayerSpec, ModelSpec
@@ -46,7 +49,7 @@ def _conv(layer: LayerSpec, spec: ModelSpec, seed, dtype) -> keras.layers.Layer:
     return conv(layer.out_channels, layer.kernel, strides=layer.stride,
                 padding=keras_padding(layer), data_format=DATA_FORMAT, use_bias=False,
                 kernel_initializer=keras.initializers.RandomNormal(0.0, spec.init_std, seed=seed),
-                name=f"{layer.kind}{layer.index}", dtype=dtype)
+                name=layer.local_name, dtype=dtype)
 
 
 def _batchnorm(layer: LayerSpec, spec: ModelSpec, seed, dtype) -> keras.layers.Layer:
@@ -56,11 +59,11 @@ def _batchnorm(layer: LayerSpec, spec: ModelSpec, seed, dtype) -> keras.layers.L
         gamma_initializer=keras.initializers.RandomNormal(bn.gamma_init_mean, bn.gamma_init_std,
                                                           seed=seed),
         beta_initializer="zeros", moving_mean_initializer="zeros",
-        moving_variance_initializer="ones", name=f"bn{layer.index}", dtype=dtype)
+        moving_variance_initializer="ones", name=layer.bn_local_name, dtype=dtype)
 
 
 def _activation(layer: LayerSpec, spec: ModelSpec, dtype) -> keras.layers.Layer | None:
-    name = f"{layer.activation}{layer.index}"
+    name = layer.activation_local_name
     return {"relu": lambda: keras.layers.ReLU(name=name, dtype=dtype),
             "leaky_relu": lambda: keras.layers.LeakyReLU(negative_slope=spec.leaky_slope,
                                                          name=name, dtype=dtype),
@@ -71,10 +74,10 @@ def _activation(layer: LayerSpec, spec: ModelSpec, dtype) -> keras.layers.Layer 
 class _Stack(keras.Model):
     """One net: conv/deconv, BN and activation layers applied in the spec's order."""
 
-    def __init__(self, layers: tuple[LayerSpec, ...], spec: ModelSpec, seed, dtype, **kwargs):
+    def __init__(self, table: tuple[LayerSpec, ...], spec: ModelSpec, seed, dtype, **kwargs):
         super().__init__(**kwargs)
         self.stack = []
-        for layer in layers:
+        for layer in table:
             self.stack.append(_conv(layer, spec, seed, dtype))
             if layer.batchnorm:
                 self.stack.append(_batchnorm(layer, spec, seed, dtype))
@@ -115,71 +118,36 @@ class Discriminator(_Stack):
         return tf.reshape(super().call(x, training), (-1,))
 
 
-def bce_with_logits(logits, label: float):
-    """Batch-mean BCEWithLogits against a constant label, in float32 (also under bf16)."""
-    logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=tf.fill(tf.shape(logits), label), logits=logits))
+def build(spec: ModelSpec, seed=None, dtype=None) -> tuple[Generator, Discriminator]:
+    """G and D with their variables built (seed: a keras.random.SeedGenerator for the spec's
+    initialisation; dtype: a Keras dtype policy name, float32 by default). Call it in the device
+    scope the models are to live in."""
+    G, D = Generator(spec, seed, dtype), Discriminator(spec, seed, dtype)
+    p = spec.preset
+    G(np.zeros((2, p.nz), np.float32))  # builds the variables
+    D(np.zeros((2, p.image_size, p.image_size, p.channels), np.float32))
+    return G, D
 
 
-class GAN(keras.Model):
-    """G and D with one Adam each; `train_step` is one iteration of SPEC.md."""
+def layers(nets: dict, spec: ModelSpec):
+    """(spec name, Keras layer) for every conv/deconv and BN: the Keras layers carry the spec's
+    local names ('G.bn0' is G's layer 'bn0')."""
+    for layer in spec.layers:
+        net = nets[layer.net]
+        yield layer.name, net.get_layer(layer.local_name)
+        if layer.batchnorm:
+            yield layer.bn_name, net.get_layer(layer.bn_local_name)
 
-    # Data parallel (backends/tensorflow/parallel.py): the optimizer sums gradients over the
-    # replicas, so each replica differentiates its batch-mean loss divided by their number.
-    replicas = 1
 
-    def __init__(self, spec: ModelSpec, generator: Generator, discriminator: Discriminator):
-        super().__init__(name="GAN")
-        self.labels = spec.loss
-        self.generator, self.discriminator = generator, discriminator
-
-    def compile(self, g_optimizer, d_optimizer, jit_compile: bool):
-        # No Keras loss or optimizer of its own (optimizer=None, not the 'rmsprop' default): the
-        # step below owns both. jit_compile is set either way: Keras's 'auto' turns XLA on
-        # whenever TF sees a GPU, and the spec runs without it.
-        super().compile(optimizer=None, jit_compile=jit_compile)
-        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-
-    def d_loss(self, real, fake):
-        """Real and fake in separate D passes: two sets of batch statistics, as in the spec."""
-        D = self.discriminator
-        return (bce_with_logits(D(real, training=True), self.labels.real_label)
-                + bce_with_logits(D(tf.stop_gradient(fake), training=True), self.labels.fake_label))
-
-    def g_loss(self, fake):
-        return bce_with_logits(self.discriminator(fake, training=True), self.labels.real_label)
-
-    def iteration(self, real, z):
-        """real NCHW, z (N, nz) -> (loss_d, loss_g). G runs once; its output serves both steps.
-
-        The tape around G stays open across the D step (paused, so D's update is not recorded
-        in it) and records D's pass on the same fake with D's updated weights: G's gradient
-        flows through the updated D without recomputing G(z). BN running statistics update in
-        program order: G once, then D on real, on fake, on fake again."""
-        G, D = self.generator, self.discriminator
-        real = to_channels_last(real)
-        with tf.GradientTape() as g_tape:
-            fake = G(z, training=True)
-            with g_tape.stop_recording():
-                with tf.GradientTape() as d_tape:
-                    loss_d = self.d_loss(real, fake)
-                    scaled_d = loss_d / self.replicas if self.replicas > 1 else loss_d
-                d_grads = d_tape.gradient(scaled_d, D.trainable_variables)
-                self.d_optimizer.apply(d_grads, D.trainable_variables)
-            loss_g = self.g_loss(fake)
-            scaled_g = loss_g / self.replicas if self.replicas > 1 else loss_g
-        g_grads = g_tape.gradient(scaled_g, G.trainable_variables)
-        self.g_optimizer.apply(g_grads, G.trainable_variables)
-        return loss_d, loss_g
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Nothing to build: G, D and both optimizers are built before fit. Under a distribution
-        strategy Keras's TF trainer would otherwise take a batch from fit's iterator to build
-        the model symbolically, and the harness's stream would lose that batch."""
-
-    def train_step(self, data):
-        loss_d, loss_g = self.iteration(*data)
-        return {"loss_d": loss_d, "loss_g": loss_g}
+@contextlib.contextmanager
+def frozen_running_statistics(*nets):
+    """BN running statistics restored after train-mode passes (Keras updates them in call)."""
+    stats = [v for net in nets for layer in net.stack
+             if isinstance(layer, keras.layers.BatchNormalization)
+             for v in (layer.moving_mean, layer.moving_variance)]
+    saved = [v.numpy() for v in stats]
+    try:
+        yield
+    finally:
+        for v, value in zip(stats, saved):
+            v.assign(value)

@@ -23,8 +23,29 @@ import tensorflow as tf
 from backends.base import BackendOptions, BackendUnavailable
 
 
-def strategy(options: BackendOptions, device: str) -> tf.distribute.MirroredStrategy:
-    n = options.devices
+class Replicas:
+    """The strategy's replicas, all in this process: fit splits each batch among them."""
+
+    def __init__(self, options: BackendOptions, device: str):
+        self.strategy = _strategy(options.devices, device)
+
+    def scope(self):
+        return self.strategy.scope()
+
+    def rows(self, batch_size: int) -> slice:
+        return slice(0, batch_size)  # this process trains on the whole batch (split by fit)
+
+    def mean_losses(self, loss_d, loss_g):
+        return loss_d, loss_g  # already the replicas' mean (fit's MEAN reduction)
+
+    def info(self) -> dict:
+        n = self.strategy.num_replicas_in_sync
+        return {"devices": n, "replicas": n, "nodes": 1, "engine": "tf MirroredStrategy",
+                "batchnorm": "per replica",
+                "replica_devices": list(self.strategy.extended.worker_devices)}
+
+
+def _strategy(n: int, device: str) -> tf.distribute.MirroredStrategy:
     if device.startswith("/GPU"):
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) < n:
@@ -39,9 +60,3 @@ def strategy(options: BackendOptions, device: str) -> tf.distribute.MirroredStra
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:n]
     # One process, no NCCL on CPUs: gradients are summed on one device and copied back.
     return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
-
-
-def info(strat: tf.distribute.MirroredStrategy) -> dict:
-    n = strat.num_replicas_in_sync
-    return {"devices": n, "replicas": n, "nodes": 1, "engine": "tf MirroredStrategy",
-            "batchnorm": "per replica", "replica_devices": list(strat.extended.worker_devices)}

@@ -18,13 +18,19 @@ TO_KERAS = (2, 3, 1, 0)
 TO_CANONICAL = tuple(int(i) for i in np.argsort(TO_KERAS))  # (3, 2, 0, 1)
 
 
+def framework_key(canonical: str) -> tuple[str, str, str]:
+    """'G.bn0.running_var' -> ('G', 'bn0', 'moving_variance'): net, Keras layer, its attribute."""
+    net, layer, tensor = canonical.split(".")
+    return net, layer, _KERAS_NAMES[tensor]
+
+
 def variable(nets: dict, key: str):
     """'G.bn0.running_var' -> G's layer 'bn0'.moving_variance (a Keras variable)."""
-    net, layer, tensor = key.split(".")
-    return getattr(nets[net].get_layer(layer), _KERAS_NAMES[tensor])
+    net, layer, name = framework_key(key)
+    return getattr(nets[net].get_layer(layer), name)
 
 
-def to_keras_layout(array: np.ndarray) -> np.ndarray:
+def to_framework_layout(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array, dtype=np.float32)
     return np.ascontiguousarray(array.transpose(TO_KERAS) if array.ndim == 4 else array)
 
@@ -42,7 +48,7 @@ def trainable_keys(spec: ModelSpec, net: str) -> list[str]:
 
 def from_canonical(nets: dict, weights: dict[str, np.ndarray]) -> None:
     for key, value in weights.items():
-        variable(nets, key).assign(to_keras_layout(value))
+        variable(nets, key).assign(to_framework_layout(value))
 
 
 def to_canonical(nets: dict, keys) -> dict[str, np.ndarray]:

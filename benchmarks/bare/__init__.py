@@ -5,7 +5,7 @@ by the backend's own `models.py` (provably the same networks) from the same cano
 the framework's plainest idiomatic step (G once; D on real and on fake in separate passes, one
 Adam step; G's step through the updated D on the same G(z)), ONE fixed synthetic batch and z
 placed on the device as framework tensors before timing, and a timer per step that stops after
-the losses are fetched and the device is synchronised. tests/test_bare_loops.py proves each
+the losses are fetched and the device is synchronised. tests/backends/test_bare_loops.py proves each
 computes exactly what its backend's `train_step` computes.
 
 It is not a training run: no data pipeline or per-step host->device copy, no noise stream, no

@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from backends.base import peak_memory_or_rss
 from common import data
 from common.data import noise
 from common import canonical
@@ -44,3 +45,19 @@ def timed_steps(step: Callable[[], tuple], finish: Callable[[tuple], tuple[float
         seconds.append(time.perf_counter() - t0)
         losses.append([loss_d, loss_g])
     return {"step_seconds": seconds, "losses": losses}
+
+
+def synced_floats(runtime, device) -> Callable[[tuple], list[float]]:
+    """A `finish` for timed_steps: the backend's runtime.synchronize, then the losses as floats."""
+    def finish(losses):
+        runtime.synchronize(device)
+        return [float(loss) for loss in losses]
+    return finish
+
+
+def report(timed: dict, runtime, device, threads: dict | None = None) -> dict:
+    """timed_steps' result with the peak memory, framework version and threads (the backend's
+    runtime.thread_info() unless given), as the backend's own run reports them."""
+    return dict(timed, peak_memory=peak_memory_or_rss(runtime.peak_memory(device)),
+                framework_version=runtime.version(),
+                threads=runtime.thread_info() if threads is None else threads)

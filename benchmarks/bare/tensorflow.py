@@ -2,11 +2,10 @@
 
 Data is NHWC (Keras's layout) on the device before timing. The optimizer is the backend's: Keras's
 Adam with the backend's SpecStepSize, which corrects Keras's float32 step size to the spec's Adam
-(backends/tensorflow/backend.py); the same update, so only the loop around it differs."""
+(backends/tensorflow/training.py); the same update, so only the loop around it differs."""
 from __future__ import annotations
 
 from benchmarks.bare import loop
-from common import sysinfo
 from common.spec import model_spec
 
 
@@ -14,35 +13,25 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         init_weights: dict | None = None) -> dict:
     from backends import compat
     compat.prepare_tensorflow()
-    import keras
     import tensorflow as tf
 
-    from backends.tensorflow import backend, models, weights
+    from backends.tensorflow import models, runtime, training, weights
 
     loop.check_sizes(batch, iters)
     spec = model_spec(preset)
-    backend._set_threads(threads or None)  # both TF pools; 0 leaves TF's default
-    on_gpu = device == "gpu"
-    if on_gpu:  # untested here (no GPU): full float32, as the backend
-        if not tf.config.list_physical_devices("GPU"):
-            raise RuntimeError(f"--device gpu: TensorFlow {tf.__version__} sees no GPU")
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-    place = tf.device("/GPU:0" if on_gpu else "/CPU:0")
+    runtime.set_threads(threads or None)  # both TF pools; 0 leaves TF's default
+    dev = runtime.select_device(device)  # the backend's device settings (full float32 on a GPU)
+    place = tf.device(dev)
 
     with place:
-        G, D = models.Generator(spec), models.Discriminator(spec)
-        p = spec.preset
-        G(tf.zeros((1, p.nz)))  # builds the variables
-        D(tf.zeros((1, p.image_size, p.image_size, p.channels)))
+        G, D = models.build(spec)
         weights.from_canonical({"G": G, "D": D}, loop.starting_weights(spec, init_weights))
-        a = spec.adam
-        opt_G, opt_D = (keras.optimizers.Adam(learning_rate=backend.SpecStepSize(a), beta_1=a.beta1,
-                                              beta_2=a.beta2, epsilon=a.eps) for _ in "GD")
+        opt_G, opt_D = training.adam(spec.adam), training.adam(spec.adam)
         opt_G.build(G.trainable_variables)
         opt_D.build(D.trainable_variables)
         real_nchw, z = loop.fixed_batch(spec, batch)
         real, z = models.to_channels_last(tf.constant(real_nchw)), tf.constant(z)
-    bce, labels = models.bce_with_logits, spec.loss
+    bce, labels = training.bce_with_logits, spec.loss
 
     @tf.function
     def step(real, z):
@@ -61,18 +50,5 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         with place:
             return step(real, z)
 
-    def finish(losses):
-        if on_gpu:
-            tf.test.experimental.sync_devices()
-        return [float(loss) for loss in losses]
-
-    result = loop.timed_steps(run_step, finish, iters)
-    peak = ({"bytes": int(tf.config.experimental.get_memory_info("GPU:0")["peak"]),
-             "kind": "device-allocator"} if on_gpu else
-            {"bytes": sysinfo.peak_rss_bytes(), "kind": "rss"})
-    pools = tf.config.threading
-    return dict(result, peak_memory=peak,
-                framework_version=f"{tf.__version__} (keras {keras.__version__})",
-                # 0 means TF's default: as many as the machine has cores.
-                threads={"intra_op": pools.get_intra_op_parallelism_threads(),
-                         "inter_op": pools.get_inter_op_parallelism_threads()})
+    result = loop.timed_steps(run_step, loop.synced_floats(runtime, dev), iters)
+    return loop.report(result, runtime, dev)

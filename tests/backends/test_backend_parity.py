@@ -1,4 +1,4 @@
-"""Every backend against the float64 numpy oracle of the spec (tests/oracle.py).
+"""Every backend against the float64 numpy oracle of the spec (tests/support/oracle.py).
 
 Parametrised over the registered backends: a new backend gets these tests by registering.
 Tolerances are derived here, next to the assertions that use them (SPEC.md, "Parity").
@@ -117,7 +117,7 @@ def test_forward_changes_no_running_statistics(make_backend, batch):
 # in a backend, which moves the gradients of the tensors below it by O(1) at that element, not
 # by rounding (measured: 4e-3 of D.conv1's max for TF on dcgan64 from one element at -1.4e-6).
 # Pre-activations carry the forward error derived above (1e-5 of their scale), so every element
-# within KINK_RTOL of its layer's scale may flip; tests/oracle.py kink_slack bounds, elementwise,
+# within KINK_RTOL of its layer's scale may flip; tests/support/oracle.py kink_slack bounds, elementwise,
 # what any combination of such flips can do, and the comparison allows exactly that on top of
 # GRAD_RTOL. The slack is not small (mnist32 batch 16: 13 G, 17 D-real and 34 D-fake elements
 # within 1e-5; up to 10% of G.deconv0's max gradient), which is the honest size of the

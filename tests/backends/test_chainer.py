@@ -16,6 +16,7 @@ from tests.support.backends import require_backend, shared_init_backend
 
 require_backend("chainer")
 from backends.base import BackendOptions, BackendUnavailable  # noqa: E402
+from backends.chainer import models  # noqa: E402
 from backends.chainer.backend import Backend, chainer  # noqa: E402
 from chainer.backends import cuda  # noqa: E402
 
@@ -40,7 +41,7 @@ def test_spec_values_replace_chainer_defaults():
                                                           spec.adam.beta2, spec.adam.eps)
         assert hp.eta == 1.0 and hp.weight_decay_rate == spec.adam.weight_decay == 0
         assert not hp.amsgrad and not hp.adabound
-    assert all(link.b is None for name, link in b._links().items() if "conv" in name)
+    assert all(link.b is None for name, link in models.layers(b.nets(), spec) if "conv" in name)
 
 
 def test_deconvolution_backward_without_input_gradient_is_patched():
@@ -131,13 +132,13 @@ def test_trainer_leaves_nothing_behind_by_default(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_gpu_style_loss_fetch_every_k_steps_reports_each_step():
+def test_gpu_style_loss_fetch_every_k_steps_reports_each_step(monkeypatch):
     """With losses fetched every K steps (the GPU setting), every iteration still gets its own
     on_step call, in order, with its own losses, including a last partial group."""
     ref, calls = [], []
     _backend().train(_batches(0, 5), 0, lambda *a: ref.append(a))
     b = _backend()
-    b.fetch_every = 2  # the GPU's fetch interval; the arrays stay numpy
+    monkeypatch.setattr(type(b), "fetch_every", 2)  # the GPU's fetch interval; the arrays stay numpy
     b.train(_batches(0, 5), 0, lambda *a: calls.append(a))
     assert [c[:3] for c in calls] == [r[:3] for r in ref]
     assert calls[0][3] == calls[1][3] and calls[2][3] == calls[3][3]  # timed together

@@ -21,7 +21,10 @@ import mxnet as mx  # noqa: E402  (backends.mxnet imported it, with its shim, ju
 
 from backends.base import BackendOptions, BackendUnavailable  # noqa: E402
 from backends.mxnet import models  # noqa: E402
-from backends.mxnet.backend import _ONEDNN, Backend, _adam_params, _executor  # noqa: E402
+from backends.mxnet import training  # noqa: E402
+from backends.mxnet.backend import Backend  # noqa: E402
+from backends.mxnet.models import executor  # noqa: E402
+from backends.mxnet.runtime import ONEDNN  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # mx.nd.array touches scipy.sparse.csr, deprecated in SciPy (the backend filters it at runtime).
@@ -84,7 +87,7 @@ def test_adam_operator_takes_float32_hyperparameters_and_the_backend_compensates
              for _ in range(3)]
     a = spec.adam
     raw = {"lr": a.lr, "epsilon": a.eps}
-    fixed = _adam_params(a)
+    fixed = training.adam_params(a)
     fixed = {"lr": fixed["learning_rate"], "epsilon": fixed["epsilon"]}
     worst = {}
     for label, hp in (("raw", raw), ("compensated", fixed)):
@@ -109,9 +112,9 @@ def test_running_statistics_update_in_backward_with_the_biased_variance():
     spec = model_spec("mnist32")
     b = _backend()
     _, z = _batch(16)
-    aux = _executor(b.G).aux_dict
+    aux = executor(b.G).aux_dict
     before = {k: v.asnumpy().copy() for k, v in aux.items()}
-    fake = b._generator_forward(b._array(z))
+    fake = training.generator_forward(b.G, b.array(z))
     mx.nd.waitall()
     for k, v in aux.items():
         np.testing.assert_array_equal(v.asnumpy(), before[k], err_msg=k)
@@ -146,7 +149,7 @@ print("backward ok")
 """
 
 
-@pytest.mark.skipif(not _ONEDNN, reason="the workaround's reason exists only with oneDNN (MKLDNN)")
+@pytest.mark.skipif(not ONEDNN, reason="the workaround's reason exists only with oneDNN (MKLDNN)")
 def test_plain_one_channel_deconvolution_still_fails_under_onednn():
     """Why models.py builds G's one-channel last layer from parts: the plain layer's input
     gradient fails under oneDNN (run in its own interpreter: the engine is left broken). When a
@@ -179,7 +182,7 @@ def test_one_channel_layer_adds_no_parameter_and_matches_the_plain_layer_without
     for name, dtype in (("workaround", np.float32), ("plain float64", np.float64)):
         xv = mx.sym.Variable("x", dtype=dtype)
         if name == "workaround":
-            y = models._one_channel_deconv(xv, layer, geometry)
+            y = models.one_channel_deconv(xv, layer, geometry)
         else:
             y = mx.sym.Deconvolution(xv, weight=mx.sym.Variable("deconv3_weight", dtype=dtype),
                                      num_filter=1, **geometry)
@@ -197,13 +200,13 @@ def test_one_channel_layer_adds_no_parameter_and_matches_the_plain_layer_without
 
 
 def test_loss_is_the_stable_bce_with_logits_and_its_gradient():
-    """models.bce_with_logits against the oracle at logits where a naive log(sigmoid) overflows
+    """training.bce_with_logits against the oracle at logits where a naive log(sigmoid) overflows
     or cancels: values within float32 rounding of |l| (ulp(100) / 2 ≈ 4e-6), finite, and the
     gradient (sigmoid(l) - t)/N."""
     logits = np.array([-100.0, -20.0, -1.5, 0.0, 0.7, 20.0, 100.0], dtype=np.float32)
     for target in (0.0, 1.0, 0.9):
         lv, tv = mx.sym.Variable("l"), mx.sym.Variable("t")
-        loss = mx.sym.MakeLoss(models.bce_with_logits(lv, tv))
+        loss = mx.sym.MakeLoss(training.bce_with_logits(lv, tv))
         args = {"l": mx.nd.array(logits), "t": mx.nd.full(logits.shape, target)}
         grads = {"l": mx.nd.zeros(logits.shape), "t": mx.nd.zeros(logits.shape)}
         exe = loss.bind(mx.cpu(), args, args_grad=grads, grad_req={"l": "write", "t": "null"})
@@ -227,7 +230,7 @@ def test_batch_size_changes_keep_d_step_and_g_step_on_the_same_weights():
     ref = oracle.gradients(spec, w, real, z)
     got = b.gradients(real, z)
     assert abs(got["loss_g"] - ref["loss_g"]) <= 1e-5 and abs(got["loss_d"] - ref["loss_d"]) <= 1e-5
-    d, d_g = _executor(b.D), _executor(b.D_G)
+    d, d_g = executor(b.D), executor(b.D_G)
     for name in list(d.aux_dict) + b.D._param_names:
         arrays = d.aux_dict if name in d.aux_dict else d.arg_dict
         other = d_g.aux_dict if name in d_g.aux_dict else d_g.arg_dict

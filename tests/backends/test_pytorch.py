@@ -37,7 +37,7 @@ def test_compile_option_compiles_the_step_and_stays_close():
     """Inductor fuses BN's reductions into other float32 summation orders. loss_d is a forward
     at the shared weights (the 1e-5 forward parity bound); loss_g comes after D's Adam step,
     where a near-zero gradient that changes sign moves a weight by 2·lr (SPEC.md): bounded at
-    1e-4, as TensorFlow's XLA path is (tests/test_tensorflow.py)."""
+    1e-4, as TensorFlow's XLA path is (tests/backends/test_tensorflow.py)."""
     spec = model_spec("mnist32")
     rng = np.random.default_rng(0)
     real = np.tanh(rng.standard_normal((8, 1, 32, 32))).astype(np.float32)

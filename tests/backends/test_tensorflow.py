@@ -26,7 +26,8 @@ from backends import compat  # noqa: E402
 from backends.base import BackendOptions, BackendUnavailable  # noqa: E402
 from backends.tensorflow import models  # noqa: E402
 from backends.tensorflow import weights as tf_weights  # noqa: E402
-from backends.tensorflow.backend import Backend, SpecStepSize  # noqa: E402
+from backends.tensorflow.backend import Backend  # noqa: E402
+from backends.tensorflow.training import SpecStepSize  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,14 +83,14 @@ def test_keras_kernel_layouts_and_paddings(preset):
     spec = model_spec(preset)
     b = _backend(preset)
     for layer in spec.layers:
-        keras_layer = b._nets()[layer.net].get_layer(f"{layer.kind}{layer.index}")
+        keras_layer = b.nets()[layer.net].get_layer(layer.local_name)
         k, cin, cout = layer.kernel, layer.in_channels, layer.out_channels
         assert tuple(keras_layer.kernel.shape) == ((k, k, cin, cout) if layer.kind == "conv"
                                                    else (k, k, cout, cin)), layer.name
         assert keras_layer.padding == ("valid" if layer.pad == 0 else "same"), layer.name
     a = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
-    np.testing.assert_array_equal(tf_weights.to_canonical_layout(tf_weights.to_keras_layout(a)), a)
-    assert tf_weights.to_keras_layout(a).shape == (4, 5, 3, 2)
+    np.testing.assert_array_equal(tf_weights.to_canonical_layout(tf_weights.to_framework_layout(a)), a)
+    assert tf_weights.to_framework_layout(a).shape == (4, 5, 3, 2)
 
 
 def test_padding_that_keras_cannot_express_is_refused():
@@ -225,13 +226,13 @@ def test_fit_is_quiet():
 
 
 def test_absl_severity_parsing():
-    assert compat._absl_severity("I0000 00:00:1795.1 22631 port.cc:153] oneDNN custom ...") == 0
-    assert compat._absl_severity("W0000 00:00:1795.1 22631 x.cc:1] w") == 1
-    assert compat._absl_severity("E0000 00:00:1795.1 22631 x.cc:1] e") == 2
-    assert compat._absl_severity("WARNING: All log messages before absl::InitializeLog() is "
+    assert compat.absl_severity("I0000 00:00:1795.1 22631 port.cc:153] oneDNN custom ...") == 0
+    assert compat.absl_severity("W0000 00:00:1795.1 22631 x.cc:1] w") == 1
+    assert compat.absl_severity("E0000 00:00:1795.1 22631 x.cc:1] e") == 2
+    assert compat.absl_severity("WARNING: All log messages before absl::InitializeLog() is "
                                  "called are written to STDERR\n") == 0
-    assert compat._absl_severity("Traceback (most recent call last):") is None
-    assert compat._absl_severity("Illegal instruction") is None
+    assert compat.absl_severity("Traceback (most recent call last):") is None
+    assert compat.absl_severity("Illegal instruction") is None
 
 
 def test_fresh_process_is_quiet_and_sets_threads():

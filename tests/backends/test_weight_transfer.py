@@ -50,7 +50,7 @@ def test_pytorch_trained_weights_give_the_same_outputs_in(trained, name, train):
     for net, got in (("G", backend.generate(z, train)), ("D", backend.discriminate(x, train))):
         want = ref[net, train]
         assert got.shape == want.shape
-        # SPEC.md's forward bound (derived in tests/test_backend_parity.py), as at initialisation
+        # SPEC.md's forward bound (derived in tests/backends/test_backend_parity.py), as at initialisation
         assert np.abs(got - want).max() <= FORWARD_ATOL * max(1.0, np.abs(want).max()), net
     # and the trained weights really moved from the shared initialisation
     init = canonical.draw_initial_weights(spec, 0)

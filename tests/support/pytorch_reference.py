@@ -1,4 +1,4 @@
-"""PyTorch's losses for the CLI parity check, in a fresh process (tests/test_cli.py):
+"""PyTorch's losses for the CLI parity check, in a fresh process (tests/e2e/test_cli.py):
 
     python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS [REPLICAS]
 
@@ -7,10 +7,10 @@ seed 0, from the shared initial weights, exactly as `run_all.py --shared-init` f
 
 "folded" runs torch.optim.Adam with eps_t = eps/sqrt(1-beta2^t) at step t: then PyTorch's
 p -= lr·(m/c1)/(sqrt(v/c2) + eps_t) equals lr·sqrt(c2)/c1 · m/(sqrt(v) + eps), the folded
-update, exactly (tests/oracle.py adam_update). float64 converts the backend's modules, its inputs
-and its labels (a test-only use of the PyTorch backend's internals).
+update, exactly (tests/support/oracle.py adam_update). float64 converts the backend's modules and sets
+its `dtype`, which its inputs and labels follow.
 
-REPLICAS > 1 (tests/test_parallel.py) is what N data-parallel replicas with per-replica BN
+REPLICAS > 1 (tests/e2e/test_parallel.py) is what N data-parallel replicas with per-replica BN
 compute, on one device: G, and D's passes, run on each of the N slices of the batch separately
 (BN statistics per slice, "ghost batch norm"), and each loss is the mean of the slices' batch
 means, so its gradient is the mean of the slices' gradients, as DDP averages them. Running
@@ -41,10 +41,7 @@ def losses(convention: str, float64: bool, iters: int, threads: int, replicas: i
     b.load_weights(canonical.draw_initial_weights(spec, 0))
     if float64:
         b.G.double(), b.D.double()
-        as_tensor = b._tensor
-        b._tensor = lambda a: as_tensor(a).double()
-        b._targets = lambda n: (torch.full((n,), spec.loss.real_label, dtype=torch.float64),
-                                torch.full((n,), spec.loss.fake_label, dtype=torch.float64))
+        b.dtype = torch.float64  # what the backend's tensor() and targets() make
     out = []
     for t, (real, z) in enumerate(noise.iterate_batches(images, plan, spec.preset.nz, 0, iters), 1):
         if convention == "folded":
@@ -58,18 +55,19 @@ def losses(convention: str, float64: bool, iters: int, threads: int, replicas: i
 
 def _ghost_step(b, reals, zs) -> tuple[float, float]:
     """SPEC.md's iteration with each slice normalised by its own BN statistics (see above)."""
+    from backends.pytorch.training import bce_with_logits as bce
     n = len(reals)
-    real_t, fake_t = b._targets(reals[0].shape[0])
+    real_t, fake_t = b.targets(reals[0].shape[0])
     b.G.train(), b.D.train()
-    fakes = [b.G(b._tensor(z)) for z in zs]
+    fakes = [b.G(b.tensor(z)) for z in zs]
     b.opt_D.zero_grad(set_to_none=True)
-    loss_d = sum(b.criterion(b.D(b._tensor(r)), real_t) + b.criterion(b.D(f.detach()), fake_t)
+    loss_d = sum(bce(b.D(b.tensor(r)), real_t) + bce(b.D(f.detach()), fake_t)
                  for r, f in zip(reals, fakes)) / n
     loss_d.backward()
     b.opt_D.step()
     b.opt_G.zero_grad(set_to_none=True)
     b.D.requires_grad_(False)
-    loss_g = sum(b.criterion(b.D(f), real_t) for f in fakes) / n
+    loss_g = sum(bce(b.D(f), real_t) for f in fakes) / n
     loss_g.backward()
     b.D.requires_grad_(True)
     b.opt_G.step()

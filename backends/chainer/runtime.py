@@ -1,0 +1,88 @@
+"""Chainer's process and device (the functions of backends/base.py's contract): numpy on the
+CPU, CuPy on a GPU.
+
+- Threads are numpy's BLAS pools: they read OMP_NUM_THREADS when numpy is imported (run_all
+  sets it from --threads for the child); set_threads changes them afterwards through
+  threadpoolctl, where it is installed.
+- peak_memory on a GPU is CuPy's memory pool: it keeps freed blocks for reuse and returns none
+  unless asked, so the bytes it holds now are its high-water mark (the peak of what CuPy
+  reserved, at least the peak of live arrays)."""
+from __future__ import annotations
+
+import os
+
+from backends.base import wants_gpu
+from backends.compat import prepare_chainer
+
+chainer = prepare_chainer()
+from chainer.backends import cuda  # noqa: E402
+
+
+def version() -> str:
+    return chainer.__version__
+
+
+def gpu_unavailable_reason() -> str | None:
+    """Why chainer cannot use a GPU here (None if it can)."""
+    if not cuda.available:
+        error = getattr(cuda, "_resolution_error", None)
+        why = ("CuPy is not installed (pip install '.[gpu-chainer]')" if error is None
+               or isinstance(error, ModuleNotFoundError)
+               else f"CuPy cannot be used: {type(error).__name__}: {error}")
+        return f"chainer cannot use a GPU: {why}"
+    try:
+        count = cuda.cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - CUDA runtime errors: no driver, no device
+        return f"chainer cannot use a GPU: CuPy {cuda.cupy.__version__} sees no CUDA device ({exc})"
+    return None if count else f"chainer cannot use a GPU: CuPy {cuda.cupy.__version__} sees no CUDA device"
+
+
+def select_device(requested: str, local_rank: int = 0):
+    if not wants_gpu(requested, gpu_unavailable_reason):
+        return chainer.get_device("@numpy")
+    device = chainer.get_device(f"@cupy:{local_rank}")
+    device.use()
+    chainer.config.autotune = True  # cuDNN algorithm search, like cudnn.benchmark
+    return device
+
+
+def is_gpu(device) -> bool:
+    return device.xp is cuda.cupy
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        try:
+            import threadpoolctl
+        except ImportError:
+            return
+        threadpoolctl.threadpool_limits(threads)
+
+
+def thread_info() -> dict:
+    """numpy's BLAS thread pools as they are in effect (threadpoolctl, when installed), and the
+    environment that sets them."""
+    info = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if k in os.environ}
+    try:
+        import threadpoolctl
+    except ImportError:
+        return info
+    for pool in threadpoolctl.threadpool_info():
+        info[f"{pool['internal_api']}.num_threads"] = pool["num_threads"]
+    return info
+
+
+def quiet(verbose: bool) -> None:
+    """Nothing to quiet: chainer's import-time warnings are filtered in backends/compat.py."""
+
+
+def synchronize(device) -> None:
+    if is_gpu(device):
+        device.device.synchronize()
+
+
+def peak_memory(device) -> dict | None:
+    if not is_gpu(device):
+        return None
+    return {"bytes": int(cuda.cupy.get_default_memory_pool().total_bytes()), "kind": "device-allocator"}

@@ -45,7 +45,6 @@ class Module:
     package: str     # the package it belongs to: common.data (a top-level module is its own)
     tree: ast.Module
     lines: int
-    is_package: bool = False
 
 
 def _wanted(rel: Path) -> bool:
@@ -53,6 +52,7 @@ def _wanted(rel: Path) -> bool:
                    for p in rel.parts[:-1])
 
 
+@functools.lru_cache(maxsize=None)  # every check walks the same tree: parse it once
 def load_modules(root: Path) -> dict[str, Module]:
     modules = {}
     for path in sorted(root.rglob("*.py")):
@@ -67,8 +67,7 @@ def load_modules(root: Path) -> dict[str, Module]:
         package = name if is_package or len(parts) == 1 else ".".join(parts[:-1])
         text = path.read_text(encoding="utf-8")
         modules[name] = Module(name, rel.as_posix(), package, ast.parse(text, str(rel)),
-                               text.count("\n") + (not text.endswith("\n") and bool(text)),
-                               is_package)
+                               text.count("\n") + (not text.endswith("\n") and bool(text)))
     return modules
 
 
@@ -94,25 +93,16 @@ def from_base(mod: Module, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def import_targets(mod: Module, node, modules) -> list[tuple[str, str | None]]:
-    """(the repository module an import statement loads, the name it binds to it or None)."""
-    out = []
+def imported_modules(mod: Module, node, modules) -> list[str]:
+    """The repository modules an import statement names (`from a import b`: a.b if it is a
+    module, else a). Parent packages it also runs are left out: every package would otherwise be
+    in a cycle with each submodule its __init__ imports."""
     if isinstance(node, ast.Import):
-        for alias in node.names:
-            if alias.asname:
-                out.append((alias.name, alias.asname))
-            else:  # `import a.b.c` loads a.b.c and binds a
-                out.append((alias.name, None))
-                out.append((alias.name.split(".")[0], alias.name.split(".")[0]))
-    elif isinstance(node, ast.ImportFrom):
+        names = [alias.name for alias in node.names]
+    else:
         base = from_base(mod, node)
-        for alias in node.names:
-            sub = f"{base}.{alias.name}"
-            if sub in modules:
-                out.append((sub, alias.asname or alias.name))
-            else:
-                out.append((base, None))
-    return [(m, b) for m, b in out if m in modules]
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+    return [name for name in names if name in modules]
 
 
 def _walk_scope(nodes):
@@ -148,14 +138,27 @@ class _PrivateUse(ast.NodeVisitor):
             bound[a] = None
         for node in _walk_scope(body):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                for target, name in import_targets(self.mod, node, self.modules):
-                    if name:
-                        bound[name] = target
+                bound.update(self._imported_names(node))
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 bound.setdefault(node.id, None)  # a local variable shadows an outer module name
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 bound.setdefault(node.name, None)
         return bound
+
+    def _imported_names(self, node) -> dict[str, str | None]:
+        """Each name an import binds -> the repository module it is, or None (a function, a
+        class, an outside module: not ours to judge)."""
+        out = {}
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                target = alias.name if alias.asname else alias.name.split(".")[0]
+                out[alias.asname or target] = target if target in self.modules else None
+        else:
+            base = from_base(self.mod, node)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out[alias.asname or alias.name] = sub if sub in self.modules else None
+        return out
 
     def lookup(self, name: str) -> str | None:
         for i, (kind, bound) in enumerate(reversed(self.scopes)):
@@ -288,7 +291,7 @@ def import_graph(root: Path, in_functions: bool) -> tuple[dict, dict]:
                 visit(mod, node.orelse)  # annotations only: never imported at run time
                 continue
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                for target, _ in import_targets(mod, node, modules):
+                for target in imported_modules(mod, node, modules):
                     if target != mod.name:
                         graph[mod.name].add(target)
                         where.setdefault((mod.name, target), f"{mod.path}:{node.lineno}")
@@ -529,6 +532,9 @@ CASES = {
         "common/util.py": "def helper(): pass\n_private = 1\n",
         "common/local.py": "from common.util import _private\nfrom . import util\nx = util._private\n",
         "benchmarks/x.py": "from common import util\nimport numpy as np\ny = util.helper\nz = np._NoValue\n",
+        "tools/u.py": ("from common import util\n"
+                       "def f():\n    from json import loads as util\n    return util._x\n"
+                       "class C:\n    util = None\n    def m(self):\n        return [util._y for util in ()]\n"),
     }),
     "import_cycles": (check_import_cycles, {
         "common/a.py": "from common import b\n",

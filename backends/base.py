@@ -45,7 +45,6 @@ data-parallel path raises BackendUnavailable for devices > 1.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 

@@ -248,6 +248,7 @@ def test_train_loop_calls_on_step_in_order(make_backend, batch):
         assert ref.train_step(real, z) == call[1:3]
 
 
+@pytest.mark.slow
 def test_step_seconds_exclude_the_harness_batch_fetch(make_backend, batch):
     """The harness's data work is harness overhead, not the backend's step: a batch source that
     sleeps 1 s per fetch must not show in the reported seconds (a mnist32 step at batch 16 takes

@@ -149,6 +149,7 @@ print("backward ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ONEDNN, reason="the workaround's reason exists only with oneDNN (MKLDNN)")
 def test_plain_one_channel_deconvolution_still_fails_under_onednn():
     """Why models.py builds G's one-channel last layer from parts: the plain layer's input
@@ -276,6 +277,7 @@ b.train_step(real, z), b.gradients(real, z), b.generate(z), b.layer_output_shape
 """
 
 
+@pytest.mark.slow
 def test_mxnet_output_stays_out_of_the_terminal_unless_verbose():
     """A fresh interpreter with every warning shown (-W default): importing and running the
     backend prints nothing (mxnet's import-time DeprecationWarnings, its runtime warnings, its

@@ -33,6 +33,7 @@ def test_fast_paths_run_and_stay_close():
     assert np.all(np.isfinite(bf))
 
 
+@pytest.mark.slow
 def test_compile_option_compiles_the_step_and_stays_close():
     """Inductor fuses BN's reductions into other float32 summation orders. loss_d is a forward
     at the shared weights (the 1e-5 forward parity bound); loss_g comes after D's Adam step,

@@ -99,6 +99,7 @@ def test_padding_that_keras_cannot_express_is_refused():
         models.keras_padding(dataclasses.replace(layer, pad=2))
 
 
+@pytest.mark.slow
 def test_xla_option_runs_and_stays_close():
     """jit_compile fuses ops into other float32 rounding orders. loss_d is a forward only
     (FORWARD_ATOL); loss_g comes after D's Adam step, where a flipped near-zero gradient moves
@@ -112,6 +113,7 @@ def test_xla_option_runs_and_stays_close():
     assert loss_g == pytest.approx(ref[1], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_mixed_precision_runs_and_stays_close():
     """bf16 has an 8-bit mantissa (u = 2^-9 ≈ 2e-3 per op): closeness only, as for PyTorch's."""
     real, z = _batch()
@@ -158,6 +160,7 @@ def test_spec_step_size_corrects_keras_float32_bias_correction(t):
         assert abs(_keras_step_size(adam.lr, t, adam) / exact - 1) > 1e-6
 
 
+@pytest.mark.slow
 def test_dcgan64_gradients_match_the_oracle_at_tensorflows_own_fake():
     """The shared gradient test for dcgan64 fails by one LeakyReLU kink, not by TF's gradients:
     TF's G(z) is 6.4e-7 off the float64 oracle's (within the forward bound), which moves one
@@ -195,6 +198,7 @@ def test_dcgan64_gradients_match_the_oracle_at_tensorflows_own_fake():
     assert max(np.abs(own[k] - ref[k]).max() / np.abs(ref[k]).max() for k in ref) > 10 * GRAD_RTOL
 
 
+@pytest.mark.slow
 def test_the_pipeline_does_not_fetch_ahead():
     """No prefetch: when step i is reported, exactly the batches up to i were drawn, so the
     harness's fetch runs serially inside the step and FetchTimer can take it out."""
@@ -211,6 +215,7 @@ def test_the_pipeline_does_not_fetch_ahead():
     assert seen == [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 
+@pytest.mark.slow
 def test_fit_is_quiet():
     """No Python warnings from Keras's loop (its 'input ran out of data' at the end of the
     harness's finite stream is expected and filtered) and TF's Python logger at ERROR."""
@@ -235,6 +240,7 @@ def test_absl_severity_parsing():
     assert compat.absl_severity("Illegal instruction") is None
 
 
+@pytest.mark.slow
 def test_fresh_process_is_quiet_and_sets_threads():
     """In a process of its own, as the worker runs it: with run_all's TF_CPP_MIN_LOG_LEVEL=2
     nothing of TF's start-up reaches stderr, and options.threads sets both TF pools."""

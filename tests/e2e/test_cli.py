@@ -17,6 +17,7 @@ from tests.support.tolerances import FIRST5_ATOL, NOISE_FACTOR, TEN_ITER_ATOL
 
 
 
+@pytest.mark.slow
 def test_synthetic_run_writes_every_output(tmp_path, offline_env):
     require_backend("pytorch")
     out = tmp_path / "run"
@@ -55,6 +56,7 @@ def test_synthetic_run_writes_every_output(tmp_path, offline_env):
     assert "pytorch" in proc.stdout and "img/s" in proc.stdout
 
 
+@pytest.mark.slow
 def test_mnist_offline_falls_back_to_the_5k_digits_and_says_so(tmp_path, offline_env):
     require_backend("pytorch")
     out = tmp_path / "run"
@@ -73,6 +75,7 @@ def test_mnist_offline_falls_back_to_the_5k_digits_and_says_so(tmp_path, offline
     assert "## Sample quality" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_seeds_train_every_backend_once_per_seed(tmp_path, offline_env):
     require_backend("pytorch")
     out = tmp_path / "run"
@@ -88,6 +91,7 @@ def test_seeds_train_every_backend_once_per_seed(tmp_path, offline_env):
     assert "## Across training seeds" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_is_rebuilt_and_runs_compared_without_training(tmp_path, offline_env):
     require_backend("pytorch")
     out = tmp_path / "run"
@@ -136,6 +140,7 @@ def test_existing_out_folder_is_refused(tmp_path, offline_env):
     assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow
 def test_list_shows_every_backend():
     proc = run_cli("--list")
     assert proc.returncode == 0, proc.stderr
@@ -191,6 +196,7 @@ def pytorch_reference():
     return run
 
 
+@pytest.mark.slow
 def test_reference_pytorch_reproduces_the_cli_run(cross_backend_losses, pytorch_reference):
     """The reference is built on the CLI's PyTorch run: in float32 it is that run, bit for bit."""
     _, results, losses = cross_backend_losses
@@ -198,6 +204,7 @@ def test_reference_pytorch_reproduces_the_cli_run(cross_backend_losses, pytorch_
     np.testing.assert_array_equal(pytorch_reference("pytorch", False), losses["pytorch"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", backends.NAMES)
 def test_losses_follow_pytorch_through_the_cli(cross_backend_losses, pytorch_reference, name):
     require_backend(name)

@@ -40,6 +40,7 @@ def folder_run(tmp_path_factory):
     return proc, out, json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
 
 
+@pytest.mark.slow
 def test_every_backend_trains_dcgan64_on_the_folder(folder_run):
     proc, out, results = folder_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,6 +57,7 @@ def test_every_backend_trains_dcgan64_on_the_folder(folder_run):
         assert child["dataset"]["decoded"] == ds["source"]["decoded"]  # the parent's pixels
 
 
+@pytest.mark.slow
 def test_first_losses_agree_across_backends(folder_run):
     _, out, results = folder_run
     with open(out / "losses.csv") as f:
@@ -69,6 +71,7 @@ def test_first_losses_agree_across_backends(folder_run):
         assert abs(loss_g - first["pytorch"][1]) <= 2.2e-3, name
 
 
+@pytest.mark.slow
 def test_report_shows_fid_or_says_why_not(folder_run):
     _, out, results = folder_run
     report = (out / "report.md").read_text()

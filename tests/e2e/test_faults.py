@@ -40,6 +40,7 @@ def _run_with_fault(tmp_path, fault: str, *extra):
     return proc, results["backends"][FAULTY], (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault,status,reason", [
     ("raise@1", "failed", "RuntimeError: injected fault"),
     ("oom@1", "oom", "out of memory"),
@@ -54,6 +55,7 @@ def test_a_failing_backend_is_recorded_and_the_others_finish(tmp_path, fault, st
     assert reason in report_md
 
 
+@pytest.mark.slow
 def test_a_hanging_backend_is_stopped_by_timeout(tmp_path):
     t0 = time.monotonic()
     proc, result, report_md = _run_with_fault(tmp_path, "hang@1", "--timeout", "20")
@@ -70,6 +72,7 @@ def test_divergence_stops_that_backend_at_the_step_and_keeps_its_curve(tmp_path)
     assert result["iterations_done"] == 3  # iterations 0, 1 and the non-finite 2 are logged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_keeps_partial_results_and_exits_130(tmp_path, sig):
     require_backend(FAULTY)
@@ -138,6 +141,7 @@ def offline_env(tmp_path):
     return offline(tmp_path)
 
 
+@pytest.mark.slow
 def test_missing_framework_is_skipped_under_all_and_fails_when_named(tmp_path):
     require_backend(FAULTY)
     other = _bystander()

@@ -81,6 +81,7 @@ YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)""".splitline
     assert replicas.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--devices", "2", "--batch-size", "63"], "multiple of 2"),
     (["--devices", "0"], "--devices"),
@@ -154,6 +155,7 @@ ENGINES = {"pytorch": "torch DDP gloo", "mxnet": "mxnet Module, kvstore local",
            "tensorflow": "tf MirroredStrategy", "chainer": "chainermn naive"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ENGINES))
 def test_parallel_run_records_devices_replicas_and_engine(parallel_run, name):
     r = _replicated(parallel_run, name)
@@ -165,6 +167,7 @@ def test_parallel_run_records_devices_replicas_and_engine(parallel_run, name):
     assert f"| {name}" in (out / "report.md").read_text().split("## Data parallel")[1]
 
 
+@pytest.mark.slow
 def test_ddp_replicas_see_the_same_engine_averaged_losses(parallel_run):
     _replicated(parallel_run, "pytorch")
     out, _ = parallel_run
@@ -188,6 +191,7 @@ def test_ddp_replicas_see_the_same_engine_averaged_losses(parallel_run):
 # the 5 iterations: PyTorch DDP 3.8e-3 (iteration 4; within 1e-4 of the float32 ghost-BN run),
 # MXNet (2 CPU contexts) 1.1e-3, TensorFlow (2 logical CPUs) 9.2e-4 and ChainerMN (2 MPI
 # processes) 6.0e-4, all iteration 4, where float32 PyTorch in their folded convention drifts 2.9e-3.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ENGINES))
 def test_replicas_compute_per_replica_bn_of_the_global_batch(parallel_run, reference, name):
     r = _replicated(parallel_run, name)
@@ -213,6 +217,7 @@ def test_replicas_compute_per_replica_bn_of_the_global_batch(parallel_run, refer
 # (measured 7.3e-7 for both of iteration 0's losses), while the per-replica-BN (ghost) run differs
 # there by 2.6e-3; then the first-5 rule (measured: largest 4.1e-4, iteration 4, where float32
 # PyTorch itself drifts 2.2e-3; and 8.6e-4 from Chainer's own 1-device run at iteration 4).
+@pytest.mark.slow
 def test_synchronised_bn_replicas_compute_the_one_device_run(tmp_path, reference):
     require_engine("chainer")
     out = tmp_path / "run"
@@ -233,6 +238,7 @@ def test_synchronised_bn_replicas_compute_the_one_device_run(tmp_path, reference
     assert np.all(diff <= np.maximum(FIRST5_ATOL, NOISE_FACTOR * noise))
 
 
+@pytest.mark.slow
 def test_two_hosts_meet_at_the_rendezvous_and_train_one_run(tmp_path):
     """--nodes 2 on one machine: two run_all.py processes (as on two hosts, same arguments) whose
     torchrun agents meet at one c10d endpoint; each host's folder gets the run's losses."""
@@ -264,6 +270,7 @@ def _run_group_alive(out) -> list[str]:
     return [line for line in proc.stdout.splitlines() if str(out) in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(replicas.PROCESS_PER_REPLICA))  # torchrun, mpiexec
 @pytest.mark.parametrize("fault,status,reason", [
     ("kill@1/1", "failed", "replica 1 killed by signal 9"),

@@ -64,6 +64,7 @@ def _losses(run_dir, name) -> list[tuple[str, str, str]]:
         return [(r["iteration"], r["loss_d"], r["loss_g"]) for r in csv.DictReader(f)]  # repr: exact
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", backends.NAMES)
 def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(runs, name):
     require_backend(name)
@@ -85,6 +86,7 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(runs, name):
     assert checkpoints == ["iter-000005", "iter-000010"]
 
 
+@pytest.mark.slow
 def test_the_torn_checkpoint_was_skipped_and_said_so(runs):
     require_backend(TORN)
     _, _, resumed = runs
@@ -92,6 +94,7 @@ def test_the_torn_checkpoint_was_skipped_and_said_so(runs):
     assert f"{TORN}: resuming from iteration {EVERY}" in resumed.stderr
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_keeps_it_as_it_is(runs, tmp_path):
     full, _, _ = runs
     copy = tmp_path / "done"
@@ -110,6 +113,7 @@ def _refused(capsys, *argv) -> str:
     return line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["--batch-size", "32"], "--batch-size 32 differs from the run's stored 16"),
     (["--batch", "32"], "--batch-size 32 differs"),  # argparse's abbreviations count too

@@ -16,6 +16,7 @@ from tests.support.backends import require_backend
 from tests.support.processes import REPO
 
 
+@pytest.mark.slow
 def test_grid_writes_rows_figure_and_table(tmp_path):
     require_backend("pytorch")
     out = tmp_path / "grid"
@@ -60,6 +61,7 @@ def test_a_cell_is_the_median_over_repeats_with_their_range():
     assert row["load before"] == 3.0 and row["peak MiB"] == "100 (rss)" and row["of peak"] == ""
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
     for bad in (["--batch-sizes", "8,x"], ["--configs", "spec,turbo"], ["--backend", "jax"]):
         proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", *bad, "--out", str(tmp_path / "s")],

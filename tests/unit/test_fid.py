@@ -141,6 +141,7 @@ def reference(tmp_path_factory):
     return decoded
 
 
+@pytest.mark.slow
 def test_fid_orders_real_below_noise_and_caches_the_reference(reference, monkeypatch):
     quality = {"kind": "fid", "samples": N, "every": 0, "reference": reference}
     evaluator = fid.FIDEvaluator(quality)

@@ -152,6 +152,7 @@ def test_dropping_a_class_lowers_coverage_and_raises_fd(evaluator):
     assert dropped["fd"] > full["fd"] + 3 * (full["fd_std"] + dropped["fd_std"])
 
 
+@pytest.mark.slow
 def test_real_floor_is_far_below_noise(evaluator):
     floor = evaluator.real_floor()
     noise = evaluator.evaluate(np.random.default_rng(0).integers(0, 256, evaluator.real_b.shape, dtype=np.uint8))
@@ -160,12 +161,14 @@ def test_real_floor_is_far_below_noise(evaluator):
     assert floor["modes_covered"] == 10 and floor["recall"] > 0.8
 
 
+@pytest.mark.slow
 def test_evaluation_is_repeatable_and_refuses_float_images(evaluator):
     assert evaluator.evaluate(evaluator.real_b, seed=3) == evaluator.evaluate(evaluator.real_b, seed=3)
     with pytest.raises(TypeError, match="uint8"):
         evaluator.evaluate(evaluate.to_float(evaluator.real_b))
 
 
+@pytest.mark.slow
 def test_a_trained_generator_beats_an_untrained_one_by_a_wide_margin(evaluator):
     """The evaluator tells training apart: PyTorch's G before and after 150 iterations of batch 64
     on the real digits. Measured: FD 2821 -> 1230 (bootstrap std ~10-20), classifier score

@@ -119,6 +119,7 @@ RUN_ALL = """
 """
 
 
+@pytest.mark.slow
 def test_run_all_help_with_frameworks_blocked():
     out = last_json(run_python(RUN_ALL.format(args=["--help"])))
     assert out["code"] in (0, None)
@@ -128,6 +129,7 @@ def test_run_all_help_with_frameworks_blocked():
     assert out["loaded"] == []
 
 
+@pytest.mark.slow
 def test_run_all_list_with_frameworks_blocked():
     out = last_json(run_python(RUN_ALL.format(args=["--list"])))
     assert out["code"] in (0, None)

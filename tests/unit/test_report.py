@@ -228,6 +228,7 @@ def full_run(tmp_path):
     return tmp_path, results, written
 
 
+@pytest.mark.slow
 def test_quality_parity_and_time_to_quality_reach_the_report(full_run):
     run_dir, _, written = full_run
     names = {p.name for p in written}
@@ -243,6 +244,7 @@ def test_quality_parity_and_time_to_quality_reach_the_report(full_run):
     assert "## Losses" in md and "](quality.png)" in md and "](time_to_quality.png)" in md
 
 
+@pytest.mark.slow
 def test_parity_rows_measure_against_pytorch(full_run):
     run_dir, results, _ = full_run
     losses = tables.read_losses(run_dir, results["backends"])
@@ -254,6 +256,7 @@ def test_parity_rows_measure_against_pytorch(full_run):
     assert tables.parity_rows(run_dir, results, losses) == []
 
 
+@pytest.mark.slow
 def test_loss_rows_smooth_over_the_last_tenth(full_run):
     run_dir, results, _ = full_run
     losses = tables.read_losses(run_dir, ["pytorch"])
@@ -263,6 +266,7 @@ def test_loss_rows_smooth_over_the_last_tenth(full_run):
     assert row["loss_D (last 2 mean)"] == round(ref["loss_d"].tail(2).mean(), 4)
 
 
+@pytest.mark.slow
 def test_compare_runs_shows_changes(full_run):
     _, a, _ = full_run
     b = json.loads(json.dumps(a))
@@ -277,6 +281,7 @@ def test_compare_runs_shows_changes(full_run):
     assert "0.693 -> -" in text  # a value missing on one side is shown, not a crash
 
 
+@pytest.mark.slow
 def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
     _, results, _ = full_run
     results["config"]["seeds"] = [0, 1, 2]
@@ -292,6 +297,7 @@ def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
         results, tables.summary_rows(results), [], Path("."), {"seeds": tables.seed_rows(results)})
 
 
+@pytest.mark.slow
 def test_publish_renders_machine_command_throughput_overhead_and_quality(full_run):
     from benchmarks import publish
     _, results, _ = full_run

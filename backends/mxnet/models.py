@@ -87,6 +87,13 @@ def generator(spec: ModelSpec) -> mx.sym.Symbol:
     return _build(z, spec.generator, spec)
 
 
+def bce_with_logits(logits: mx.sym.Symbol, target: mx.sym.Symbol) -> mx.sym.Symbol:
+    """The spec's loss, batch mean: softplus(l) - l*t. MXNet's softrelu is log1p(exp(l)), and l
+    itself above 20, so it never overflows; its gradient is sigmoid(l), which makes the loss's
+    gradient exactly (sigmoid(l) - t)/N."""
+    return mx.sym.mean(mx.sym.Activation(logits, act_type="softrelu") - logits * target)
+
+
 def discriminator(spec: ModelSpec) -> mx.sym.Symbol:
     """(images, label) -> [loss, logits]: the batch-mean loss against `label` (one target per
     image), the head backward() starts from, and D's logits (N,), gradient-blocked, for callers.
@@ -96,8 +103,6 @@ def discriminator(spec: ModelSpec) -> mx.sym.Symbol:
     the spec's loss cannot be recovered stably), and its gradient is already the batch mean, so
     the optimizer's rescale_grad stays 1 whatever the batch size (LogisticRegressionOutput's is
     per image and needs rescale_grad = 1/N tied to the bound batch)."""
-    from backends.mxnet.training import bce_with_logits  # training.py imports this module
-
     logits = mx.sym.reshape(_build(mx.sym.Variable(IMAGES), spec.discriminator, spec), shape=(-1,))
     loss = mx.sym.MakeLoss(bce_with_logits(logits, mx.sym.Variable(LABEL)), name="loss")
     return mx.sym.Group([loss, mx.sym.BlockGrad(logits, name="logits")])

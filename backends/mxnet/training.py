@@ -34,11 +34,9 @@ def adam_params(adam) -> dict:
             "rescale_grad": 1.0, "clip_gradient": None, "lazy_update": False}
 
 
-def bce_with_logits(logits: mx.sym.Symbol, target: mx.sym.Symbol) -> mx.sym.Symbol:
-    """The spec's loss, batch mean: softplus(l) - l*t. MXNet's softrelu is log1p(exp(l)), and l
-    itself above 20, so it never overflows; its gradient is sigmoid(l), which makes the loss's
-    gradient exactly (sigmoid(l) - t)/N."""
-    return mx.sym.mean(mx.sym.Activation(logits, act_type="softrelu") - logits * target)
+# The spec's loss is a node of D's graph in MXNet (MakeLoss), so it is built where D is:
+# models.bce_with_logits. Named here too, where every backend's training.py names its loss.
+bce_with_logits = models.bce_with_logits
 
 
 def generator_forward(G: mx.mod.Module, z: mx.nd.NDArray) -> mx.nd.NDArray:

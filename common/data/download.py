@@ -91,7 +91,7 @@ def _describe_os_error(exc: BaseException) -> str:
     return " ".join(str(text).split())  # keep the report on one line
 
 
-def _download_to(url: str, dest, expected_md5: str, timeout: float) -> None:
+def download_to(url: str, dest, expected_md5: str, timeout: float) -> None:
     """Stream url into the open file dest; raise _MirrorFailure on any problem."""
     digest = hashlib.md5()
     try:
@@ -154,7 +154,7 @@ def fetch_verified(filename: str, md5: str, mirrors: list[str], cache_dir: Path,
         fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=cache_dir)
         try:
             with os.fdopen(fd, "wb") as tmp:
-                _download_to(url, tmp, md5, timeout)
+                download_to(url, tmp, md5, timeout)
             os.replace(tmp_name, target)
             return target
         except _MirrorFailure as failure:

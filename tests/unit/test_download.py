@@ -161,7 +161,7 @@ def test_interrupt_mid_download_leaves_no_temp_file(tmp_path, server, payload, m
         dest.write(PAYLOAD[:100])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(download, "_download_to", interrupted)
+    monkeypatch.setattr(download, "download_to", interrupted)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
         fetch_verified("a.bin", payload, [server.url], cache, state=DownloadState())

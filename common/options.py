@@ -131,8 +131,8 @@ class RunOptions:
     compile: bool = option(False, "torch.compile'd G and D (PyTorch); off for parity", SPEED,
                            stored=True, late=True, backend=True)
     devices: int = option(
-        1, "data-parallel replicas, each with its framework's own engine (README "
-           "'Data parallel'); each trains on 1/N of every --batch-size batch", PARALLEL,
+        1, "data-parallel replicas, each with its framework's own engine "
+           "(docs/data-parallel.md); each trains on 1/N of every --batch-size batch", PARALLEL,
         check="positive", stored=True, late=True, backend=True)
     sync_bn: bool = option(
         False, "with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA only; "

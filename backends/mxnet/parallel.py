@@ -13,7 +13,7 @@
   context 0's.
 - Losses: each context's batch-mean loss, averaged by an NDArray mean over the contexts.
 - Several hosts: kvstore 'dist_sync' under MXNet's own launcher (tools/launch.py); not wired
-  into run_all.py in this version (README "Data parallel").
+  into run_all.py in this version (docs/data-parallel.md).
 """
 from __future__ import annotations
 

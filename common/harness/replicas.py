@@ -22,7 +22,7 @@ from common import atomic
 # from one process.
 PROCESS_PER_REPLICA = {"pytorch": "torchrun", "chainer": "mpiexec"}
 # Those whose launch across hosts run_all.py drives (--nodes): torchrun's rendezvous needs only
-# an address. mpiexec across hosts needs a host file and ssh: README 'Data parallel' shows it.
+# an address. mpiexec across hosts needs a host file and ssh: docs/data-parallel.md shows it.
 MULTI_HOST = ("pytorch",)
 
 # Rank of this process within a launched job (torchrun sets RANK; Open MPI's mpiexec

@@ -30,8 +30,8 @@ from common.harness.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
 # of FAULTS (several backends: comma-separated); with /<rank>, only that replica of a
-# multi-process run fails. The parent's handling of each is what tests/test_faults.py and
-# tests/test_parallel.py check.
+# multi-process run fails. The parent's handling of each is what tests/e2e/test_faults.py and
+# tests/e2e/test_parallel.py check.
 FAULT_ENV = "DCGAN_BENCH_TEST_FAULT"
 FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang")
 

@@ -175,7 +175,7 @@ def cross_backend_losses(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pytorch_reference():
     """pytorch_reference(convention, float64) -> (CROSS_ITERS, 2) losses of PyTorch on the CLI
-    run's data, noise and initial weights (tests/pytorch_reference.py), each computed in a fresh
+    run's data, noise and initial weights (tests/support/pytorch_reference.py), each computed in a fresh
     process with the CLI child's thread settings: in the pytest process, other frameworks'
     OpenMP runtimes and thread settings change PyTorch's float32 summation order (measured: up
     to 1.8e-3 by iteration 9)."""

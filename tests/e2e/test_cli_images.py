@@ -65,7 +65,7 @@ def test_first_losses_agree_across_backends(folder_run):
                  if r["iteration"] == "0"}
     assert set(first) == set(backends.NAMES)
     # Same shared weights, data and noise. The README's end-to-end bound for the first
-    # iterations (tests/test_cli.py): 1e-3, or 2.2e-3 for Adam's folded eps convention.
+    # iterations (tests/support/tolerances.py): 1e-3, or 2.2e-3 for Adam's folded eps convention.
     for name, (loss_d, loss_g) in first.items():
         assert abs(loss_d - first["pytorch"][0]) <= 2.2e-3, name
         assert abs(loss_g - first["pytorch"][1]) <= 2.2e-3, name

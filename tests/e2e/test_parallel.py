@@ -100,7 +100,7 @@ def test_bad_parallel_input_is_one_line_exit_2(tmp_path, args, needle):
 @pytest.fixture(scope="module")
 def parallel_run(tmp_path_factory):
     """One `--backend all --devices 2` run, 5 iterations of the main job's batch on mnist-5k (the
-    data tests/pytorch_reference.py uses); a backend without a data-parallel path here (no MPI
+    data tests/support/pytorch_reference.py uses); a backend without a data-parallel path here (no MPI
     for ChainerMN) fails there with its reason, and its tests skip with it, outside CI."""
     require_backend("pytorch")
     tmp = tmp_path_factory.mktemp("parallel")
@@ -140,7 +140,7 @@ def reference():
     """reference(convention, precision, replicas) -> losses of PyTorch on the CLI run's data,
     noise and initial weights in that Adam convention (ITERS iterations); replicas > 1:
     per-replica BN on one device (ghost BN, see
-    tests/pytorch_reference.py). All in one fresh process with one thread, as each replica here."""
+    tests/support/pytorch_reference.py). All in one fresh process with one thread, as each replica here."""
     script = ("import json; from tests.support.pytorch_reference import losses; "
               f"print(json.dumps([losses(c, p == 'float64', i, 1, r) for c, p, r, i in {REFERENCES!r}]))")
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
@@ -181,7 +181,7 @@ def test_ddp_replicas_see_the_same_engine_averaged_losses(parallel_run):
 # separately with each loss averaged over the halves (the float64 "ghost BN" reference, in the
 # backend's own Adam convention). Iteration 0's loss_D is a forward pass at the shared initial
 # weights: it must match the reference within float32 forward rounding, FORWARD_ATOL
-# (tests/test_backend_parity.py; measured 1.3e-7 PyTorch DDP and MXNet, 1.1e-8 TensorFlow,
+# (tests/backends/test_backend_parity.py; measured 1.3e-7 PyTorch DDP and MXNet, 1.1e-8 TensorFlow,
 # 4.9e-7 ChainerMN),
 # while the 1-device run of the global batch differs there by 2.6e-3 (measured), over 100x
 # that: the check tells the two computations apart. Every later loss (loss_G of iteration 0 already follows one Adam step

@@ -14,8 +14,9 @@ many iterations on real digits in both configurations and the evaluator scores t
 faster path that generates worse samples shows. Per cell the table gives the median over repeats
 of each run's median img/s (warm-up excluded; runs' own IQR and the range across repeats beside
 it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
-the harness against the bare loop, model GFLOP/s (common/metrics/flops.py) and, on a GPU with a known
-dense peak, the fraction of it. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
+the harness against the bare loop, model GFLOP/s (common/metrics/flops.py), the fraction of the
+device's dense GEMM peak measured at the grid's start (benchmarks/peak.py) and, on a GPU with a
+known datasheet peak, the fraction of that. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
 the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the headline of
 benchmarks/results/ (img/s at batch 64, spec and best) into the README, linked to these tables.
 """
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import configs  # noqa: E402
+from benchmarks import configs, peak  # noqa: E402
 from common import atomic, sysinfo  # noqa: E402
 from common.metrics import flops  # noqa: E402
 from common.results import schema  # noqa: E402
@@ -66,6 +67,8 @@ def parse_args(argv):
                    help="train best and spec this many iterations on real digits and score them (0: off)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--peak-seconds", type=float, default=2.0,
+                   help="seconds of large GEMMs per precision to measure the device's peak first (0: off)")
     p.add_argument("--out", help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>)")
     p.add_argument("--work", help="raw run folders (default: runs/bench-<timestamp>)")
     args = p.parse_args(argv)
@@ -160,8 +163,19 @@ def backend_device(args, name: str) -> str:
     return _DEVICES[name]
 
 
+def measure_peaks(args, work: Path) -> dict:
+    """{device: {precision: measured peak}} for every device and precision the grid's cells use."""
+    devices = {"cpu" if backends.unavailable_reason(n) else backend_device(args, n) for n in args.backends}
+    precisions = ["fp32"] + (["bf16"] if any("bf16" in c or c == "best" for c in args.config_list) else [])
+    out = {}
+    for device in sorted(devices):
+        print(f"measured peak: {device} {', '.join(precisions)}", file=sys.stderr, flush=True)
+        out[device] = peak.measure_in_subprocess(precisions, device, args.threads, args.peak_seconds, work)
+    return out
+
+
 # ----- rows -----
-def cell_row(spec, name: str, config: str, batch: int, runs: list[dict]) -> dict:
+def cell_row(spec, name: str, config: str, batch: int, runs: list[dict], peaks: dict | None = None) -> dict:
     row = {"backend": name, "config": config, "batch": batch}
     ok = [r for r in runs if r["status"] == "ok"]
     if not ok:
@@ -170,8 +184,9 @@ def cell_row(spec, name: str, config: str, batch: int, runs: list[dict]) -> dict
     s, dev = ok[0]["summary"], ok[0].get("device") or {}
     img_s = float(np.median(medians))
     gflops = img_s * flops.iteration_flops_per_image(spec) / 1e9
-    peak = flops.dense_peak_flops(dev.get("name", ""), "bf16" if "bf16" in config else "fp32") \
+    datasheet = flops.dense_peak_flops(dev.get("name", ""), peak.precision_of(config)) \
         if dev.get("device") == "gpu" else None
+    measured = peak.fraction(gflops, peaks or {}, dev.get("device", ""), config)
     row.update({
         "status": "ok", "runs": len(ok), "iters": s["steps"], "img/s": round(img_s, 1),
         "IQR (run 1)": f"{s['img_per_s_iqr'][0]:.1f}-{s['img_per_s_iqr'][1]:.1f}",
@@ -183,7 +198,8 @@ def cell_row(spec, name: str, config: str, batch: int, runs: list[dict]) -> dict
         "harness share": (f"{100 * max(r['summary']['harness_overhead_fraction'] for r in ok):.2f}%"
                           if "harness_overhead_fraction" in s else ""),
         "GFLOP/s": float(f"{gflops:.3g}"),
-        "of peak": f"{100 * gflops * 1e9 / peak:.1f}%" if peak else "",
+        "of measured peak": f"{100 * measured:.1f}%" if measured else "",
+        "of datasheet peak": f"{100 * gflops * 1e9 / datasheet:.1f}%" if datasheet else "",
         "device": dev.get("device", ""),
         "threads": _threads(dev.get("threads")),
         "load before": round(max(r["load_before"] for r in runs), 2),
@@ -274,8 +290,12 @@ def render(doc: dict) -> str:
         "average when the cell started, which includes the grid's own previous cell (up to about "
         "the thread count): a value well above that means something else was running",
         "- Model FLOPs per image and iteration: "
-        f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py); `of peak` only where the "
-        "device is a GPU with a known dense peak, at the precision named in common/metrics/flops.py",
+        f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py). `of measured peak`: the "
+        "cell's model GFLOP/s over the device's dense GEMM rate at the cell's precision (bf16 for "
+        "bf16 paths, else fp32), measured at the start of this grid (benchmarks/peak.py, the fastest "
+        f"block): {peak.describe(doc.get('peaks') or {}) or 'not measured (--peak-seconds 0)'}. "
+        "`of datasheet peak` only where the device is a GPU with a known dense peak "
+        "(common/metrics/flops.py)",
         "", table(doc["rows"], "github"), ""]
     if doc.get("quality_rows"):
         lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
@@ -298,6 +318,7 @@ def main(argv=None) -> int:
     command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
     started, t0 = dt.datetime.now().astimezone(), dt.datetime.now()
     rows, provenance = [], None
+    peaks = measure_peaks(args, work) if args.peak_seconds > 0 else {}
     for name in args.backends:
         reason = backends.unavailable_reason(name)
         device = "cpu" if reason else backend_device(args, name)
@@ -319,7 +340,7 @@ def main(argv=None) -> int:
                          else harness_cell(args, name, paths, batch, cell))
                     provenance = r.pop("provenance", None) or provenance
                     runs.append(r)
-                rows.append(cell_row(spec, name, label, batch, runs))
+                rows.append(cell_row(spec, name, label, batch, runs, peaks))
     add_bare_comparison(rows)
     q_rows = quality_rows(args, work) if args.quality_iters else []
     doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k != "batches"},
@@ -327,7 +348,7 @@ def main(argv=None) -> int:
            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            "grid_seconds": (dt.datetime.now() - t0).total_seconds(),
            "provenance": provenance or sysinfo.provenance(),
-           "flops_per_image": flops.iteration_flops_per_image(spec),
+           "flops_per_image": flops.iteration_flops_per_image(spec), "peaks": peaks,
            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
            "quality_rows": q_rows}
     scaling_figure(rows, out / "scaling.png", args.preset)

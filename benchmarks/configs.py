@@ -11,7 +11,7 @@ from __future__ import annotations
 # fast path -> (run_all.py flag, the backends that have it)
 FAST_PATHS = {
     "channels_last": ("--channels-last", ("pytorch",)),
-    "bf16": ("--bf16", ("pytorch", "tensorflow")),       # autocast / Keras mixed_bfloat16
+    "bf16": ("--bf16", ("pytorch", "tensorflow", "mxnet")),  # autocast / mixed_bfloat16 / AMP graph
     "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor)
     "xla": ("--xla", ("tensorflow",)),                   # jit_compile
 }
@@ -26,13 +26,32 @@ BEST = {
     # benchmarks/results/ ran on a CPU, so no GPU row of spec or best has been timed yet.
     "pytorch": {"cpu": ("channels_last", "bf16"), "gpu": ("channels_last", "bf16", "compile")},
     "tensorflow": {"cpu": ("bf16",), "gpu": ("xla", "bf16")},
+    # MXNet bf16 (issue 21): the spec's G and D graphs through mx.contrib.amp.convert_symbol
+    # (target bfloat16, float32 parameters and BN) trained with the backend's modules, batch 64,
+    # interleaved step by step with spec from the same weights, 6 steps, 2-core VM at load 6.8-8.6
+    # (models.bf16_graph;
+    # `python -m benchmarks.throughput --backend mxnet --configs spec,bf16` runs it as an ablation): with MXNet's own bf16
+    # list (Convolution only; Deconvolution stays float32) the first D update already differs
+    # (loss_G after it 0.43 against spec's 2.45 on mnist32, 1.78 against 2.04 on dcgan64) and by
+    # step 6 D's loss is 4.9-8.1 and G's near 0 (spec: 0.9/3.4, 0.8/6.8): it does not train;
+    # the step was also 3.5x (mnist32) and 1.4x (dcgan64) slower. Deconvolution in bf16 too
+    # segfaults in mxnet 1.9.1's oneDNN kernels.
     "mxnet": {
-        "cpu": "none beyond the spec run: oneDNN kernels are already on by default",
+        "cpu": "none: a bf16 graph (AMP convert_symbol, oneDNN) diverges from the first D update "
+               "and was slower; bf16 Deconvolution segfaults (measured, benchmarks/configs.py)",
         "gpu": "none beyond the spec run: cuDNN autotuning is already on by default "
                "(MXNET_CUDNN_AUTOTUNE_DEFAULT=1)",
     },
+    # Chainer (issue 21), cProfile of 5 backend steps, mnist32 batch 64: numpy tensordot 35% of
+    # the time (45% with its reshape copies), im2col 19%, col2im 13%, leaky_relu forward 13%,
+    # Chainer's own Python (FunctionNode.apply, type checks) under 1%. Tried: iDeep (ideep4py:
+    # pip finds no distribution for this Python); float16 (chainer.config.dtype; numpy's float16
+    # matmul is 0.1 GFLOP/s against float32's 21 here, 200x slower; numpy has no bfloat16);
+    # chainer.config.type_check off (see benchmarks/README.md); BLAS threads: OpenBLAS already
+    # uses both cores (threadpoolctl); the GPU-only switches (cudnn, autotune) do nothing on a CPU.
     "chainer": {
-        "cpu": "none: Chainer's CPU fast path (iDeep, ideep4py) has no wheel for this Python",
+        "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "
+               "type_check off and BLAS threads change nothing measurable (benchmarks/configs.py)",
         "gpu": "none beyond the spec run: the backend already turns cuDNN autotuning on",
     },
 }

@@ -47,7 +47,8 @@ BEST = {
     # Chainer's own Python (FunctionNode.apply, type checks) under 1%. Tried: iDeep (ideep4py:
     # pip finds no distribution for this Python); float16 (chainer.config.dtype; numpy's float16
     # matmul is 0.1 GFLOP/s against float32's 21 here, 200x slower; numpy has no bfloat16);
-    # chainer.config.type_check off (see benchmarks/README.md); BLAS threads: OpenBLAS already
+    # chainer.config.type_check off (median step 2111 against 2003 ms with checks, 4 alternating
+    # pairs at load 7.5-7.8: no gain, as the profile predicts); BLAS threads: OpenBLAS already
     # uses both cores (threadpoolctl); the GPU-only switches (cudnn, autotune) do nothing on a CPU.
     "chainer": {
         "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "

@@ -14,7 +14,7 @@ Differences from the protocol's defaults worth knowing:
 - options.threads works through OMP_NUM_THREADS, which MXNet reads once, at import (run_all.py
   sets it in the worker's environment); device_info() records what was in effect.
 - options.bf16 is an ablation, not a best path: the graphs with MXNet AMP's bf16 casts
-  (models.bf16_graph), which diverge from the first step on this CPU (benchmarks/configs.py).
+  (models.bf16_graph): 2x slower on this CPU, and crashes on dcgan64 (benchmarks/configs.py).
 - peak_memory() on a GPU is the largest device memory in use sampled (runtime.py).
 - Data parallel (devices > 1): the same modules over a list of contexts with a kvstore, see
   parallel.py.

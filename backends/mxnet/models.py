@@ -126,9 +126,17 @@ def bf16_graph(symbol: mx.sym.Symbol) -> mx.sym.Symbol:
     mx.contrib.amp.convert_symbol with MXNet's own bf16 operator lists (Convolution in bf16,
     Deconvolution and BN in float32), parameters and auxiliary states kept float32 (their
     dtype set after conversion, or binding cannot infer them through the casts). An ablation
-    only, not a best path: it diverges from the first D update and was slower (measured,
-    benchmarks/configs.py); Deconvolution in bf16 too segfaults in mxnet 1.9.1's oneDNN."""
+    only, not a best path: 2x slower than float32 on mnist32, and on dcgan64 the process
+    segfaults after a few steps (measured, benchmarks/configs.py); Deconvolution in bf16 too
+    segfaults in mxnet 1.9.1's oneDNN.
+
+    Each weight reaches its cast through an identity: amp_cast's backward ignores grad_req
+    'add' (kAddTo), so D's accumulated weight gradients stayed exactly zero (measured) and only
+    BN trained; behind the identity the cast writes, and the identity adds."""
     from mxnet.contrib import amp
+    weights = [n for n in symbol.list_arguments() if n.endswith("_weight")]
+    symbol = symbol(**{n: mx.sym.identity(mx.sym.Variable(n, dtype="float32"), name=f"{n}_to_cast")
+                       for n in weights})
     converted = amp.convert_symbol(symbol, target_dtype="bfloat16")
     internals = converted.get_internals()
     for name in converted.list_arguments() + converted.list_auxiliary_states():

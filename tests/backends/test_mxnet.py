@@ -261,11 +261,16 @@ def test_bf16_is_an_amp_graph_with_float32_parameters():
     weights = canonical.draw_initial_weights(spec, 0)
     real, z = np.random.RandomState(0).uniform(-1, 1, (8, 1, 32, 32)).astype(np.float32), \
         np.random.RandomState(1).standard_normal((8, spec.preset.nz)).astype(np.float32)
-    losses = []
+    losses, moved = [], []
     for backend in (s, b):
         backend.load_weights(weights)
         losses.append(backend.train_step(real, z))
+        after = executor(backend.D).arg_dict["conv1_weight"].asnumpy()
+        moved.append(np.abs(after - weights["D.conv1.weight"]).max())
     assert losses[1][0] == pytest.approx(losses[0][0], rel=2e-2)
+    # D's conv weights take their Adam step (amp_cast alone dropped grad_req 'add': they stayed put);
+    # Adam's first step moves each weight by about lr whatever the gradient's size
+    assert moved[1] == pytest.approx(moved[0], rel=0.1) and moved[0] > 0
 
 
 def test_auto_device_and_what_is_recorded():

@@ -66,6 +66,22 @@ def test_a_cell_is_the_median_over_repeats_with_their_range():
     assert row["of measured peak"] == ""  # no peak measured: no fraction
 
 
+def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
+    from benchmarks.throughput import add_bare_comparison, cell_row
+
+    def run(img_s):
+        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
+                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
+                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
+    spec = model_spec("mnist32")
+    # repeat k of spec against repeat k of bare: step-time ratios 1.0, 1.25, 1.1, median 1.1;
+    # the cells' own medians (100 and 100 img/s) would hide that cost
+    cell = cell_row(spec, "mxnet", "spec (float32)", 64, [run(100.0), run(80.0), run(100.0)])
+    bare = cell_row(spec, "mxnet", "bare loop", 64, [run(100.0), run(100.0), run(110.0)])
+    add_bare_comparison([cell, bare])
+    assert cell["step / bare step"] == "1.100 (1.000-1.250)" and cell["vs bare"] == "+0.0%"
+
+
 def test_a_cell_is_a_fraction_of_the_measured_peak_at_its_precision():
     from benchmarks import peak
     from benchmarks.throughput import cell_row

@@ -66,6 +66,7 @@ class Backend(BackendBase):
         name = gpus[self.device.device_id] if gpus else sysinfo.cpu_model()
         return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
                 "framework_version": runtime.version(), "onednn": runtime.ONEDNN and not self.on_gpu,
+                "bf16_amp_graph": self.options.bf16,
                 "threads": {"requested": self.options.threads, **runtime.thread_info()}}
 
     # ----- weights -----

@@ -11,7 +11,7 @@ from __future__ import annotations
 # fast path -> (run_all.py flag, the backends that have it)
 FAST_PATHS = {
     "channels_last": ("--channels-last", ("pytorch",)),
-    "bf16": ("--bf16", ("pytorch", "tensorflow")),       # autocast / Keras mixed_bfloat16
+    "bf16": ("--bf16", ("pytorch", "tensorflow", "mxnet")),  # autocast / mixed_bfloat16 / AMP graph
     "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor)
     "xla": ("--xla", ("tensorflow",)),                   # jit_compile
 }
@@ -26,13 +26,32 @@ BEST = {
     # benchmarks/results/ ran on a CPU, so no GPU row of spec or best has been timed yet.
     "pytorch": {"cpu": ("channels_last", "bf16"), "gpu": ("channels_last", "bf16", "compile")},
     "tensorflow": {"cpu": ("bf16",), "gpu": ("xla", "bf16")},
+    # MXNet bf16 (issue 21): models.bf16_graph (MXNet AMP's convert_symbol, oneDNN bf16
+    # Convolution; Deconvolution stays float32, in bf16 it segfaults in mxnet 1.9.1), spec and
+    # bf16 backends from the same weights stepped alternately, batch 64, on the 2-core VM at load
+    # 11.8 (only the ratio means anything). AMP's cast dropped grad_req 'add', so D's conv weights
+    # never trained until each weight went through an identity (models.bf16_graph); with that,
+    # mnist32 trains like spec (losses at step 10: 0.778/4.383 against 0.760/4.397) but its step
+    # took 1632 ms against spec's 796 (2.05x slower); dcgan64 crashes (segfault in the next
+    # host-to-device copy after a few bf16 steps). `python -m benchmarks.throughput --backend
+    # mxnet --configs spec,bf16` runs it as an ablation.
     "mxnet": {
-        "cpu": "none beyond the spec run: oneDNN kernels are already on by default",
+        "cpu": "none: its bf16 graph (AMP, oneDNN) was 2x slower than spec on mnist32 and "
+               "crashes on dcgan64; bf16 Deconvolution segfaults (measured, benchmarks/configs.py)",
         "gpu": "none beyond the spec run: cuDNN autotuning is already on by default "
                "(MXNET_CUDNN_AUTOTUNE_DEFAULT=1)",
     },
+    # Chainer (issue 21), cProfile of 5 backend steps, mnist32 batch 64: numpy tensordot 35% of
+    # the time (45% with its reshape copies), im2col 19%, col2im 13%, leaky_relu forward 13%,
+    # Chainer's own Python (FunctionNode.apply, type checks) under 1%. Tried: iDeep (ideep4py:
+    # pip finds no distribution for this Python); float16 (chainer.config.dtype; numpy's float16
+    # matmul is 0.1 GFLOP/s against float32's 21 here, 200x slower; numpy has no bfloat16);
+    # chainer.config.type_check off (median step 2111 against 2003 ms with checks, 4 alternating
+    # pairs at load 7.5-7.8: no gain, as the profile predicts); BLAS threads: OpenBLAS already
+    # uses both cores (threadpoolctl); the GPU-only switches (cudnn, autotune) do nothing on a CPU.
     "chainer": {
-        "cpu": "none: Chainer's CPU fast path (iDeep, ideep4py) has no wheel for this Python",
+        "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "
+               "type_check off and BLAS threads change nothing measurable (benchmarks/configs.py)",
         "gpu": "none beyond the spec run: the backend already turns cuDNN autotuning on",
     },
 }

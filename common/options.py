@@ -124,7 +124,8 @@ class RunOptions:
     channels_last: bool = option(False, "fast path (PyTorch); off for parity", SPEED,
                                  stored=True, backend=True)
     bf16: bool = option(
-        False, "bf16 fast path (PyTorch autocast, Keras mixed_bfloat16); off for parity", SPEED,
+        False, "bf16 fast path (PyTorch autocast, Keras mixed_bfloat16; MXNet AMP graph, an "
+        "ablation: slower on CPUs); off for parity", SPEED,
         stored=True, backend=True)
     xla: bool = option(False, "XLA-compiled step (TensorFlow); off for parity", SPEED,
                        stored=True, backend=True)

@@ -13,6 +13,8 @@ Differences from the protocol's defaults worth knowing:
   Losses are fetched every `fetch_every_gpu` steps on a GPU and every step on the CPU.
 - options.threads works through OMP_NUM_THREADS, which MXNet reads once, at import (run_all.py
   sets it in the worker's environment); device_info() records what was in effect.
+- options.bf16 is an ablation, not a best path: the graphs with MXNet AMP's bf16 casts
+  (models.bf16_graph): 2x slower on this CPU, and crashes on dcgan64 (benchmarks/configs.py).
 - peak_memory() on a GPU is the largest device memory in use sampled (runtime.py).
 - Data parallel (devices > 1): the same modules over a list of contexts with a kvstore, see
   parallel.py.
@@ -44,13 +46,13 @@ class Backend(BackendBase):
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
         runtime.quiet(options.verbose)
-        if options.channels_last or options.bf16:
-            raise BackendUnavailable("the mxnet backend has no channels_last or bf16 fast path")
+        if options.channels_last:
+            raise BackendUnavailable("the mxnet backend has no channels_last fast path")
         self.device = runtime.select_device(options.device)
         self.replicas = parallel.Replicas(options, self.device) if options.devices > 1 else None
         self.contexts = self.replicas.contexts if self.replicas else [self.device]
         mx.random.seed(options.seed, ctx="all")
-        self.G, self.D, self.D_G = models.build(spec, self.contexts)
+        self.G, self.D, self.D_G = models.build(spec, self.contexts, bf16=options.bf16)
         for module in (self.G, self.D):
             parallel.init_optimizer(module, self.contexts, training.adam_params(spec.adam))
         self._labels: dict[int, tuple[mx.nd.NDArray, mx.nd.NDArray]] = {}
@@ -64,6 +66,7 @@ class Backend(BackendBase):
         name = gpus[self.device.device_id] if gpus else sysinfo.cpu_model()
         return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
                 "framework_version": runtime.version(), "onednn": runtime.ONEDNN and not self.on_gpu,
+                "bf16_amp_graph": self.options.bf16,
                 "threads": {"requested": self.options.threads, **runtime.thread_info()}}
 
     # ----- weights -----

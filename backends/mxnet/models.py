@@ -121,18 +121,43 @@ class SpecInit(mx.init.Normal):
         mx.random.normal(*self._gamma, out=arr)
 
 
-def build(spec: ModelSpec, contexts: list, batch: int | None = None):
+def bf16_graph(symbol: mx.sym.Symbol) -> mx.sym.Symbol:
+    """The graph with MXNet AMP's bfloat16 casts (oneDNN's bf16 kernels on a CPU that has them):
+    mx.contrib.amp.convert_symbol with MXNet's own bf16 operator lists (Convolution in bf16,
+    Deconvolution and BN in float32), parameters and auxiliary states kept float32 (their
+    dtype set after conversion, or binding cannot infer them through the casts). An ablation
+    only, not a best path: 2x slower than float32 on mnist32, and on dcgan64 the process
+    segfaults after a few steps (measured, benchmarks/configs.py); Deconvolution in bf16 too
+    segfaults in mxnet 1.9.1's oneDNN.
+
+    Each weight reaches its cast through an identity: amp_cast's backward ignores grad_req
+    'add' (kAddTo), so D's accumulated weight gradients stayed exactly zero (measured) and only
+    BN trained; behind the identity the cast writes, and the identity adds."""
+    from mxnet.contrib import amp
+    weights = [n for n in symbol.list_arguments() if n.endswith("_weight")]
+    symbol = symbol(**{n: mx.sym.identity(mx.sym.Variable(n, dtype="float32"), name=f"{n}_to_cast")
+                       for n in weights})
+    converted = amp.convert_symbol(symbol, target_dtype="bfloat16")
+    internals = converted.get_internals()
+    for name in converted.list_arguments() + converted.list_auxiliary_states():
+        internals[name]._set_attr(__dtype__="0")  # noqa: SLF001 - float32; no public setter
+    return converted
+
+
+def build(spec: ModelSpec, contexts: list, batch: int | None = None, bf16: bool = False):
     """(G, D, D_G): the three modules bound on `contexts` for a batch of `batch` (default one
     image per context; forward reshapes to the batch it is given), their parameters drawn by
     SpecInit. D's parameter gradients accumulate (grad_req 'add'); D_G is bound on D's arrays
-    (shared_module) without parameter gradients. No optimizer yet (parallel.init_optimizer)."""
+    (shared_module) without parameter gradients. No optimizer yet (parallel.init_optimizer).
+    bf16: both graphs through bf16_graph (an ablation)."""
     p = spec.preset
+    cast = bf16_graph if bf16 else (lambda symbol: symbol)
     bound = batch or len(contexts)
-    G = mx.mod.Module(generator(spec), data_names=(Z,), label_names=None, context=contexts)
+    G = mx.mod.Module(cast(generator(spec)), data_names=(Z,), label_names=None, context=contexts)
     G.bind(data_shapes=[(Z, (bound, p.nz))], for_training=True)
     G.init_params(initializer=SpecInit(spec))
 
-    d_symbol = discriminator(spec)
+    d_symbol = cast(discriminator(spec))
     shapes = dict(data_shapes=[(IMAGES, (bound, p.channels, p.image_size, p.image_size))],
                   label_shapes=[(LABEL, (bound,))], for_training=True, inputs_need_grad=True)
     d_params = [n for n in d_symbol.list_arguments() if n not in (IMAGES, LABEL)]

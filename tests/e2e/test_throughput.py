@@ -38,6 +38,10 @@ def test_grid_writes_rows_figure_and_table(tmp_path):
         gflop = doc["flops_per_image"] / 1e9
         assert r["GFLOP/s"] == pytest.approx(r["img/s"] * gflop, rel=5e-3, abs=0.05 * gflop)
         assert "get_num_threads=" in r["threads"]
+        # the cell against the GEMM peak measured at the grid's start (a rough bound: a conv
+        # net's model FLOP rate can exceed a short GEMM's on a loaded machine, never by far)
+        assert 0 < float(r["of measured peak"].rstrip("%")) / 100 <= 1.5
+    assert doc["peaks"]["cpu"]["fp32"]["flops"] > 0 and "matmul" in doc["peaks"]["cpu"]["fp32"]["method"]
     for spec_row, bare_row in zip(rows[:2], rows[3:]):  # the harness's cost against the bare loop
         assert float(spec_row["vs bare"].rstrip("%")) == pytest.approx(
             100 * (1 - spec_row["img/s"] / bare_row["img/s"]), abs=0.1)
@@ -58,7 +62,50 @@ def test_a_cell_is_the_median_over_repeats_with_their_range():
     row = cell_row(model_spec("mnist32"), "pytorch", "spec (float32)", 64,
                    [run(100.0, 0.5), run(300.0, 0.1), run(200.0, 0.3), {"status": "failed", "load_before": 3.0}])
     assert (row["runs"], row["img/s"], row["range across runs"], row["first step s"]) == (3, 200.0, "100.0-300.0", 0.3)
-    assert row["load before"] == 3.0 and row["peak MiB"] == "100 (rss)" and row["of peak"] == ""
+    assert row["load before"] == 3.0 and row["peak MiB"] == "100 (rss)" and row["of datasheet peak"] == ""
+    assert row["of measured peak"] == ""  # no peak measured: no fraction
+
+
+def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
+    from benchmarks.throughput import add_bare_comparison, cell_row
+
+    def run(img_s):
+        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
+                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
+                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
+    spec = model_spec("mnist32")
+    # repeat k of spec against repeat k of bare: step-time ratios 1.0, 1.25, 1.1, median 1.1;
+    # the cells' own medians (100 and 100 img/s) would hide that cost
+    cell = cell_row(spec, "mxnet", "spec (float32)", 64, [run(100.0), run(80.0), run(100.0)])
+    bare = cell_row(spec, "mxnet", "bare loop", 64, [run(100.0), run(100.0), run(110.0)])
+    add_bare_comparison([cell, bare])
+    assert cell["step / bare step"] == "1.100 (1.000-1.250)" and cell["vs bare"] == "+0.0%"
+
+
+def test_a_cell_is_a_fraction_of_the_measured_peak_at_its_precision():
+    from benchmarks import peak
+    from benchmarks.throughput import cell_row
+    run = {"status": "ok", "load_before": 0.1, "device": {"device": "cpu", "threads": {"t": 2}},
+           "summary": {"img_per_s_median": 100.0, "img_per_s_iqr": [99, 101], "first_step_seconds": 0.1,
+                       "steps": 10, "peak_memory": {"bytes": 2**20, "kind": "rss"}}}
+    spec = model_spec("mnist32")
+    gflops = 100.0 * flops.iteration_flops_per_image(spec) / 1e9
+    peaks = {"cpu": {"fp32": {"flops": 4 * gflops * 1e9}, "bf16": {"flops": 8 * gflops * 1e9}},
+             "gpu": {"fp32": {"flops": 1e15}}}
+    rows = {c: cell_row(spec, "pytorch", c, 64, [run], peaks)["of measured peak"]
+            for c in ("spec (float32)", "channels_last+bf16", "bare loop")}
+    assert rows == {"spec (float32)": "25.0%", "channels_last+bf16": "12.5%", "bare loop": "25.0%"}
+    assert peak.fraction(gflops, {"cpu": {"bf16": {"flops": None, "reason": "x"}}}, "cpu", "bf16") is None
+
+
+def test_the_measured_peak_is_a_large_gemm_with_its_method_recorded():
+    """Not timed: the peak is some positive rate, with the method, size and blocks behind it."""
+    from benchmarks import peak
+    result = peak.measure(["fp32"], "cpu", threads=1, seconds=0.2, block=0.01)["fp32"]
+    assert result["flops"] > 0 and result["median_flops"] <= result["flops"]
+    assert "matmul" in result["method"] and result["size"] in peak.SIZES["cpu"] and result["blocks"] >= 1
+    assert {t["method"].split()[0] for t in result["tried"] if "flops" in t} >= {"numpy"}
+    assert "cpu fp32:" in peak.describe({"cpu": {"fp32": result}})
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ common/harness/ (orchestrate.py and the modules it names).
 """
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -76,7 +75,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # The harness is imported after parsing: --help and a bad option need none of it.
-    from common.harness import listing, orchestrate, reporting, resume
+    from common.harness import interrupts, listing, orchestrate, reporting, resume
     if args.list:
         return listing.list_backends()
     try:
@@ -89,10 +88,14 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept;
+    # a signal stops only the wait on a child (or the data loading), never the writing of results.
+    interrupts.process.install()
     try:
         return orchestrate.run(args)
+    except KeyboardInterrupt:
+        print("run_all.py: interrupted before training started; nothing was written", file=sys.stderr)
+        return orchestrate.EXIT_INTERRUPTED
     except (UsageError, DataError) as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -114,6 +114,31 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def load_sample() -> dict:
+    """How busy the machine is now: the 1-minute load average and, where the kernel reports it
+    (/proc/stat's 8th cpu column, on Linux), the CPU ticks stolen by a hypervisor."""
+    sample = {"load1": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        ticks = [int(x) for x in fields[1:]]
+        if fields[0] == "cpu" and len(ticks) >= 8:
+            sample.update(steal_ticks=ticks[7], total_ticks=sum(ticks[:8]))
+    except (OSError, ValueError, IndexError):
+        pass
+    return sample
+
+
+def machine_load(before: dict, after: dict) -> dict:
+    """The load of a stretch of work from samples at its start and end: 1-minute load average
+    before and after (the work itself adds up to its thread count to the value after) and the
+    fraction of CPU time stolen in between (None where the kernel does not say)."""
+    load = {"load1_before": before.get("load1"), "load1_after": after.get("load1")}
+    if "steal_ticks" in before and "steal_ticks" in after:
+        total = after["total_ticks"] - before["total_ticks"]
+        load["cpu_steal_fraction"] = (after["steal_ticks"] - before["steal_ticks"]) / total if total > 0 else 0.0
+    return load
+
+
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
     return any(marker in upper for marker in SECRET_MARKERS)

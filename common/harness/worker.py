@@ -19,13 +19,13 @@ import numpy as np
 
 import backends
 from backends.base import BackendOptions, BackendUnavailable
-from common import atomic, data
+from common import atomic, data, sysinfo
 from common.harness import checkpoint, interrupts, replicas
 from common.data import noise
 from common import canonical
 from common.errors import DataError
 from common.spec import model_spec
-from common.harness.steplog import Diverged, StepLog
+from common.harness.steplog import Diverged, StepLog, loss_tail
 from common.harness.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
@@ -46,7 +46,7 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
     out = Path(config["out_dir"])
     spec = model_spec(config["preset"])
     result = {"backend": config["backend"], "status": "failed", "reason": None}
-    log = None
+    log, load_before = None, {}
     try:
         ds = data.load_dataset(config["dataset"]["name"], spec.preset,
                                data_dir=config["dataset"].get("data_dir"),
@@ -71,6 +71,7 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
         probe, every = _quality_probe(backend, spec, config, result, harness.get("train_seconds", 0.0))
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
                       progress=not config.get("quiet"), probe=probe, probe_every=every)
+        load_before = sysinfo.load_sample()  # how busy the machine was: the report warns
         t0 = time.perf_counter()
         on_step = _with_injected_fault(config["backend"], log)
         # With checkpoints, train() runs in segments that end at them: between two calls the
@@ -110,6 +111,8 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
         interrupts.test_signal("summary")
         if log is not None:
             log.close()
+            result["machine_load"] = sysinfo.machine_load(load_before, sysinfo.load_sample())
+            result["loss_tail"] = loss_tail(out / "losses.csv")
             # The model's iterations (a resumed run's step timings cover this process only).
             result["iterations_done"] = log.next_iteration
             result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds)

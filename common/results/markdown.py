@@ -16,7 +16,11 @@ from common.results.tables import table
 
 PROSE = {
     "results": "img/s is the median over timed steps (warm-up excluded; first step shown separately), "
-               "IQR its interquartile range.",
+               "IQR its interquartile range: the spread within this run; two runs minutes apart on "
+               "a shared machine differ far more (docs/outputs.md#noise). load: the machine's "
+               "1-minute load average before and after the backend trained (its own threads add "
+               "to the second). Losses: mean ± std over the last 10% of iterations; the last "
+               "step's are shown only as such (a GAN's per-step losses swing widely).",
     "quality": "{samples} samples per backend from the run's fixed z, quantised to uint8 as a PNG "
                "stores them, scored with a numpy LeNet's features (classifier accuracy {accuracy:.1%} "
                "on held-out digits) against {reference}. ± is a seeded bootstrap std (FD, "
@@ -113,6 +117,9 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         "",
         *_section("Results", rows, PROSE["results"]),
     ]
+    busy = tables.busy_warnings(results)
+    if busy:
+        lines += [f"> **{line}**" for line in busy] + [""]
     if sections.get("losses"):
         lines += _section("Losses", sections["losses"])
     if sections.get("quality"):

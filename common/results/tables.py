@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.harness.steplog import LOSS_COLUMNS
+from common.harness.steplog import LOSS_COLUMNS, TAIL_FRACTION
 
 
 def table(rows: list[dict], fmt: str) -> str:
@@ -39,13 +39,51 @@ def summary_rows(results: dict) -> list[dict]:
                     if "img_per_s_iqr" in s else ""),
             "first step s": round(s["first_step_seconds"], 3) if "first_step_seconds" in s else None,
             "peak MiB": (f"{mem['bytes'] / 2**20:.0f} ({mem['kind']})" if mem else ""),
-            "loss_D": round(fl["loss_d"], 3) if fl else None,
-            "loss_G": round(fl["loss_g"], 3) if fl else None,
+            "load": _load_cell(r.get("machine_load")),
+            **headline_losses(r),
             "_median": s.get("img_per_s_median"),
             "_iqr": s.get("img_per_s_iqr"),
             "_reason": r.get("reason"),
         })
     return rows
+
+
+def _load_cell(load: dict | None) -> str:
+    if not load or load.get("load1_before") is None:
+        return ""
+    steal = load.get("cpu_steal_fraction")
+    return (f"{load['load1_before']:.1f} -> {load['load1_after']:.1f}"
+            + (f" ({steal:.0%} stolen)" if steal and steal >= 0.005 else ""))
+
+
+def headline_losses(r: dict) -> dict:
+    """The losses a reader should quote: mean ± std over the last 10% of iterations; the last
+    step's only as such (a GAN's per-step losses swing widely). Old results have only the last."""
+    tail, fl = r.get("loss_tail"), r.get("final_losses") or {}
+    cells = {}
+    if tail:
+        cells["loss_D (last 10%)"] = f"{tail['loss_d_mean']:.3f} ± {tail['loss_d_std']:.3f}"
+        cells["loss_G (last 10%)"] = f"{tail['loss_g_mean']:.3f} ± {tail['loss_g_std']:.3f}"
+    cells["last step D / G"] = f"{fl['loss_d']:.3f} / {fl['loss_g']:.3f}" if fl else None
+    return cells
+
+
+def busy_warnings(results: dict) -> list[str]:
+    """A line per backend whose run shared the machine: the 1-minute load average before or
+    after it above its thread count (its own threads count in the value after)."""
+    threads = (results.get("config") or {}).get("threads")
+    lines = []
+    for name, r in results["backends"].items():
+        load = r.get("machine_load") or {}
+        worst = max((v for v in (load.get("load1_before"), load.get("load1_after")) if v is not None),
+                    default=None)
+        if threads and worst is not None and worst > threads:
+            steal = load.get("cpu_steal_fraction")
+            lines.append(f"warning: {name} ran on a busy machine: load average "
+                         f"{load.get('load1_before', 0):.1f} before, {load.get('load1_after', 0):.1f} after, "
+                         f"for {threads} threads" + (f", {steal:.0%} CPU stolen" if steal else "")
+                         + "; its img/s is lower than on an idle machine")
+    return lines
 
 
 def stdout_table(results: dict) -> str:
@@ -55,11 +93,11 @@ def stdout_table(results: dict) -> str:
     for r in rows:  # skipped backends were announced as they were skipped
         if r["status"] not in ("ok", "skipped") and r["_reason"]:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
-    return "\n".join(lines)
+    return "\n".join(lines + busy_warnings(results))
 
 
 # ----- losses -----
-SMOOTH_FRACTION = 0.1  # "smoothed" losses: the mean over the last 10% of iterations
+SMOOTH_FRACTION = TAIL_FRACTION  # "smoothed" losses: the mean over the last 10% of iterations
 
 
 def read_losses(run_dir: Path, names) -> pd.DataFrame:

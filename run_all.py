@@ -30,14 +30,21 @@ def parse_args(argv):
     p = options.build_parser(description=__doc__.split("\n\n")[0])
     args = p.parse_args(argv)
 
+    args.given = options.given_options(argv)
+    problem = options.run_mode_conflict(args.given)
+    if problem:
+        p.error(problem)
     if args.backend == "all":
         args.backends = list(backends.NAMES)
     else:
         args.backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+        if "all" in args.backends:
+            p.error(f"--backend {args.backend}: 'all' stands alone; pass --backend all or a list "
+                    f"like {','.join(backends.NAMES[:2])}")
         unknown = [b for b in args.backends if b not in backends.REGISTRY]
         if unknown or not args.backends:
             p.error(f"unknown backend {', '.join(unknown) or repr(args.backend)}; "
-                    f"valid: all, {', '.join(backends.NAMES)}")
+                    f"valid: all, or a list of {', '.join(backends.NAMES)}")
     try:
         args.seed_list = ([int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds
                           else [args.seed])
@@ -46,7 +53,6 @@ def parse_args(argv):
     if not args.seed_list or len(set(args.seed_list)) != len(args.seed_list):
         p.error(f"--seeds needs distinct integers like 0,1,2, got {args.seeds!r}")
     args.seed = args.seed_list[0]
-    args.given = options.given_options(argv)
     for name, opt in options.options().items():  # each option's own bounds (its `check`)
         value = getattr(args, name)
         if value is not None and opt.check == "non_negative" and value < 0:
@@ -85,6 +91,10 @@ def main(argv=None) -> int:
             return reporting.compare_runs(*(Path(d) for d in args.compare))
         if args.resume:
             args = resume.resume_args(args)
+            if resume.nothing_left(args.stored_results):
+                print(f"run_all.py: nothing to resume: every backend of {args.resume} finished "
+                      f"(--report {args.resume} rebuilds its report)", file=sys.stderr)
+                return 0
     except UsageError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,7 +17,7 @@ from common.data import image_folder, noise
 from common.harness import interrupts, reporting
 from common.harness.child import run_child
 from common.harness.quality import QualityJudge, quality_config, quality_unavailable
-from common.harness.runfolder import make_run_dir, rel
+from common.harness.runfolder import check_out, make_run_dir, rel
 from common.options import DEFAULT_ITERS, UsageError
 from common.results import schema
 from common.spec import DATASET_PRESETS, FOLDER_PRESET, model_spec
@@ -37,6 +37,8 @@ def child_dataset(meta: dict) -> dict:
 def run(args) -> int:
     """Train as args say (parsed by run_all.py, or the stored configuration under --resume);
     the exit status: 0, 1 if a backend did not finish, EXIT_INTERRUPTED."""
+    if not args.resume:
+        check_out(args.out)  # before any data is loaded or downloaded
     if args.device == "gpu" and not sysinfo.gpu_models():
         raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
                          "use --device cpu or --device auto")

@@ -28,7 +28,6 @@ def summary_rows(results: dict) -> list[dict]:
         s = r.get("summary") or {}
         mem = s.get("peak_memory") or {}
         dev = r.get("device") or {}
-        fl = r.get("final_losses") or {}
         rows.append({
             "backend": name,
             "status": r["status"],

@@ -25,7 +25,13 @@ PROSE = {
                "stores them, scored with a numpy LeNet's features (classifier accuracy {accuracy:.1%} "
                "on held-out digits) against {reference}. ± is a seeded bootstrap std (FD, "
                "precision/recall, density/coverage), subset std (KID) or 10-split std (classifier "
-               "score). The floor row is what real digits score.",
+               "score). The floor row is what real digits score. KID is the unbiased squared MMD of "
+               "the classifier's 64 features with the cubic kernel, in the kernel's own units (no "
+               "x1000 scale as some papers print); being unbiased it is slightly negative when two "
+               "sets match as well as chance allows, as the floor can be: read a negative KID as 0. "
+               "'mode collapse?' marks a backend whose precision is high (>= 0.8: its samples look "
+               "like digits) while recall or coverage is under half the floor's (few kinds of "
+               "digit): high precision alone is not quality.",
     "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order); "
              "the sections above show the first seed.",
     "parity": "Every backend against this run's PyTorch from the same initial weights: outputs of G "

@@ -126,7 +126,7 @@ def loss_rows(losses: pd.DataFrame) -> list[dict]:
 
 # ----- sample quality -----
 # (column, key, digits); each value is shown as value ± its bootstrap/split spread.
-QUALITY_COLUMNS = (("FD", "fd", 2), ("KID", "kid", 1), ("classifier score", "classifier_score", 2),
+QUALITY_COLUMNS = (("FD", "fd", 2), ("KID (MMD²)", "kid", 1), ("classifier score", "classifier_score", 2),
                    ("precision", "precision", 3), ("recall", "recall", 3),
                    ("density", "density", 3), ("coverage", "coverage", 3))
 
@@ -141,14 +141,33 @@ def _quality_row(label: str, q: dict) -> dict:
     return row
 
 
+# Mode collapse: few kinds of digit drawn well. Precision (samples near real digits) stays high
+# while recall or coverage (real digits near samples) fall: flagged when precision is at least
+# COLLAPSE_PRECISION and recall or coverage is under COLLAPSE_FRACTION of the real floor's.
+COLLAPSE_PRECISION, COLLAPSE_FRACTION = 0.8, 0.5
+
+
+def collapse_flag(q: dict, floor: dict | None) -> str:
+    ref = floor or {"recall": 0.8, "coverage": 0.8}  # no floor: typical real-vs-real values
+    low = [k for k in ("recall", "coverage") if q[k] < COLLAPSE_FRACTION * ref[k]]
+    if q["precision"] >= COLLAPSE_PRECISION and low:
+        return f"mode collapse? high precision, low {' and '.join(low)}"
+    return ""
+
+
 def quality_rows(results: dict) -> list[dict]:
     """One row per backend with quality numbers, then the real-vs-real floor."""
     if (results.get("quality_info") or {}).get("kind") == "fid":
         return []  # RGB runs: markdown.fid_lines
-    rows = [_quality_row(name, r["quality"]) for name, r in results["backends"].items()
-            if r.get("quality")]
-    if rows and results.get("quality_floor"):
-        rows.append(_quality_row("real digits (floor)", results["quality_floor"]))
+    floor = results.get("quality_floor")
+    rows = []
+    for name, r in results["backends"].items():
+        if r.get("quality"):
+            rows.append(_quality_row(name, r["quality"]))
+            rows[-1]["note"] = collapse_flag(r["quality"], floor)
+    if rows and floor:
+        rows.append(_quality_row("real digits (floor)", floor))
+        rows[-1]["note"] = "KID < 0: chance (read as 0)" if floor["kid"] < 0 else ""
     return rows
 
 

@@ -69,6 +69,8 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
         harness = _resume(backend, config, out, result) if config.get("resume") else {}
         start = result.get("resumed_from", 0)
         probe, every = _quality_probe(backend, spec, config, result, harness.get("train_seconds", 0.0))
+        if probe and start == 0:
+            probe(0, 0.0)  # the time-to-quality curve starts at the initial weights
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
                       progress=not config.get("quiet"), probe=probe, probe_every=every)
         load_before = sysinfo.load_sample()  # how busy the machine was: the report warns

@@ -63,28 +63,31 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
         losses.to_csv(tmp, index=False, columns=list(LOSS_COLUMNS))
     written.append(run_dir / "losses.csv")
 
-    grids = {}
+    context = figures.run_context(results)
+    grids, at = {}, {}
     for name in names:
         f = run_dir / "backends" / name / "samples.npy"
         if f.exists():
             grids[name] = np.load(f, allow_pickle=False)
-            figures.save_grid(grids[name], run_dir / f"samples_{name}.png")
+            at[name] = results["backends"][name].get("iterations_done", "?")
+            figures.save_grid(grids[name], run_dir / f"samples_{name}.png",
+                              f"{name}: samples from the fixed z, iteration {at[name]}", context)
             written.append(run_dir / f"samples_{name}.png")
     if len(grids) > 1:
-        figures.save_grids_side_by_side(grids, run_dir / "samples.png")
+        figures.save_grids_side_by_side(grids, run_dir / "samples.png", at, context)
         written.append(run_dir / "samples.png")
     if len(losses):
-        figures.loss_curves(losses, run_dir / "loss_curves.png")
+        figures.loss_curves(losses, run_dir / "loss_curves.png", context)
         written.append(run_dir / "loss_curves.png")
     rows = tables.summary_rows(results)
     if any(r["img/s"] for r in rows):
-        figures.throughput_chart(rows, run_dir / "throughput.png")
+        figures.throughput_chart(rows, run_dir / "throughput.png", context)
         written.append(run_dir / "throughput.png")
     quality = tables.quality_rows(results)
     if quality:
-        figures.quality_chart(quality, run_dir / "quality.png")
+        figures.quality_chart(quality, run_dir / "quality.png", context)
         written.append(run_dir / "quality.png")
-    if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png"):
+    if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
         written.append(run_dir / "time_to_quality.png")
     sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
                 "parity": tables.parity_rows(run_dir, results, losses),

@@ -80,7 +80,8 @@ def busy_warnings(results: dict) -> list[str]:
             steal = load.get("cpu_steal_fraction")
             lines.append(f"warning: {name} ran on a busy machine: load average "
                          f"{load.get('load1_before', 0):.1f} before, {load.get('load1_after', 0):.1f} after, "
-                         f"for {threads} threads" + (f", {steal:.0%} CPU stolen" if steal else "")
+                         f"for {threads} threads"
+                         + (f", {steal:.0%} CPU stolen" if steal and steal >= 0.005 else "")
                          + "; its img/s is lower than on an idle machine")
     return lines
 

@@ -102,7 +102,12 @@ def main(argv=None) -> int:
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
         table(rows, "github"), ""])
     if rows:
-        replica_scaling.scaling_chart(rows, out / "scaling.png")
+        devices = sorted({((r["backends"][b] or {}).get("device") or {}).get("device") or "?"
+                          for r in runs for b in r["backends"]})
+        replica_scaling.scaling_chart(rows, out / "scaling.png",
+                                      f"{cfg['dataset']}, preset {cfg['preset']}, global batch "
+                                      f"{cfg['batch_size']}, {cfg['iters']} iterations, "
+                                      f"{'/'.join(devices)} ({prov.get('cpu')})")
     atomic.write_text(out / "scaling.md", text)
     atomic.write_json(out / "scaling.json", {"command": command, "rows": rows})
     print(text)

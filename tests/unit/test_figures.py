@@ -101,3 +101,13 @@ def test_sample_grids_name_backend_and_iteration(tmp_path, n):
         assert "after 500 iterations" in _title(fig)
         assert [ax.get_title() for ax in fig.axes] == ["pytorch, iteration 500", "mxnet, iteration 500"]
     assert CONTEXT in _title(fig)
+
+
+def test_scaling_chart_names_its_run_and_labels_both_axes(tmp_path):
+    from common.results import replica_scaling
+    rows = [{"backend": "pytorch", "replicas": n, "img/s": 300.0 * n ** 0.5,
+             "efficiency": n ** -0.5} for n in (1, 2)]
+    fig = replica_scaling.scaling_chart(rows, tmp_path / "s.png", CONTEXT)
+    assert CONTEXT in _title(fig)
+    assert all(ax.get_ylabel() and ax.get_legend() is None for ax in fig.axes)
+    assert fig.legends

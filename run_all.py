@@ -109,6 +109,8 @@ def main(argv=None) -> int:
     except (UsageError, DataError) as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        interrupts.process.restore()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ class Interrupts:
     def __init__(self, raising: bool):
         self.signals: list[int] = []
         self.is_raising = raising
+        self.previous: dict = {}
 
     @property
     def count(self) -> int:
@@ -29,8 +30,16 @@ class Interrupts:
 
     def install(self) -> "Interrupts":
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle)
+            self.previous[sig] = signal.signal(sig, self.handle)
         return self
+
+    def restore(self) -> None:
+        """The handlers from before install(), and a fresh count (run_all.main called in-process,
+        as tests do, leaves the caller's Ctrl-C as it was)."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()
+        self.signals.clear()
 
     def handle(self, signum, frame) -> None:
         self.signals.append(signum)

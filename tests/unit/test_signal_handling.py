@@ -34,3 +34,12 @@ def test_the_parent_raises_only_inside_a_raising_block():
     with stops.raising():
         stops.handle(signal.SIGINT, None)  # not the first: never raises twice
     assert stops.count == 3
+
+
+def test_restore_gives_back_the_handlers_and_a_fresh_count():
+    before = signal.getsignal(signal.SIGINT)
+    stops = Interrupts(raising=False).install()
+    assert signal.getsignal(signal.SIGINT) == stops.handle
+    stops.handle(signal.SIGINT, None)
+    stops.restore()
+    assert signal.getsignal(signal.SIGINT) == before and stops.count == 0

@@ -13,7 +13,6 @@ common/harness/ (orchestrate.py and the modules it names).
 """
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -31,14 +30,21 @@ def parse_args(argv):
     p = options.build_parser(description=__doc__.split("\n\n")[0])
     args = p.parse_args(argv)
 
+    args.given = options.given_options(argv)
+    problem = options.run_mode_conflict(args.given)
+    if problem:
+        p.error(problem)
     if args.backend == "all":
         args.backends = list(backends.NAMES)
     else:
         args.backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+        if "all" in args.backends:
+            p.error(f"--backend {args.backend}: 'all' stands alone; pass --backend all or a list "
+                    f"like {','.join(backends.NAMES[:2])}")
         unknown = [b for b in args.backends if b not in backends.REGISTRY]
         if unknown or not args.backends:
             p.error(f"unknown backend {', '.join(unknown) or repr(args.backend)}; "
-                    f"valid: all, {', '.join(backends.NAMES)}")
+                    f"valid: all, or a list of {', '.join(backends.NAMES)}")
     try:
         args.seed_list = ([int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds
                           else [args.seed])
@@ -47,7 +53,6 @@ def parse_args(argv):
     if not args.seed_list or len(set(args.seed_list)) != len(args.seed_list):
         p.error(f"--seeds needs distinct integers like 0,1,2, got {args.seeds!r}")
     args.seed = args.seed_list[0]
-    args.given = options.given_options(argv)
     for name, opt in options.options().items():  # each option's own bounds (its `check`)
         value = getattr(args, name)
         if value is not None and opt.check == "non_negative" and value < 0:
@@ -76,7 +81,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # The harness is imported after parsing: --help and a bad option need none of it.
-    from common.harness import listing, orchestrate, reporting, resume
+    from common.harness import interrupts, listing, orchestrate, reporting, resume
     if args.list:
         return listing.list_backends()
     try:
@@ -86,16 +91,26 @@ def main(argv=None) -> int:
             return reporting.compare_runs(*(Path(d) for d in args.compare))
         if args.resume:
             args = resume.resume_args(args)
+            if resume.nothing_left(args.stored_results):
+                print(f"run_all.py: nothing to resume: every backend of {args.resume} finished "
+                      f"(--report {args.resume} rebuilds its report)", file=sys.stderr)
+                return 0
     except UsageError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept;
+    # a signal stops only the wait on a child (or the data loading), never the writing of results.
+    interrupts.process.install()
     try:
         return orchestrate.run(args)
+    except KeyboardInterrupt:
+        print("run_all.py: interrupted before training started; nothing was written", file=sys.stderr)
+        return orchestrate.EXIT_INTERRUPTED
     except (UsageError, DataError) as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        interrupts.process.restore()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Published tables, generated from result files, never typed.
 
+    python -m benchmarks.publish benchmarks/results/<folder>/throughput.json
     python -m benchmarks.publish runs/<stamp>/results.json > benchmarks/tables/<name>.md
     python -m benchmarks.publish --readme [--check]
 
-The first renders one run's results.json (numbers, machine, versions, command). The second
+The first prints one grid's headline table (as the README shows it); the second renders one
+run's results.json (numbers, machine, versions, command). The third
 rewrites the README's benchmark section, between its markers, with the headline table made from
 every benchmarks/results/*/throughput.json (the throughput grid's output): img/s at batch 64 in
 spec and best-available per backend and grid, each grid's machine, date and command, and a link
@@ -11,6 +13,7 @@ to its full table (throughput.md beside it); --check only says whether the READM
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -149,13 +152,51 @@ def update_readme(check: bool) -> int:
     return 0
 
 
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.publish", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m benchmarks.publish benchmarks/results/<machine>-<date>-mnist32/throughput.json\n"
+               "  python -m benchmarks.publish runs/<stamp>/results.json > benchmarks/tables/mine.md\n"
+               "  python -m benchmarks.publish --readme --check\n"
+               "how to measure and publish on your own machine or GPU: docs/publish.md")
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="a grid's throughput.json (python -m benchmarks.throughput): its headline "
+                        "table; or a run's results.json (run_all.py): its results table; "
+                        "markdown on stdout")
+    p.add_argument("--readme", action="store_true",
+                   help="rewrite README.md's benchmark section from every "
+                        "benchmarks/results/*/throughput.json (default: off)")
+    p.add_argument("--check", action="store_true",
+                   help="with --readme: write nothing, exit 1 if the README is stale (default: off)")
+    p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")
+    args = p.parse_args(argv)
+    if args.readme == bool(args.file):
+        p.error("pass either FILE or --readme")
+    if args.check and not args.readme:
+        p.error("--check goes with --readme")
+    return args
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--readme"] and set(argv[1:]) <= {"--check"}:
-        return update_readme(check="--check" in argv)
-    if len(argv) != 1 or argv[0].startswith("--"):
-        print("usage: python -m benchmarks.publish RESULTS.json | --readme [--check]", file=sys.stderr)
+    args = parse_args(argv)
+    if args.readme:
+        return update_readme(check=args.check)
+    path = Path(args.file)
+    try:
+        if path.name == "throughput.json":
+            print(headline([(path.parent.name, json.loads(path.read_text()))]))
+        else:
+            print(render(schema.load_results(path)))
+    except FileNotFoundError:
+        print(f"benchmarks.publish: {path}: no such file; pass a throughput.json or results.json",
+              file=sys.stderr)
         return 2
-    print(render(schema.load_results(Path(argv[0]))))
+    except (ValueError, KeyError) as exc:
+        print(f"benchmarks.publish: {path}: not a results file this version reads ({exc})",
+              file=sys.stderr)
+        return 2
     return 0
 
 

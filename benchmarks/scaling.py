@@ -27,16 +27,25 @@ from common.results.tables import table  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", default="all")
-    p.add_argument("--devices", default="1,2", help="comma-separated replica counts")
-    p.add_argument("--batch-size", type=int, default=64, help="the global batch, the same at every count")
-    p.add_argument("--iters", type=int, default=40)
-    p.add_argument("--repeats", type=int, default=3, help="runs per replica count, interleaved")
-    p.add_argument("--preset", default="mnist32")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--from-runs", nargs="+", metavar="DIR", help="tabulate these run folders; no training")
-    p.add_argument("--out", help="folder to create (default: runs/scaling-<timestamp>)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0],
+                                epilog="example: python -m benchmarks.scaling --backend pytorch "
+                                       "--devices 1,2,4 --device gpu (docs/data-parallel.md)")
+    p.add_argument("--backend", default="all", metavar="LIST",
+                   help="all or a comma-separated list of backends (default all)")
+    p.add_argument("--devices", default="1,2", metavar="LIST",
+                   help="comma-separated replica counts (default 1,2)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="the global batch, the same at every count (default 64)")
+    p.add_argument("--iters", type=int, default=40, metavar="N",
+                   help="training iterations per run (default 40)")
+    p.add_argument("--repeats", type=int, default=3, metavar="N",
+                   help="runs per replica count, interleaved (default 3)")
+    p.add_argument("--preset", default="mnist32",
+                   help="network preset: mnist32 or dcgan64 (default mnist32)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="auto (a GPU if one is visible), cpu or gpu (default auto)")
+    p.add_argument("--from-runs", nargs="+", metavar="DIR", help="tabulate these run folders; no training (default: train)")
+    p.add_argument("--out", metavar="DIR", help="folder to create (default: runs/scaling-<timestamp>)")
     args = p.parse_args(argv)
     try:
         args.counts = [int(n) for n in args.devices.split(",")]
@@ -93,7 +102,12 @@ def main(argv=None) -> int:
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
         table(rows, "github"), ""])
     if rows:
-        replica_scaling.scaling_chart(rows, out / "scaling.png")
+        devices = sorted({((r["backends"][b] or {}).get("device") or {}).get("device") or "?"
+                          for r in runs for b in r["backends"]})
+        replica_scaling.scaling_chart(rows, out / "scaling.png",
+                                      f"{cfg['dataset']}, preset {cfg['preset']}, global batch "
+                                      f"{cfg['batch_size']}, {cfg['iters']} iterations, "
+                                      f"{'/'.join(devices)} ({prov.get('cpu')})")
     atomic.write_text(out / "scaling.md", text)
     atomic.write_json(out / "scaling.json", {"command": command, "rows": rows})
     print(text)

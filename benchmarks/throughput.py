@@ -52,25 +52,45 @@ EXIT_USAGE = 2
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", default="all", help=f"all or a comma-separated list of {', '.join(backends.NAMES)}")
-    p.add_argument("--preset", default="mnist32", choices=list(PRESETS))
-    p.add_argument("--batch-sizes", default="16,64,256")
-    p.add_argument("--configs", default="spec,best",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n"
+                                       "  python -m benchmarks.throughput --preset mnist32\n"
+                                       "  python -m benchmarks.throughput --device gpu --batch-sizes 64,256,1024\n"
+                                       "then: python -m benchmarks.publish <--out folder>/throughput.json "
+                                       "(docs/publish.md)")
+    p.add_argument("--backend", default="all", metavar="LIST",
+                   help=f"all or a comma-separated list of {', '.join(backends.NAMES)} (default all)")
+    p.add_argument("--preset", default="mnist32", choices=list(PRESETS),
+                   help="network preset: mnist32 (1x32x32) or dcgan64 (3x64x64) (default mnist32)")
+    p.add_argument("--batch-sizes", default="16,64,256", metavar="LIST",
+                   help="comma-separated batch sizes, one cell each; the README's headline is "
+                        "batch 64 (default 16,64,256)")
+    p.add_argument("--configs", default="spec,best", metavar="LIST",
                    help="comma-separated: spec, best, or '+'-joined fast paths "
-                        f"({', '.join(configs.FAST_PATHS)}) for an ablation")
-    p.add_argument("--bare", action="store_true", help="also time each framework's bare reference loop")
-    p.add_argument("--images", type=int, default=2048, help="images per cell: the time box")
-    p.add_argument("--min-iters", type=int, default=8, help="iterations per cell at least")
-    p.add_argument("--repeats", type=int, default=1, help="runs per cell")
-    p.add_argument("--quality-iters", type=int, default=0,
-                   help="train best and spec this many iterations on real digits and score them (0: off)")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--peak-seconds", type=float, default=2.0,
-                   help="seconds of large GEMMs per precision to measure the device's peak first (0: off)")
-    p.add_argument("--out", help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>)")
-    p.add_argument("--work", help="raw run folders (default: runs/bench-<timestamp>)")
+                        f"({', '.join(configs.FAST_PATHS)}) for an ablation (default spec,best)")
+    p.add_argument("--bare", action="store_true",
+                   help="also time each framework's bare reference loop (default: off)")
+    p.add_argument("--images", type=int, default=2048, metavar="N",
+                   help="images per cell: the time box (default 2048)")
+    p.add_argument("--min-iters", type=int, default=8, metavar="N",
+                   help="iterations per cell at least (default 8)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="runs per cell, interleaved (every cell, then every cell again); the cell is "
+                        "their median, with their range (default 1)")
+    p.add_argument("--quality-iters", type=int, default=0, metavar="N",
+                   help="train best and spec this many iterations on real digits and score them "
+                        "(default 0: off)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), metavar="N",
+                   help="CPU threads given to every framework alike (default: all cores)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="auto (a GPU if one is visible), cpu or gpu (default auto)")
+    p.add_argument("--peak-seconds", type=float, default=2.0, metavar="S",
+                   help="seconds of large GEMMs per precision to measure the device's peak first "
+                        "(default 2; 0: off)")
+    p.add_argument("--out", metavar="DIR",
+                   help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>)")
+    p.add_argument("--work", metavar="DIR",
+                   help="raw run folders of every cell (default: runs/bench-<timestamp>)")
     args = p.parse_args(argv)
     try:
         args.batches = [int(b) for b in args.batch_sizes.split(",")]

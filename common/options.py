@@ -79,100 +79,131 @@ def option(default, help: str, group: str, **meta) -> Any:
     return field(default=default, metadata={"option": Option(help=help, group=group, **meta)})
 
 
-TRAIN, SPEED, PARALLEL, RUN, OTHER = ("what to train", "device, threads and fast paths",
-                                      "data parallel", "the run", "without training")
+# The --help groups, in this order.
+DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER = (
+    "data", "training", "device, threads and fast paths (off by default: parity is proven "
+    "without them)", "data parallel", "sample quality", "output", "run modes (without "
+    "training, or continuing a run; each alone)")
+GROUPS = (DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER)
+RUN = OUTPUT  # older name of the output group
+# --help's closing lines: the commands a new user needs first.
+EXAMPLES = """examples:
+  python run_all.py --backend all --dataset mnist            every backend, 500 iterations
+  python run_all.py --backend pytorch --iters 40 --quiet     one backend, a quick check
+  python run_all.py --dataset synthetic --device gpu --batch-size 256
+  python run_all.py --checkpoint-every 100 --out runs/long   resumable: --resume runs/long
+  python run_all.py --compare runs/a runs/b                  what changed, beyond noise or not
+  python run_all.py --list                                   installed backends and devices
+docs: README.md, docs/options.md, docs/outputs.md (what a run writes), docs/benchmarks.md"""
 
 
 @dataclass(frozen=True)
 class RunOptions:
     backend: str = option(
-        "all", f"'all' or a comma-separated list of: {', '.join(backends.NAMES)}", TRAIN,
+        "all", f"'all' or a comma-separated list of: {', '.join(backends.NAMES)} (default all)",
+        TRAIN, metavar="LIST",
         attr="backends", stored=True, key="backends")
     dataset: str = option(
-        "mnist", "mnist | mnist-5k | synthetic | cifar10 | PATH (a folder of .png/.jpg images)",
-        TRAIN, stored=True)
+        "mnist", "mnist | mnist-5k | synthetic | cifar10 | PATH (a folder of .png/.jpg images; default mnist)",
+        DATA, metavar="NAME|PATH", stored=True)
     preset: str | None = option(
-        None, "network preset (default: the dataset's)", TRAIN, choices=tuple(PRESETS),
+        None, "network preset (default: the dataset's: mnist32 for digits, dcgan64 for RGB)",
+        DATA, choices=tuple(PRESETS),
         stored=True, child=True)
     iters: int | None = option(
-        None, f"training iterations (default {DEFAULT_ITERS})", TRAIN, exclusive="length",
+        None, f"training iterations (default {DEFAULT_ITERS}, or --epochs)", TRAIN,
+        exclusive="length", metavar="N",
         check="positive", stored=True, child=True)
     epochs: float | None = option(
-        None, "training length in epochs of the dataset", TRAIN, exclusive="length",
+        None, "training length in epochs of the dataset, instead of --iters (default: off)",
+        TRAIN, exclusive="length", metavar="E",
         check="positive", resume=EXCLUSIVE)
-    batch_size: int = option(DEFAULT_BATCH, "", TRAIN, check="positive", stored=True, child=True)
+    batch_size: int = option(DEFAULT_BATCH, f"images per training step, all replicas together "
+                                            f"(default {DEFAULT_BATCH})", TRAIN, check="positive", metavar="N",
+                             stored=True, child=True)
     # the framework's RNG, used for its own init under --no-shared-init
-    seed: int = option(0, "", TRAIN, stored=True, backend=True)
+    seed: int = option(0, "the one training seed: initial weights, noise and data order "
+                          "(default 0; several: --seeds)", TRAIN, metavar="N", stored=True, backend=True)
     seeds: str | None = option(
         None, "comma-separated training seeds (e.g. 0,1,2): every backend trains once per seed "
-              "and the report gives mean and spread", TRAIN,
+              "and the report gives mean and spread (default: off, --seed alone)", TRAIN, metavar="LIST",
         attr="seed_list", stored=True, stored_when=lambda seeds: len(seeds) > 1,
         read=lambda c: c.get("seeds", [c["seed"]]))
     shared_init: bool = option(
-        True, "every backend starts from the same numpy-drawn weights", TRAIN, stored=True)
+        True, "every backend starts from the same numpy-drawn weights (default: on)", TRAIN,
+        stored=True)
     data_dir: str | None = option(
         None, "folder with the MNIST .gz (or raw idx) files or the CIFAR-10 python tarball; "
-              "no download", TRAIN, resume=EXCLUSIVE)
+              "no download (default: the cache, downloading what is missing)", DATA,
+        metavar="DIR", resume=EXCLUSIVE)
     # gpu never falls back to the CPU silently
-    device: str = option("auto", "", SPEED, choices=("auto", "cpu", "gpu"), stored=True,
-                         backend=True)
+    device: str = option("auto", "where every backend trains: auto (a GPU if one is visible), "
+                                 "cpu or gpu (never falls back); not --devices (default auto)",
+                         SPEED, choices=("auto", "cpu", "gpu"), stored=True, backend=True)
     # None (BackendOptions' default) keeps the framework's own
     threads: int = option(
-        os.cpu_count(), "CPU threads given to every framework alike", SPEED, check="positive",
+        os.cpu_count(), "CPU threads given to every framework alike (default: all cores)", SPEED,
+        check="positive", metavar="N",
         stored=True, backend=True, backend_default=None)
     # Fast paths, off by default: parity is proven without them.
-    channels_last: bool = option(False, "fast path (PyTorch); off for parity", SPEED,
+    channels_last: bool = option(False, "channels-last memory layout (PyTorch; default off)", SPEED,
                                  stored=True, backend=True)
     bf16: bool = option(
-        False, "bf16 fast path (PyTorch autocast, Keras mixed_bfloat16; MXNet AMP graph, an "
-        "ablation: slower on CPUs); off for parity", SPEED,
+        False, "bf16 math (PyTorch autocast, Keras mixed_bfloat16; MXNet's AMP graph, an "
+        "ablation: slower on CPUs; default off)", SPEED,
         stored=True, backend=True)
-    xla: bool = option(False, "XLA-compiled step (TensorFlow); off for parity", SPEED,
+    xla: bool = option(False, "XLA-compiled step (TensorFlow; default off)", SPEED,
                        stored=True, backend=True)
-    compile: bool = option(False, "torch.compile'd G and D (PyTorch); off for parity", SPEED,
+    compile: bool = option(False, "torch.compile'd G and D (PyTorch; default off)", SPEED,
                            stored=True, late=True, backend=True)
     devices: int = option(
-        1, "data-parallel replicas, each with its framework's own engine "
-           "(docs/data-parallel.md); each trains on 1/N of every --batch-size batch", PARALLEL,
-        check="positive", stored=True, late=True, backend=True)
+        1, "number of data-parallel replicas (not --device), each with its framework's own "
+           "engine (docs/data-parallel.md); each trains on 1/N of every batch (default 1)", PARALLEL,
+        check="positive", metavar="N", stored=True, late=True, backend=True)
     sync_bn: bool = option(
         False, "with --devices: BN over the global batch (PyTorch SyncBatchNorm, CUDA only; "
-               "Chainer MultiNodeBatchNormalization); default per-replica BN", PARALLEL,
+               "Chainer MultiNodeBatchNormalization; default off: per-replica BN)", PARALLEL,
         stored=True, late=True, backend=True)
     # A multi-host run is not resumable in this version (resume refuses it), so never compared.
     nodes: int = option(
         1, "hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with the same "
-           "arguments on each; --devices replicas per host", PARALLEL,
-        check="positive", stored=True, resume=REFUSED, child=True, backend=True)
+           "arguments on each; --devices replicas per host (default 1)", PARALLEL,
+        check="positive", metavar="N", stored=True, resume=REFUSED, child=True, backend=True)
     rdzv_endpoint: str | None = option(
-        None, "with --nodes: where the hosts meet (one of them, a free port)", PARALLEL,
+        None, "with --nodes: where the hosts meet (one of them, a free port; no default)", PARALLEL,
         metavar="HOST:PORT", child=True)
-    out: str | None = option(None, "run folder to create (default: a new runs/<timestamp>)", RUN,
+    out: str | None = option(None, "run folder to create, must not exist (default: a new "
+                                   "runs/<timestamp>)", OUTPUT, metavar="DIR",
                              resume=EXCLUSIVE)
     timeout: float | None = option(
-        None, "seconds one backend may take before it is stopped", RUN, check="positive",
+        None, "seconds one backend may take before it is stopped (default: no limit)", TRAIN,
+        check="positive", metavar="SECONDS",
         stored=True, resume=FREE)
-    quiet: bool = option(False, "no progress bars", RUN, resume=FREE, child=True)
-    verbose: bool = option(False, "show framework log output", RUN, resume=FREE, backend=True)
+    quiet: bool = option(False, "no progress bars (default: shown)", OUTPUT, resume=FREE,
+                         child=True)
+    verbose: bool = option(False, "show the frameworks' own log output (default: hidden)", OUTPUT,
+                           resume=FREE, backend=True)
     # Stored inside the run's quality configuration ("quality": {"every": K}), which the run
     # resolves; resume reads it from there.
     quality_every: int | None = option(
         None, "FD of the fixed-z samples every K iterations, for the time-to-quality curve "
-              "(default: about 10 points per run, a multiple of 10; 0: off)", RUN, metavar="K",
+              "(default: about 10 points per run, a multiple of 10; 0: off)", QUALITY, metavar="K",
         check="non_negative", read=lambda c: (c.get("quality") or {}).get("every", 0))
     checkpoint_every: int | None = option(
         None, "write each backend's checkpoint (native state + canonical weights) every N "
-              "iterations into backends/<name>/checkpoints/, for --resume", RUN, metavar="N",
+              "iterations into backends/<name>/checkpoints/, for --resume (default: none)",
+        OUTPUT, metavar="N",
         check="positive", stored=True, stored_when=bool, late=True, child=True)
     resume: str | None = option(
         None, "continue the unfinished backends of run DIR from their last checkpoints, with "
-              "DIR's stored configuration", RUN, metavar="DIR", resume=FREE)
-    list: bool = option(False, "show installed backends and their devices", OTHER,
+              "DIR's stored configuration", OTHER, metavar="DIR", resume=FREE)
+    list: bool = option(False, "show the backends, whether installed, versions and devices", OTHER,
                         resume=EXCLUSIVE)
     report: str | None = option(None, "rebuild DIR's report from its results.json; no training",
                                 OTHER, metavar="DIR", resume=EXCLUSIVE)
     compare: tuple | None = option(
-        None, "print what changed from run DIR_A to run DIR_B (speed, losses, quality)", OTHER,
+        None, "print what changed from run DIR_A to run DIR_B (speed, beyond noise or not; "
+              "losses, quality)", OTHER,
         nargs=2, metavar=("DIR_A", "DIR_B"), resume=EXCLUSIVE)
 
 
@@ -230,9 +261,11 @@ def _argparse_kwargs(name: str, opt: Option, suppress: bool) -> dict:
 
 def build_parser(description: str = "", suppress: bool = False) -> argparse.ArgumentParser:
     """run_all.py's parser. suppress: no defaults at all, so a parse lists only what was given."""
-    p = OneLineParser(prog="run_all.py", description=description,
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    groups: dict[str, Any] = {}  # argparse groups by title, then mutually exclusive ones by name
+    p = OneLineParser(prog="run_all.py", description=description, epilog=EXAMPLES,
+                      usage="%(prog)s [options]   (grouped below; examples at the end)",
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    # argparse groups by title (in GROUPS' order), then mutually exclusive ones by name
+    groups: dict[str, Any] = {title: p.add_argument_group(title) for title in GROUPS}
     for name, opt in options().items():
         if opt.group not in groups:
             groups[opt.group] = p.add_argument_group(opt.group)
@@ -249,6 +282,25 @@ def given_options(argv) -> set[str]:
     """The dests set on the command line (abbreviations included): parsed again with no
     defaults, so only what was given is set."""
     return set(vars(build_parser(suppress=True).parse_args(argv)))
+
+
+RUN_MODES = ("list", "report", "compare", "resume")
+MODE_EXTRAS = {"quiet", "verbose"}  # what a mode without training still accepts
+
+
+def run_mode_conflict(given: set[str]) -> str | None:
+    """One line if the command line mixes run modes, or gives --list/--report/--compare an
+    option that only training reads (--resume's own checks are in common/harness/resume.py)."""
+    modes = [m for m in RUN_MODES if m in given]
+    if len(modes) > 1:
+        return f"{' and '.join(map(flag, modes))} cannot be combined; run one at a time"
+    if modes and modes[0] != "resume":
+        extra = sorted(given - {modes[0]} - MODE_EXTRAS)
+        if extra:
+            return (f"{flag(modes[0])} trains nothing, so {', '.join(map(flag, extra))} "
+                    f"{'does' if len(extra) == 1 else 'do'} not apply; drop "
+                    f"{'it' if len(extra) == 1 else 'them'}")
+    return None
 
 
 # ----- what is derived from parsed (and resolved) args -----

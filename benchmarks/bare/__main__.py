@@ -17,15 +17,20 @@ from common.spec import PRESETS
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.bare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", required=True, choices=NAMES)
-    p.add_argument("--preset", default="mnist32", choices=list(PRESETS))
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--iters", type=int, default=20, help="timed steps, the first included")
+    p.add_argument("--backend", required=True, choices=NAMES, help="the framework (required)")
+    p.add_argument("--preset", default="mnist32", choices=list(PRESETS),
+                   help="network preset (default mnist32)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per step (default 64)")
+    p.add_argument("--iters", type=int, default=20, metavar="N",
+                   help="timed steps, the first included (default 20)")
     p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   help="CPU threads for the framework (0: its own default)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument("--init-weights", help="canonical .npz to start from (default: shared init, seed 0)")
-    p.add_argument("--out", required=True, help="result JSON file to write")
+                   metavar="N",
+                   help="CPU threads for the framework (default: all cores; 0: the framework's own)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                   help="where the loop runs (default cpu)")
+    p.add_argument("--init-weights", metavar="NPZ", help="canonical .npz to start from (default: shared init, seed 0)")
+    p.add_argument("--out", required=True, metavar="FILE", help="result JSON file to write (required)")
     args = p.parse_args(argv)
     if args.batch_size <= 0 or args.iters <= 0 or args.threads < 0:
         p.error("--batch-size and --iters must be positive, --threads non-negative")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common import atomic
-from common.harness import replicas
+from common.harness import interrupts, replicas
 from common.harness.runfolder import REPO
 
 STDERR_TAIL_LINES = 40
@@ -48,7 +48,10 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     pump.start()
     status = None
     try:
-        proc.wait(timeout=timeout)
+        if interrupts.process.count:  # a signal came while it started
+            raise KeyboardInterrupt
+        with interrupts.process.raising():  # the one place a signal stops the parent's work
+            proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         status = "timeout"
         stop(proc)
@@ -69,7 +72,8 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
         if first and first[0] != 0:
             result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
                           f"replicas (rank 0: {result['reason'][:200]})")
-    return result, status == "interrupted"
+    # A child stopped by a signal of its own (kill -INT PID) stops the run as a Ctrl-C would.
+    return result, status == "interrupted" or result["status"] == "interrupted"
 
 
 def forward_stderr(stream, tail, log_path: Path) -> None:
@@ -117,7 +121,9 @@ def finish_child(name, out: Path, proc, tail, status, seconds) -> dict:
         how = (f"killed by signal {-code}" if code is not None and code < 0
                else f"exited with status {code} without a result")
         result = {"backend": name, "status": "failed", "reason": f"the backend process {how}"}
-    if status:  # the parent's view wins: it stopped the child
+    if status == "interrupted" and result["status"] == "interrupted" and result.get("reason"):
+        pass  # the child's own reason says after how many iterations it stopped
+    elif status:  # the parent's view wins: it stopped the child
         result["status"] = status
         result["reason"] = ("exceeded --timeout" if status == "timeout" else "interrupted by signal")
     result["process_seconds"] = seconds

@@ -10,20 +10,24 @@ import backends
 from common.harness.runfolder import REPO
 
 
+ROW = "{:<11} {:<10} {:<14} {}"
+
+
 def list_backends() -> int:
-    from tabulate import tabulate
-    rows = []
+    """One line per backend as soon as it is probed (a framework's import takes seconds)."""
+    print(ROW.format("backend", "available", "version", "devices / reason"), flush=True)
+    print(ROW.format("-" * 10, "-" * 9, "-" * 13, "-" * 16), flush=True)
     for name in backends.NAMES:
         reason = backends.unavailable_reason(name)
         if reason:
-            rows.append([name, "no", "", reason])
+            print(ROW.format(name, "no", "", reason), flush=True)
             continue
         proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", name], cwd=REPO,
                               capture_output=True, text=True, timeout=300)
         try:
             info = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append([name, "yes", info["version"], ", ".join(info["devices"])])
+            row = [name, "yes", info["version"], ", ".join(info["devices"])]
         except (ValueError, IndexError, KeyError):
-            rows.append([name, "broken", "", (proc.stderr.strip().splitlines() or ["?"])[-1]])
-    print(tabulate(rows, headers=["backend", "available", "version", "devices / reason"]))
+            row = [name, "broken", "", (proc.stderr.strip().splitlines() or ["?"])[-1]]
+        print(ROW.format(*row), flush=True)
     return 0

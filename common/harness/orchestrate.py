@@ -14,10 +14,10 @@ from pathlib import Path
 import backends
 from common import atomic, canonical, data, options, sysinfo
 from common.data import image_folder, noise
-from common.harness import reporting
+from common.harness import interrupts, reporting
 from common.harness.child import run_child
 from common.harness.quality import QualityJudge, quality_config, quality_unavailable
-from common.harness.runfolder import make_run_dir, rel
+from common.harness.runfolder import check_out, make_run_dir, rel
 from common.options import DEFAULT_ITERS, UsageError
 from common.results import schema
 from common.spec import DATASET_PRESETS, FOLDER_PRESET, model_spec
@@ -37,13 +37,16 @@ def child_dataset(meta: dict) -> dict:
 def run(args) -> int:
     """Train as args say (parsed by run_all.py, or the stored configuration under --resume);
     the exit status: 0, 1 if a backend did not finish, EXIT_INTERRUPTED."""
+    if not args.resume:
+        check_out(args.out)  # before any data is loaded or downloaded
     if args.device == "gpu" and not sysinfo.gpu_models():
         raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
                          "use --device cpu or --device auto")
     preset = args.preset or DATASET_PRESETS.get(
         args.dataset, FOLDER_PRESET if image_folder.is_folder_dataset(args.dataset) else "mnist32")
     spec = model_spec(preset)  # --preset choices are validated by argparse
-    dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
+    with interrupts.process.raising():  # a Ctrl-C while data load or download: nothing written yet
+        dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
     try:
         plan = noise.BatchPlan(len(dataset.images), args.batch_size, args.seed)
     except ValueError as exc:
@@ -97,7 +100,8 @@ def run(args) -> int:
     atomic.write_json(run_dir / "results.json", results)
     if not reporting.finish_run(run_dir, results):
         return 1
-    if interrupted:
+    if interrupted or interrupts.process.count:
+        reporting.how_to_go_on(run_dir, results, interrupts.process.name())
         return EXIT_INTERRUPTED
     every = [results["backends"], *results.get("by_seed", {}).values()]
     bad = [n for runs in every for n, r in runs.items()
@@ -129,7 +133,7 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
             seed_results[name] = {"backend": name, "status": "skipped", "reason": reason}
             if not args.quiet and seed_dir == run_dir:
                 print(f"{name:>10}: skipped: {reason}", file=sys.stderr)
-        elif interrupted:
+        elif interrupted or interrupts.process.count:
             seed_results[name] = {"backend": name, "status": "interrupted",
                                   "reason": "not started: the run was interrupted"}
         else:

@@ -23,6 +23,22 @@ def finish_run(run_dir: Path, results: dict) -> bool:
     return True
 
 
+def how_to_go_on(run_dir: Path, results: dict, signal_name: str) -> None:
+    """The last lines of an interrupted run: what stopped, and the command that goes on."""
+    runs = results["backends"]
+    stopped = [f"{n} after {r.get('iterations_done', 0)} iterations" for n, r in runs.items()
+               if r["status"] == "interrupted" and r.get("iterations_done")]
+    waiting = [n for n, r in runs.items() if r["status"] == "interrupted" and not r.get("iterations_done")]
+    print(f"\ninterrupted{f' ({signal_name})' if signal_name else ''}: "
+          + "; ".join(filter(None, [", ".join(stopped) and "stopped " + ", ".join(stopped),
+                                    waiting and "not run: " + ", ".join(waiting)])))
+    taken = any(p.is_dir() for p in run_dir.glob("backends/*/checkpoints/*"))
+    note = ("unfinished backends continue from their last checkpoint" if taken else
+            "no checkpoint was taken, so unfinished backends start again at iteration 0; "
+            "add --checkpoint-every N to a run to keep its progress")
+    print(f"to go on: python run_all.py --resume {rel(run_dir)}  ({note})")
+
+
 def rebuild_report(run_dir: Path) -> int:
     """`--report DIR`: DIR's report rebuilt from its results.json; no training."""
     results = load_run(run_dir)

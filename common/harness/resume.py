@@ -72,3 +72,9 @@ def resume_args(args):
     args.backend = "all" if args.backends == list(backends.NAMES) else ",".join(args.backends)
     args.stored_results = results
     return args
+
+
+def nothing_left(results: dict) -> bool:
+    """Every backend of every seed finished (ok or skipped): --resume has nothing to do."""
+    runs = [results.get("backends") or {}, *(results.get("by_seed") or {}).values()]
+    return bool(runs[0]) and all(r.get("status") in ("ok", "skipped") for run in runs for r in run.values())

@@ -11,6 +11,30 @@ import time
 from pathlib import Path
 
 LOSS_COLUMNS = ("backend", "iteration", "loss_d", "loss_g", "step_seconds")
+# The headline losses: mean and std over the last 10% of iterations (at least one). A GAN's
+# last-step losses swing by several times between steps; the tail mean says where training is.
+TAIL_FRACTION = 0.1
+
+
+def loss_tail(csv_path: Path, fraction: float = TAIL_FRACTION) -> dict | None:
+    """Mean and std (ddof 0) of loss_D and loss_G over the last `fraction` of a losses.csv's
+    rows (the whole run, also across a resume); None if it has none."""
+    import warnings
+
+    import numpy as np  # the worker has it loaded already; the parent never calls this
+    try:
+        with warnings.catch_warnings():  # an empty log is None, not a warning
+            warnings.simplefilter("ignore", UserWarning)
+            rows = np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=(1, 2, 3), ndmin=2)
+    except (OSError, ValueError):
+        return None
+    if not len(rows):
+        return None
+    n = max(1, round(len(rows) * fraction))
+    tail = rows[-n:]
+    return {"from_iteration": int(tail[0, 0]), "iterations": int(n),
+            "loss_d_mean": float(tail[:, 1].mean()), "loss_d_std": float(tail[:, 1].std()),
+            "loss_g_mean": float(tail[:, 2].mean()), "loss_g_std": float(tail[:, 2].std())}
 
 
 class Diverged(RuntimeError):

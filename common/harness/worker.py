@@ -19,13 +19,13 @@ import numpy as np
 
 import backends
 from backends.base import BackendOptions, BackendUnavailable
-from common import atomic, data
-from common.harness import checkpoint, replicas
+from common import atomic, data, sysinfo
+from common.harness import checkpoint, interrupts, replicas
 from common.data import noise
 from common import canonical
 from common.errors import DataError
 from common.spec import model_spec
-from common.harness.steplog import Diverged, StepLog
+from common.harness.steplog import Diverged, StepLog, loss_tail
 from common.harness.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
@@ -33,17 +33,20 @@ from common.harness.timing import summarize
 # multi-process run fails. The parent's handling of each is what tests/e2e/test_faults.py and
 # tests/e2e/test_parallel.py check.
 FAULT_ENV = "DCGAN_BENCH_TEST_FAULT"
-FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang")
+FAULTS = ("raise", "oom", "nan", "segfault", "kill", "hang", "interrupt")
 
 GRID_COUNT = 64  # the sample grid: 8 x 8 images, the first of the run's fixed z
 INIT_CHECK_COUNT = 16  # G(z) and D(x) at the initial weights: the report's forward-parity check
 
 
-def run(config: dict) -> dict:
+def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
+    """Train as config says; stops (the process's signal handling) is told when training is
+    over, so that no later signal interrupts the summary."""
+    stops = stops or interrupts.Interrupts(raising=True)
     out = Path(config["out_dir"])
     spec = model_spec(config["preset"])
     result = {"backend": config["backend"], "status": "failed", "reason": None}
-    log = None
+    log, load_before = None, {}
     try:
         ds = data.load_dataset(config["dataset"]["name"], spec.preset,
                                data_dir=config["dataset"].get("data_dir"),
@@ -66,8 +69,11 @@ def run(config: dict) -> dict:
         harness = _resume(backend, config, out, result) if config.get("resume") else {}
         start = result.get("resumed_from", 0)
         probe, every = _quality_probe(backend, spec, config, result, harness.get("train_seconds", 0.0))
+        if probe and start == 0:
+            probe(0, 0.0)  # the time-to-quality curve starts at the initial weights
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
                       progress=not config.get("quiet"), probe=probe, probe_every=every)
+        load_before = sysinfo.load_sample()  # how busy the machine was: the report warns
         t0 = time.perf_counter()
         on_step = _with_injected_fault(config["backend"], log)
         # With checkpoints, train() runs in segments that end at them: between two calls the
@@ -82,12 +88,15 @@ def run(config: dict) -> dict:
                 with log.paused():  # harness work: neither step time nor loop overhead
                     _save_checkpoint(backend, config, out, b, result, harness, log)
             a = b
+        stops.shutdown()
         result["wall_seconds"] = time.perf_counter() - t0
         result["status"] = "ok"
     except Diverged as exc:
+        stops.shutdown()
         result.update(status="diverged", reason=str(exc), diverged_at=exc.iteration)
     except KeyboardInterrupt:
-        result.update(status="interrupted", reason="interrupted by signal")
+        stops.shutdown()
+        result.update(status="interrupted", reason=_interrupt_reason(stops, log))
     except (BackendUnavailable, DataError) as exc:
         result.update(status="failed", reason=str(exc))
     except MemoryError as exc:
@@ -100,8 +109,12 @@ def run(config: dict) -> dict:
         result.update(status="oom" if oom else "failed", reason=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=20))
     finally:
+        stops.shutdown()  # whatever ended training, a signal from here on is only counted
+        interrupts.test_signal("summary")
         if log is not None:
             log.close()
+            result["machine_load"] = sysinfo.machine_load(load_before, sysinfo.load_sample())
+            result["loss_tail"] = loss_tail(out / "losses.csv")
             # The model's iterations (a resumed run's step timings cover this process only).
             result["iterations_done"] = log.next_iteration
             result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds)
@@ -115,6 +128,13 @@ def run(config: dict) -> dict:
         except Exception as exc:  # noqa: BLE001
             result.update(status="failed", reason=f"writing outputs: {type(exc).__name__}: {exc}")
     return result
+
+
+def _interrupt_reason(stops, log) -> str:
+    how = f"stopped by {stops.name()}" if stops.count else "stopped by an interrupt"
+    if log is None:
+        return how + " before training started"
+    return f"{how} after {log.next_iteration} of {log.stop} iterations"
 
 
 def _with_injected_fault(name: str, on_step):
@@ -140,6 +160,8 @@ def _with_injected_fault(name: str, on_step):
                 os.kill(os.getpid(), signal.SIGSEGV)
             if kind == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if kind == "interrupt":  # as a Ctrl-C to this process alone
+                os.kill(os.getpid(), signal.SIGINT)
             if kind == "hang":
                 time.sleep(3600)
         on_step(iteration, loss_d, loss_g, seconds)
@@ -244,10 +266,14 @@ def main(argv: list[str]) -> int:
         Path(config["out_dir"]).mkdir(parents=True, exist_ok=True)
     if replicas.launched():
         replicas.record_replica(config["out_dir"])
-    # SIGTERM from the parent (timeout, its own interrupt) ends the loop like Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    result = run(config)
+    # SIGTERM from the parent (timeout, its own interrupt) ends the loop like Ctrl-C; a second
+    # signal (Ctrl-C reaches the whole process group, then the parent's SIGTERM) is only counted.
+    stops = interrupts.Interrupts(raising=True).install()
+    result = run(config, stops)
     result["pid"] = os.getpid()
+    interrupts.test_signal("write")
+    if stops.count > 1:
+        result["later_signals"] = stops.count - 1
     atomic.write_json(Path(config["out_dir"]) / "result.json", result)
     return 0 if result["status"] == "ok" else 1
 

@@ -23,7 +23,7 @@ def save_figure(fig, path: Path) -> None:
     """Write `fig` as a PNG atomically and close it."""
     plt = pyplot()
     with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
 
 
@@ -40,109 +40,174 @@ def tile(samples: np.ndarray, columns: int = 8, gap: int = 2) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
-def save_grid(samples: np.ndarray, path: Path, scale: int = 3) -> None:
-    grid = tile(samples)
-    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)  # readable at a glance
-    plt = pyplot()
-    with atomic.atomic_path(path) as tmp:
-        plt.imsave(tmp, grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, format="png")
+def run_context(results: dict) -> str:
+    """What every figure names under its title: dataset, preset, batch, iterations, device."""
+    cfg, ds = results.get("config") or {}, results.get("dataset") or {}
+    devices = sorted({(r.get("device") or {}).get("device") for r in results["backends"].values()
+                      if (r.get("device") or {}).get("device")}) or [cfg.get("device", "?")]
+    prov = results.get("provenance") or {}
+    where = ", ".join(prov["gpus"]) if "gpu" in devices and prov.get("gpus") else prov.get("cpu")
+    return (f"{ds.get('name', cfg.get('dataset'))}, preset {cfg.get('preset')}, batch "
+            f"{cfg.get('batch_size')}, {cfg.get('iters')} iterations, {'/'.join(devices)}"
+            + (f" ({where})" if where else ""))
 
 
-def save_grids_side_by_side(grids: dict[str, np.ndarray], path: Path) -> None:
+def _title(fig, what: str, context: str) -> None:
+    fig.suptitle(f"{what}\n{context}" if context else what, fontsize=11)
+
+
+def _outside_legend(fig, ax, columns: int) -> None:
+    """One legend for the figure, below the axes: never over the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(columns, 5), fontsize=8,
+                   frameon=False)
+
+
+DPI = 110  # every figure's; save_figure writes at it
+GRID_MARGIN, GRID_TITLE = 10, 60  # pixels around a grid, and above it for its title
+
+
+def save_grid(samples: np.ndarray, path: Path, title: str = "", context: str = "", scale: int = 3):
+    """One backend's 8x8 grid, each pixel shown as scale x scale (readable at a glance, never
+    resampled), under a title naming the backend, the iteration and the run."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(grids), figsize=(4 * len(grids), 4.3), squeeze=False)
+    grid = tile(samples).repeat(scale, axis=0).repeat(scale, axis=1)
+    h, w = grid.shape[:2]
+    width, height = w + 2 * GRID_MARGIN, h + 2 * GRID_MARGIN + GRID_TITLE
+    fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    ax = fig.add_axes((GRID_MARGIN / width, GRID_MARGIN / height, w / width, h / height))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
+    fig.suptitle(f"{title or 'samples from the fixed z'}\n{context}" if context else
+                 (title or "samples from the fixed z"), fontsize=9, y=1 - 6 / height, va="top")
+    save_figure(fig, path)
+    return fig
+
+
+def save_grids_side_by_side(grids: dict[str, np.ndarray], path: Path, iterations: dict | None = None,
+                            context: str = ""):
+    plt = pyplot()
+    iterations = iterations or {}
+    fig, axes = plt.subplots(1, len(grids), figsize=(max(4 * len(grids), 8), 4.9), squeeze=False)
     for ax, (name, samples) in zip(axes[0], grids.items()):
         img = tile(samples)
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-        ax.set_title(name)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"{name}, iteration {iterations[name]}" if name in iterations else name)
         ax.axis("off")
-    fig.suptitle("Samples from the same fixed z")
+    its = set(iterations.values())
+    _title(fig, "Samples from the same fixed z"
+           + (f" after {its.pop()} iterations" if len(its) == 1 else ""), context)
     fig.tight_layout()
     save_figure(fig, path)
+    return fig
 
 
 # ----- curves and charts -----
-def loss_curves(losses: pd.DataFrame, path: Path) -> None:
+def loss_curves(losses: pd.DataFrame, path: Path, context: str = ""):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    for ax, column, title in zip(axes, ("loss_d", "loss_g"), ("loss_D", "loss_G")):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharex=True)
+    window = 1
+    for ax, column, label in zip(axes, ("loss_d", "loss_g"), ("loss_D", "loss_G")):
         for name, df in losses.groupby("backend", sort=False):
             df = df.sort_values("iteration")
             line, = ax.plot(df["iteration"], df[column], alpha=0.25, linewidth=0.8)
             window = max(1, len(df) // 25)
             ax.plot(df["iteration"], df[column].rolling(window, min_periods=1).mean(),
-                    color=line.get_color(), label=f"{name} (rolling mean {window})")
-        ax.set_title(title)
+                    color=line.get_color(), label=name)
+        ax.set_title(f"{label} (thin: every step; thick: rolling mean of {window})", fontsize=9)
         ax.set_xlabel("iteration")
+        ax.set_ylabel(f"{label} (binary cross-entropy, nats)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    _title(fig, "Losses", context)
+    _outside_legend(fig, axes[0], losses["backend"].nunique())
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, path)
+    return fig
 
 
-def throughput_chart(rows: list[dict], path: Path) -> None:
-    """Median img/s per backend with IQR bars, from tables.summary_rows."""
+def throughput_chart(rows: list[dict], path: Path, context: str = ""):
+    """Median img/s per backend with IQR bars and its value printed, from tables.summary_rows."""
     rows = [r for r in rows if r.get("_median")]
     if not rows:
-        return
+        return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3, 3.6))
+    fig, ax = plt.subplots(figsize=(max(1.6 * len(rows) + 3, 7), 4.2))
     med = np.array([r["_median"] for r in rows])
     lo = med - np.array([r["_iqr"][0] for r in rows])
     hi = np.array([r["_iqr"][1] for r in rows]) - med
     x = np.arange(len(rows))
-    ax.bar(x, med, color="#4C72B0", tick_label=[r["backend"] for r in rows])
+    bars = ax.bar(x, med, color="#4C72B0", tick_label=[r["backend"] for r in rows])
     # errorbar separately: bar(yerr=2xN) trips a numpy deprecation inside matplotlib 3.11
     ax.errorbar(x, med, yerr=np.array([lo, hi]), fmt="none", capsize=6, ecolor="black")
-    ax.set_ylabel("images / s (median, IQR bars)")
-    ax.set_title("Training throughput")
+    ax.bar_label(bars, labels=[f"{m:.1f}" for m in med], label_type="center", color="white",
+                 fontsize=9, fontweight="bold")
+    ax.set_ylabel("images / s (median; bars: IQR)")
+    ax.set_xlabel("backend")
     ax.grid(axis="y", alpha=0.3)
+    _title(fig, "Training throughput (warm-up excluded)", context)
     fig.tight_layout()
     save_figure(fig, path)
+    return fig
 
 
-def quality_chart(rows: list[dict], path: Path) -> None:
-    """FD and classifier score per backend against the real-digit floor, from tables.quality_rows."""
+def quality_chart(rows: list[dict], path: Path, context: str = ""):
+    """FD (log axis, the real floor visible) and classifier score per backend against the
+    real-digit floor, values on the bars, from tables.quality_rows."""
     plt = pyplot()
     gen = [r for r in rows if "floor" not in r["samples"]]
     floor = [r for r in rows if "floor" in r["samples"]]
-    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(gen) + 5, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(max(2.4 * len(gen) + 5, 10), 4.6))
     x = np.arange(len(gen))
     names = [r["samples"] for r in gen]
-    axes[0].bar(x, [r["_fd"] for r in gen], color="#DD8452", tick_label=names)
-    axes[0].errorbar(x, [r["_fd"] for r in gen], yerr=[r["_fd_std"] for r in gen], fmt="none",
-                     capsize=6, ecolor="black")
-    axes[1].bar(x, [r["_score"] for r in gen], color="#55A868", tick_label=names)
+    fd = np.array([r["_fd"] for r in gen])
+    bars = axes[0].bar(x, fd, color="#DD8452", tick_label=names)
+    axes[0].errorbar(x, fd, yerr=[r["_fd_std"] for r in gen], fmt="none", capsize=6, ecolor="black")
+    axes[0].bar_label(bars, labels=[f"{v:.1f}" for v in fd], label_type="center", color="white",
+                      fontsize=9, fontweight="bold")  # inside: clear of the error bars' caps
+    scores = [r["_score"] for r in gen]
+    bars = axes[1].bar(x, scores, color="#55A868", tick_label=names)
+    axes[1].bar_label(bars, labels=[f"{v:.2f}" for v in scores], padding=2, fontsize=8)
+    axes[0].set_yscale("log")
+    low = min([*fd, *(f["_fd"] for f in floor)]) / 2
+    axes[0].set_ylim(low, fd.max() * 3)  # the floor and every bar's value on the axis
+    axes[1].set_ylim(0, 10.5)
     if floor:
-        axes[0].axhline(floor[0]["_fd"], color="gray", linestyle="--", label="real-vs-real floor")
-        axes[1].axhline(floor[0]["_score"], color="gray", linestyle="--", label="real digits")
-        for ax in axes:
-            ax.legend(fontsize=8)
-    axes[0].set_title("Fréchet distance (lower is better; bootstrap std)")
-    axes[1].set_title("Classifier score (higher is better, max 10)")
+        axes[0].axhline(floor[0]["_fd"], color="gray", linestyle="--",
+                        label=f"real-vs-real floor (FD {floor[0]['_fd']:.1f}, score {floor[0]['_score']:.2f})")
+        axes[1].axhline(floor[0]["_score"], color="gray", linestyle="--")
+    axes[0].set_title("Fréchet distance (lower is better; bars: bootstrap std)", fontsize=9)
+    axes[1].set_title("Classifier score (higher is better, max 10)", fontsize=9)
+    axes[0].set_ylabel("FD of classifier features (log axis)")
+    axes[1].set_ylabel("classifier score (effective classes)")
     for ax in axes:
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    _title(fig, "Sample quality against real digits", context)
+    _outside_legend(fig, axes[0], 1)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path)
+    return fig
 
 
-def time_to_quality_chart(results: dict, path: Path) -> bool:
-    """FD of the fixed-z samples against training seconds; False (nothing drawn) without a curve."""
+def time_to_quality_chart(results: dict, path: Path, context: str = ""):
+    """FD of the fixed-z samples against training seconds; None (nothing drawn) without a curve."""
     curves = {n: r["quality_curve"] for n, r in results["backends"].items() if r.get("quality_curve")}
     if not curves:
-        return False
+        return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     for name, curve in curves.items():
         ax.plot([c["train_seconds"] for c in curve], [c["fd"] for c in curve], marker="o", label=name)
     if results.get("quality_floor"):
-        ax.axhline(results["quality_floor"]["fd"], color="gray", linestyle="--", label="real floor")
+        floor = results["quality_floor"]["fd"]
+        ax.axhline(floor, color="gray", linestyle="--", label=f"real floor (FD {floor:.1f})")
     ax.set_yscale("log")
+    ax.set_xlim(left=0)
     ax.set_xlabel("training seconds (step time; evaluation excluded)")
-    ax.set_ylabel("FD of the fixed-z samples")
-    ax.set_title("Time to quality")
+    ax.set_ylabel("FD of the fixed-z samples (log axis)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    _title(fig, "Time to quality (a point every K iterations, the first at iteration 0)", context)
+    _outside_legend(fig, ax, len(curves) + 1)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, path)
-    return True
+    return fig

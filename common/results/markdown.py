@@ -16,12 +16,22 @@ from common.results.tables import table
 
 PROSE = {
     "results": "img/s is the median over timed steps (warm-up excluded; first step shown separately), "
-               "IQR its interquartile range.",
+               "IQR its interquartile range: the spread within this run; two runs minutes apart on "
+               "a shared machine differ far more (docs/outputs.md#noise). load: the machine's "
+               "1-minute load average before and after the backend trained (its own threads add "
+               "to the second). Losses: mean ± std over the last 10% of iterations; the last "
+               "step's are shown only as such (a GAN's per-step losses swing widely).",
     "quality": "{samples} samples per backend from the run's fixed z, quantised to uint8 as a PNG "
                "stores them, scored with a numpy LeNet's features (classifier accuracy {accuracy:.1%} "
                "on held-out digits) against {reference}. ± is a seeded bootstrap std (FD, "
                "precision/recall, density/coverage), subset std (KID) or 10-split std (classifier "
-               "score). The floor row is what real digits score.",
+               "score). The floor row is what real digits score. KID is the unbiased squared MMD of "
+               "the classifier's 64 features with the cubic kernel, in the kernel's own units (no "
+               "x1000 scale as some papers print); being unbiased it is slightly negative when two "
+               "sets match as well as chance allows, as the floor can be: read a negative KID as 0. "
+               "'mode collapse?' marks a backend whose precision is high (>= 0.8: its samples look "
+               "like digits) while recall or coverage is under half the floor's (few kinds of "
+               "digit): high precision alone is not quality.",
     "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order); "
              "the sections above show the first seed.",
     "parity": "Every backend against this run's PyTorch from the same initial weights: outputs of G "
@@ -53,28 +63,31 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
         losses.to_csv(tmp, index=False, columns=list(LOSS_COLUMNS))
     written.append(run_dir / "losses.csv")
 
-    grids = {}
+    context = figures.run_context(results)
+    grids, at = {}, {}
     for name in names:
         f = run_dir / "backends" / name / "samples.npy"
         if f.exists():
             grids[name] = np.load(f, allow_pickle=False)
-            figures.save_grid(grids[name], run_dir / f"samples_{name}.png")
+            at[name] = results["backends"][name].get("iterations_done", "?")
+            figures.save_grid(grids[name], run_dir / f"samples_{name}.png",
+                              f"{name}: samples from the fixed z, iteration {at[name]}", context)
             written.append(run_dir / f"samples_{name}.png")
     if len(grids) > 1:
-        figures.save_grids_side_by_side(grids, run_dir / "samples.png")
+        figures.save_grids_side_by_side(grids, run_dir / "samples.png", at, context)
         written.append(run_dir / "samples.png")
     if len(losses):
-        figures.loss_curves(losses, run_dir / "loss_curves.png")
+        figures.loss_curves(losses, run_dir / "loss_curves.png", context)
         written.append(run_dir / "loss_curves.png")
     rows = tables.summary_rows(results)
     if any(r["img/s"] for r in rows):
-        figures.throughput_chart(rows, run_dir / "throughput.png")
+        figures.throughput_chart(rows, run_dir / "throughput.png", context)
         written.append(run_dir / "throughput.png")
     quality = tables.quality_rows(results)
     if quality:
-        figures.quality_chart(quality, run_dir / "quality.png")
+        figures.quality_chart(quality, run_dir / "quality.png", context)
         written.append(run_dir / "quality.png")
-    if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png"):
+    if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
         written.append(run_dir / "time_to_quality.png")
     sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
                 "parity": tables.parity_rows(run_dir, results, losses),
@@ -113,6 +126,9 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         "",
         *_section("Results", rows, PROSE["results"]),
     ]
+    busy = tables.busy_warnings(results)
+    if busy:
+        lines += [f"> **{line}**" for line in busy] + [""]
     if sections.get("losses"):
         lines += _section("Losses", sections["losses"])
     if sections.get("quality"):

@@ -58,10 +58,11 @@ def scaling_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def scaling_chart(rows: list[dict], path: Path) -> None:
-    """img/s against replica count (with linear scaling from 1 replica dashed), and efficiency."""
+def scaling_chart(rows: list[dict], path: Path, context: str = ""):
+    """img/s against replica count (with linear scaling from 1 replica dashed), and efficiency;
+    context (dataset, preset, batch, iterations, device) under the title."""
     plt = pyplot()
-    fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(11, 4.6))
     for name in dict.fromkeys(r["backend"] for r in rows):
         mine = [r for r in rows if r["backend"] == name]
         n = [r["replicas"] for r in mine]
@@ -70,13 +71,18 @@ def scaling_chart(rows: list[dict], path: Path) -> None:
         if base:
             ax_speed.plot(n, [base * k for k in n], linestyle="--", color=line.get_color(), alpha=0.5)
             ax_eff.plot(n, [r["efficiency"] for r in mine], marker="o", color=line.get_color(), label=name)
-    ax_speed.set(title="img/s (dashed: linear from 1 replica)", xlabel="replicas", ylabel="img/s")
+    ax_speed.set(title="img/s (dashed: linear from 1 replica)", xlabel="replicas",
+                 ylabel="images / s, global batch (median over runs)")
     ax_eff.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
-    ax_eff.set(title="efficiency against linear", xlabel="replicas", ylim=(0, 1.2))
+    ax_eff.set(title="efficiency against linear", xlabel="replicas",
+               ylabel="img/s / (replicas x img/s at 1)", ylim=(0, 1.2))
     counts = sorted({r["replicas"] for r in rows})
     for ax in (ax_speed, ax_eff):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
         ax.set_xticks(counts)  # replica counts are whole numbers
-    fig.tight_layout()
+    fig.suptitle("Data-parallel scaling" + (f"\n{context}" if context else ""), fontsize=11)
+    handles, labels = ax_speed.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, path)
+    return fig

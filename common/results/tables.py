@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.harness.steplog import LOSS_COLUMNS
+from common.harness.steplog import LOSS_COLUMNS, TAIL_FRACTION
 
 
 def table(rows: list[dict], fmt: str) -> str:
@@ -28,7 +28,6 @@ def summary_rows(results: dict) -> list[dict]:
         s = r.get("summary") or {}
         mem = s.get("peak_memory") or {}
         dev = r.get("device") or {}
-        fl = r.get("final_losses") or {}
         rows.append({
             "backend": name,
             "status": r["status"],
@@ -39,13 +38,52 @@ def summary_rows(results: dict) -> list[dict]:
                     if "img_per_s_iqr" in s else ""),
             "first step s": round(s["first_step_seconds"], 3) if "first_step_seconds" in s else None,
             "peak MiB": (f"{mem['bytes'] / 2**20:.0f} ({mem['kind']})" if mem else ""),
-            "loss_D": round(fl["loss_d"], 3) if fl else None,
-            "loss_G": round(fl["loss_g"], 3) if fl else None,
+            "load": _load_cell(r.get("machine_load")),
+            **headline_losses(r),
             "_median": s.get("img_per_s_median"),
             "_iqr": s.get("img_per_s_iqr"),
             "_reason": r.get("reason"),
         })
     return rows
+
+
+def _load_cell(load: dict | None) -> str:
+    if not load or load.get("load1_before") is None:
+        return ""
+    steal = load.get("cpu_steal_fraction")
+    return (f"{load['load1_before']:.1f} -> {load['load1_after']:.1f}"
+            + (f" ({steal:.0%} stolen)" if steal and steal >= 0.005 else ""))
+
+
+def headline_losses(r: dict) -> dict:
+    """The losses a reader should quote: mean ± std over the last 10% of iterations; the last
+    step's only as such (a GAN's per-step losses swing widely). Old results have only the last."""
+    tail, fl = r.get("loss_tail"), r.get("final_losses") or {}
+    cells = {}
+    if tail:
+        cells["loss_D (last 10%)"] = f"{tail['loss_d_mean']:.3f} ± {tail['loss_d_std']:.3f}"
+        cells["loss_G (last 10%)"] = f"{tail['loss_g_mean']:.3f} ± {tail['loss_g_std']:.3f}"
+    cells["last step D / G"] = f"{fl['loss_d']:.3f} / {fl['loss_g']:.3f}" if fl else None
+    return cells
+
+
+def busy_warnings(results: dict) -> list[str]:
+    """A line per backend whose run shared the machine: the 1-minute load average before or
+    after it above its thread count (its own threads count in the value after)."""
+    threads = (results.get("config") or {}).get("threads")
+    lines = []
+    for name, r in results["backends"].items():
+        load = r.get("machine_load") or {}
+        worst = max((v for v in (load.get("load1_before"), load.get("load1_after")) if v is not None),
+                    default=None)
+        if threads and worst is not None and worst > threads:
+            steal = load.get("cpu_steal_fraction")
+            lines.append(f"warning: {name} ran on a busy machine: load average "
+                         f"{load.get('load1_before', 0):.1f} before, {load.get('load1_after', 0):.1f} after, "
+                         f"for {threads} threads"
+                         + (f", {steal:.0%} CPU stolen" if steal and steal >= 0.005 else "")
+                         + "; its img/s is lower than on an idle machine")
+    return lines
 
 
 def stdout_table(results: dict) -> str:
@@ -55,11 +93,11 @@ def stdout_table(results: dict) -> str:
     for r in rows:  # skipped backends were announced as they were skipped
         if r["status"] not in ("ok", "skipped") and r["_reason"]:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
-    return "\n".join(lines)
+    return "\n".join(lines + busy_warnings(results))
 
 
 # ----- losses -----
-SMOOTH_FRACTION = 0.1  # "smoothed" losses: the mean over the last 10% of iterations
+SMOOTH_FRACTION = TAIL_FRACTION  # "smoothed" losses: the mean over the last 10% of iterations
 
 
 def read_losses(run_dir: Path, names) -> pd.DataFrame:
@@ -89,7 +127,7 @@ def loss_rows(losses: pd.DataFrame) -> list[dict]:
 
 # ----- sample quality -----
 # (column, key, digits); each value is shown as value ± its bootstrap/split spread.
-QUALITY_COLUMNS = (("FD", "fd", 2), ("KID", "kid", 1), ("classifier score", "classifier_score", 2),
+QUALITY_COLUMNS = (("FD", "fd", 2), ("KID (MMD²)", "kid", 1), ("classifier score", "classifier_score", 2),
                    ("precision", "precision", 3), ("recall", "recall", 3),
                    ("density", "density", 3), ("coverage", "coverage", 3))
 
@@ -104,14 +142,33 @@ def _quality_row(label: str, q: dict) -> dict:
     return row
 
 
+# Mode collapse: few kinds of digit drawn well. Precision (samples near real digits) stays high
+# while recall or coverage (real digits near samples) fall: flagged when precision is at least
+# COLLAPSE_PRECISION and recall or coverage is under COLLAPSE_FRACTION of the real floor's.
+COLLAPSE_PRECISION, COLLAPSE_FRACTION = 0.8, 0.5
+
+
+def collapse_flag(q: dict, floor: dict | None) -> str:
+    ref = floor or {"recall": 0.8, "coverage": 0.8}  # no floor: typical real-vs-real values
+    low = [k for k in ("recall", "coverage") if q[k] < COLLAPSE_FRACTION * ref[k]]
+    if q["precision"] >= COLLAPSE_PRECISION and low:
+        return f"mode collapse? high precision, low {' and '.join(low)}"
+    return ""
+
+
 def quality_rows(results: dict) -> list[dict]:
     """One row per backend with quality numbers, then the real-vs-real floor."""
     if (results.get("quality_info") or {}).get("kind") == "fid":
         return []  # RGB runs: markdown.fid_lines
-    rows = [_quality_row(name, r["quality"]) for name, r in results["backends"].items()
-            if r.get("quality")]
-    if rows and results.get("quality_floor"):
-        rows.append(_quality_row("real digits (floor)", results["quality_floor"]))
+    floor = results.get("quality_floor")
+    rows = []
+    for name, r in results["backends"].items():
+        if r.get("quality"):
+            rows.append(_quality_row(name, r["quality"]))
+            rows[-1]["note"] = collapse_flag(r["quality"], floor)
+    if rows and floor:
+        rows.append(_quality_row("real digits (floor)", floor))
+        rows[-1]["note"] = "KID < 0: chance (read as 0)" if floor["kid"] < 0 else ""
     return rows
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import backends
 from tests.support.backends import require_backend
+from tests.support.secrets import PLANTED
 from tests.support.processes import REPO, offline, one_line_error, run_cli
 from tests.support.tolerances import FIRST5_ATOL, NOISE_FACTOR, TEN_ITER_ATOL
 
@@ -224,3 +225,23 @@ def test_losses_follow_pytorch_through_the_cli(cross_backend_losses, pytorch_ref
     else:
         assert np.all(diff[:5] <= np.maximum(FIRST5_ATOL, NOISE_FACTOR * noise[:5]))
     assert diff.max() <= TEN_ITER_ATOL[name]
+
+
+@pytest.mark.slow
+def test_no_planted_secret_reaches_any_file_of_a_run_folder(tmp_path, offline_env):
+    """A real run with secrets in its environment: every file it writes is grepped for them."""
+    require_backend("pytorch")
+    out = tmp_path / "run"
+    env = dict(offline_env, **PLANTED, OMP_NUM_THREADS="1")
+    proc = run_cli("--backend", "pytorch", "--dataset", "synthetic", "--iters", "2",
+                   "--batch-size", "8", "--out", str(out), "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        data = path.read_bytes()
+        for name, value in PLANTED.items():
+            assert value.encode() not in data, (path, name)
+    assert b"FAKE-SECRET" not in (proc.stdout + proc.stderr).encode()
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["env"]["OMP_NUM_THREADS"] == "1"

@@ -70,6 +70,11 @@ def test_every_option_has_a_resume_rule_that_resume_applies(name, tmp_path):
     """Given with --resume: a free option passes, a stored one is compared with the stored value
     (equal passes, different is refused naming it), any other is refused naming it."""
     config = _v1()["config"]
+    if name in options.RUN_MODES and name != "resume":  # refused while parsing: one mode at a time
+        with pytest.raises(SystemExit):
+            run_all.parse_args(["--resume", str(tmp_path), *_sample_argv(name)])
+        assert "cannot be combined" in options.run_mode_conflict({"resume", name})
+        return
     args = run_all.parse_args(["--resume", str(tmp_path), *NEEDS.get(name, []), *_sample_argv(name)])
     mode = options.resume_mode(name)
     assert mode in (options.COMPARE, options.FREE, options.EXCLUSIVE, options.REFUSED)

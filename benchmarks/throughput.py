@@ -15,10 +15,9 @@ faster path that generates worse samples shows. Per cell the table gives the med
 of each run's median img/s (warm-up excluded; runs' own IQR and the range across repeats beside
 it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
 the harness against the bare loop, model GFLOP/s (common/metrics/flops.py), the fraction of the
-device's dense GEMM peak measured at the grid's start (benchmarks/peak.py) and, on a GPU with a
-known datasheet peak, the fraction of that. Writes OUT/throughput.json, OUT/throughput.md and OUT/scaling.png;
-the raw run folders go to --work. `python -m benchmarks.publish --readme` puts the headline of
-benchmarks/results/ (img/s at batch 64, spec and best) into the README, linked to these tables.
+dense GEMM peak measured at the grid's start (benchmarks/peak.py) and of a known GPU's datasheet
+peak. Writes OUT/throughput.{json,md} and OUT/scaling.png (raw run folders: --work); publishing:
+docs/publish.md.
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def build_info() -> dict:
     cupy = cuda.cupy
     return {"cupy": cupy.__version__, "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
             "cudnn": cuda.cudnn_enabled and chainer.should_use_cudnn(">=auto"),
-            "cudnn_version": cuda.cuda.cudnn.getVersion() if cuda.cudnn_enabled else None}
+            "cudnn_version": cuda.libcudnn.getVersion() if cuda.cudnn_enabled else None}
 
 
 def select_device(requested: str, local_rank: int = 0):

@@ -49,7 +49,7 @@ SIZES = {
     "smoke": {"budget_min": 3.0, "main_dataset": "mnist-5k", "main_iters": 3, "grid_preset": "dcgan64",
               "grid_batches": (4,), "grid_images": 8, "grid_min_iters": 2,
               # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)
-              "parity_keyword": "oracle and mnist32 or one_iteration or tf32"},
+              "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data"},
 }
 # Steps never started with less than this many seconds left: they could not finish.
 MIN_SECONDS = {"parity": 20, "main": 20, "grid cell": 15}
@@ -154,12 +154,11 @@ def parity_step(check: Check, ready: list[str]) -> None:
     size = check.args.size
     junit = check.out / "parity.xml"
     keyword = size["parity_keyword"]
-    if set(ready) != set(backends.NAMES):  # only the backends that run here; the probe says why
-        keyword = " and ".join(f"({k})" for k in (keyword, " or ".join(ready)) if k)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu and not slow",
-           *(["-k", keyword] if keyword else []),
-           "tests/backends/test_backend_parity.py", "tests/backends/test_tf32.py", f"--junitxml={junit}"]
-    rc, seconds = check.run(cmd, "parity.log", {"DCGAN_BENCH_TEST_DEVICE": check.args.device})
+           *(["-k", keyword] if keyword else []), "tests/backends", f"--junitxml={junit}"]
+    # only the backends that run here (the probe says why the others do not): the rest skip
+    env = {"DCGAN_BENCH_TEST_DEVICE": check.args.device, "DCGAN_BENCH_TEST_BACKENDS": ",".join(ready)}
+    rc, seconds = check.run(cmd, "parity.log", env)
     record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
               "status": "stopped: budget" if rc is None else ("ok" if rc == 0 else "failed")}
     record.update(junit_counts(junit))

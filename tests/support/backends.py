@@ -17,9 +17,14 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # benchmarks.gpu_check` sets gpu, so the same assertions run on the device.
 DEVICE_ENV = "DCGAN_BENCH_TEST_DEVICE"
 TEST_DEVICE = os.environ.get(DEVICE_ENV, "cpu")
+# The backends the GPU check runs tests for (comma-separated; unset: all): the others skip.
+BACKENDS_ENV = "DCGAN_BENCH_TEST_BACKENDS"
 
 
 def require_backend(name: str):
+    selected = os.environ.get(BACKENDS_ENV)
+    if selected and name not in selected.split(","):
+        pytest.skip(f"{BACKENDS_ENV}={selected}: not selected", allow_module_level=True)
     reason = backends.unavailable_reason(name)
     if reason:
         if IN_CI and not backends.excluded_reason(name):  # excluded by design: a skip, even in CI

@@ -75,8 +75,12 @@ class Backend(BackendBase):
                 "threads": runtime.thread_info()}
         if self.on_gpu:
             props = cuda.cupy.cuda.runtime.getDeviceProperties(self.device.device.id)
+            # cudnn: whether the convolutions go through cuDNN (CuPy 14 has none: then CuPy's
+            # own kernels), with the CUDA runtime and cuDNN versions (runtime.build_info)
+            build = runtime.build_info()
             info.update(name=props["name"].decode(), cupy_version=cuda.cupy.__version__,
-                        cudnn=bool(cuda.cudnn_enabled))
+                        cudnn=bool(build["cudnn"]), cudnn_version=build["cudnn_version"],
+                        cuda_runtime=build["cuda_runtime"])
         else:
             info.update(name=sysinfo.cpu_model(), numpy_version=np.__version__)
         return info

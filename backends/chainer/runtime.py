@@ -37,6 +37,18 @@ def gpu_unavailable_reason() -> str | None:
     return None if count else f"chainer cannot use a GPU: CuPy {cuda.cupy.__version__} sees no CUDA device"
 
 
+def build_info() -> dict:
+    """CuPy's version and CUDA, and whether Chainer will use cuDNN (CuPy 14 has none: then every
+    convolution is CuPy's own im2col + matmul). Optional in the runtime contract; the GPU check
+    and results record it."""
+    if not cuda.available:
+        return {"cupy": None}
+    cupy = cuda.cupy
+    return {"cupy": cupy.__version__, "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+            "cudnn": cuda.cudnn_enabled and chainer.should_use_cudnn(">=auto"),
+            "cudnn_version": cuda.libcudnn.getVersion() if cuda.cudnn_enabled else None}
+
+
 def select_device(requested: str, local_rank: int = 0):
     if not wants_gpu(requested, gpu_unavailable_reason):
         return chainer.get_device("@numpy")

@@ -20,6 +20,18 @@ def gpu_unavailable_reason() -> str | None:
     return f"torch sees no CUDA device (torch {torch.__version__} built with CUDA {torch.version.cuda})"
 
 
+def build_info() -> dict:
+    """The CUDA and cuDNN torch was built with, and the spec run's TF32 switches (for the GPU
+    check's record; optional in the runtime contract)."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    info = {"cuda": torch.version.cuda, "cudnn": cudnn,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    return info
+
+
 def select_device(requested: str) -> torch.device:
     if not wants_gpu(requested, gpu_unavailable_reason):
         return torch.device("cpu")

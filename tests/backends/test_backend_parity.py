@@ -2,6 +2,8 @@
 
 Parametrised over the registered backends: a new backend gets these tests by registering.
 Tolerances are derived here, next to the assertions that use them (SPEC.md, "Parity").
+Marked `gpu`: `python -m benchmarks.gpu_check` runs this module with DCGAN_BENCH_TEST_DEVICE=gpu,
+so every backend that sees the GPU is held to the same bounds there (tests/support/backends.py).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from common.harness.timing import warmup_steps
 from tests.support import oracle
 from tests.support.tolerances import FORWARD_ATOL, GRAD_RTOL
 
+
+pytestmark = pytest.mark.gpu
 
 PRESET_BATCH = [("mnist32", 16), ("dcgan64", 4)]
 

@@ -26,6 +26,7 @@ from backends.mxnet.backend import Backend  # noqa: E402
 from backends.mxnet.models import executor  # noqa: E402
 from backends.mxnet.runtime import ONEDNN  # noqa: E402
 
+from tests.support.processes import with_repo_on_path  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 # mx.nd.array touches scipy.sparse.csr, deprecated in SciPy (the backend filters it at runtime).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mxnet.ndarray.utils")
@@ -306,7 +307,7 @@ def test_mxnet_output_stays_out_of_the_terminal_unless_verbose():
     backend prints nothing (mxnet's import-time DeprecationWarnings, its runtime warnings, its
     C++ log lines); with verbose=True mxnet's own output comes through."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MXNET_")}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = with_repo_on_path()
     stderr = {}
     for verbose in ("0", "1"):
         proc = subprocess.run([sys.executable, "-W", "default", "-c", _RUN_QUIETLY_OR_NOT, verbose],

@@ -29,6 +29,7 @@ from backends.tensorflow import weights as tf_weights  # noqa: E402
 from backends.tensorflow.backend import Backend  # noqa: E402
 from backends.tensorflow.training import SpecStepSize  # noqa: E402
 
+from tests.support.processes import with_repo_on_path  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -249,7 +250,7 @@ def test_fresh_process_is_quiet_and_sets_threads():
             "from backends.tensorflow.backend import Backend; "
             "b = Backend(model_spec('mnist32'), BackendOptions(device='cpu', threads=1)); "
             "print(json.dumps(b.device_info()['threads']))")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=with_repo_on_path())
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

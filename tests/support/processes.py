@@ -13,6 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "chainer", "cupy")
 
 
+def with_repo_on_path() -> str:
+    """PYTHONPATH for a child: the checkout first, then what the caller had (on a GPU node the
+    wheel folder's target, docs/gpu.md), never replacing it."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def run_cli(*args, env=None, timeout=300):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, str(REPO / "run_all.py"), *args], cwd=REPO,

@@ -20,6 +20,7 @@ from common.data.download import DownloadState, md5_file
 from common.errors import DataError
 from common.data.idx import parse_idx, read_idx_file, write_idx
 from tests.support.loopback import FixtureServer, record_urlopen, refused_url
+from tests.support.processes import with_repo_on_path
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -376,7 +377,7 @@ def test_common_imports_no_framework_and_not_mlxtend():
         "bad = sorted(m for m in ('torch', 'tensorflow', 'mxnet', 'chainer', 'jax', 'mlxtend') if m in sys.modules)\n"
         "print(','.join(bad))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=with_repo_on_path())
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

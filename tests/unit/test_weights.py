@@ -455,7 +455,7 @@ def test_load_meta_with_infinite_format_version_is_refused(tmp_path, mnist_w, ve
         canonical.load(tmp_path / "w.npz")
 
 
-@pytest.mark.filterwarnings("ignore::numpy.ComplexWarning")
+@pytest.mark.filterwarnings("ignore::numpy.exceptions.ComplexWarning")  # numpy >= 1.25
 @pytest.mark.parametrize("dtype", ["U1", [("a", "<f4")], "M8[s]", "complex128"],
                          ids=["str", "structured", "datetime", "complex"])
 def test_load_non_numeric_weight_dtype_is_refused(tmp_path, w, dtype):

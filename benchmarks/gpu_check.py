@@ -1,0 +1,334 @@
+"""One command that proves and measures every GPU path, within a time budget.
+
+    python -m benchmarks.gpu_check                       # on a GPU node: 8 minutes by default
+    python -m benchmarks.gpu_check --device cpu --smoke  # the same path, tiny (CI runs it)
+
+Steps, most valuable first; each is its own process, and the summary (summary.json,
+summary.md) is rewritten after every step, so a stop at any moment (budget, Ctrl-C, SIGTERM)
+leaves complete results of the steps done and says which were not:
+1. probe: the GPU, driver and CUDA (nvidia-smi), every registered backend's framework version,
+   CUDA/cuDNN build and the devices it sees (benchmarks/gpu_probe.py);
+2. parity: the `gpu`-marked tests (forward, gradients and one iteration against the float64
+   oracle; TF32 proven off) with DCGAN_BENCH_TEST_DEVICE set to the device;
+3. main job: `run_all.py --device DEVICE --dataset mnist` with every backend that sees it;
+4. grid: benchmarks.throughput at dcgan64, batch 256 then 64, spec then best, one cell per
+   process, with the GPU's power sampled (~10 Hz) for joules per image. First-step (compile)
+   time is its own column, apart from img/s.
+Writes benchmarks/results/<gpu>-<date>-gpu-check/ (the smoke run: runs/gpu-check-smoke-<time>/).
+Exit status: 0 all done and passed, 1 a step failed (or no backend can run), 2 bad usage,
+3 nothing failed but the budget or a stop left steps out.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import backends  # noqa: E402  (the registry imports no framework)
+from benchmarks import gpu_probe  # noqa: E402
+from benchmarks.throughput import machine_slug  # noqa: E402
+from common import atomic  # noqa: E402
+from common.results.tables import table  # noqa: E402
+
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # nothing failed, but the budget (or a stop) left steps out: see summary.md
+# The full run and the smoke run differ only in sizes: the same steps, commands and files.
+SIZES = {
+    "full": {"budget_min": 8.0, "main_dataset": "mnist", "main_iters": 500, "grid_preset": "dcgan64",
+             "grid_batches": (256, 64), "grid_images": 256 * 60, "grid_min_iters": 30,
+             "parity_keyword": ""},
+    "smoke": {"budget_min": 3.0, "main_dataset": "mnist-5k", "main_iters": 3, "grid_preset": "dcgan64",
+              "grid_batches": (4,), "grid_images": 8, "grid_min_iters": 2,
+              # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)
+              "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data"},
+}
+# Steps never started with less than this many seconds left: they could not finish.
+MIN_SECONDS = {"parity": 20, "main": 20, "grid cell": 15}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
+                   help="gpu on a GPU node; cpu only with --smoke (CI's proof of the path)")
+    p.add_argument("--smoke", action="store_true", help="every step, tiny (about 2 minutes on 2 CPU cores)")
+    p.add_argument("--budget", type=float, help="minutes for everything (default 8, smoke 3)")
+    p.add_argument("--backend", default="all", help=f"all or a comma-separated list of {', '.join(backends.NAMES)}")
+    p.add_argument("--out", help="results folder to create")
+    args = p.parse_args(argv)
+    args.size = SIZES["smoke" if args.smoke else "full"]
+    args.budget = args.budget if args.budget is not None else args.size["budget_min"]
+    names = list(backends.NAMES) if args.backend == "all" else args.backend.split(",")
+    unknown = [n for n in names if n not in backends.NAMES]
+    if unknown:
+        p.error(f"unknown backend {unknown[0]!r}; choose from {', '.join(backends.NAMES)}")
+    if args.device == "cpu" and not args.smoke:
+        p.error("--device cpu measures nothing worth the time: add --smoke (the path's proof)")
+    if args.budget <= 0:
+        p.error("--budget must be positive minutes")
+    # PyTorch first: its rows (spec and best) are the goals' yardstick.
+    args.backends = sorted(names, key=lambda n: n != "pytorch")
+    return args
+
+
+class Check:
+    """The run's state: the deadline, the summary, and the folder it is written to."""
+
+    def __init__(self, args, out: Path):
+        self.args, self.out = args, out
+        self.deadline = time.monotonic() + 60 * args.budget
+        self.doc = {"command": "python -m benchmarks.gpu_check " + " ".join(sys.argv[1:]),
+                    "device": args.device, "smoke": args.smoke, "budget_minutes": args.budget,
+                    "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                    "status": "running", "steps": {}, "grid": []}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def save(self) -> None:
+        atomic.write_json(self.out / "summary.json", self.doc)
+        atomic.write_text(self.out / "summary.md", render(self.doc))
+
+    def step(self, name: str, record: dict) -> None:
+        self.doc["steps"][name] = record
+        self.save()
+
+    def run(self, cmd: list[str], log: str, env: dict | None = None) -> tuple[int | None, float]:
+        """cmd in the repo, stdout+stderr to OUT/logs/log, killed at the deadline; (rc, seconds),
+        rc None when the budget stopped it."""
+        (self.out / "logs").mkdir(exist_ok=True)
+        t0 = time.monotonic()
+        with open(self.out / "logs" / log, "w") as f:
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, **(env or {})), start_new_session=True)
+            try:
+                rc = proc.wait(timeout=max(1.0, self.left()))
+            except subprocess.TimeoutExpired:
+                rc = None
+            except KeyboardInterrupt:
+                _stop(proc)
+                raise
+            if rc is None:
+                _stop(proc)
+        return rc, round(time.monotonic() - t0, 1)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the step's process group (the harness ends its child like Ctrl-C), then SIGKILL."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+# ----- the steps -----
+def probe_step(check: Check) -> list[str]:
+    """Records the GPU and every backend; returns the backends that can run on the device."""
+    from concurrent.futures import ThreadPoolExecutor
+    record = {"machine": gpu_probe.gpu_record(), "backends": []}
+    # In parallel: each probe is a process importing one framework, mostly waiting on the disk.
+    with ThreadPoolExecutor(max_workers=len(check.args.backends)) as pool:
+        record["backends"] = list(pool.map(
+            lambda name: gpu_probe.probe_backend(name, timeout=max(10.0, check.left())), check.args.backends))
+    ready = [b["backend"] for b in record["backends"] if b.get("status") == "ok"
+             and (check.args.device == "cpu" or b.get("sees_gpu"))]
+    record["ready"] = ready
+    check.step("probe", record)
+    return ready
+
+
+def parity_step(check: Check, ready: list[str]) -> None:
+    size = check.args.size
+    junit = check.out / "parity.xml"
+    keyword = size["parity_keyword"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu and not slow",
+           *(["-k", keyword] if keyword else []), "tests/backends", f"--junitxml={junit}"]
+    # only the backends that run here (the probe says why the others do not): the rest skip
+    env = {"DCGAN_BENCH_TEST_DEVICE": check.args.device, "DCGAN_BENCH_TEST_BACKENDS": ",".join(ready)}
+    rc, seconds = check.run(cmd, "parity.log", env)
+    record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
+              "status": "stopped: budget" if rc is None else ("ok" if rc == 0 else "failed")}
+    record.update(junit_counts(junit))
+    check.step("parity", record)
+
+
+def junit_counts(path: Path) -> dict:
+    """{'passed': n, 'failed': n, 'skipped': n, 'failures': [test ids]} from pytest's junit xml."""
+    if not path.exists():
+        return {}
+    import xml.etree.ElementTree as ET
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "failures": [], "skips": {}}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        test_id = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            counts["failed"] += 1
+            counts["failures"].append(test_id)
+        elif case.find("skipped") is not None:
+            counts["skipped"] += 1
+            reason = (case.find("skipped").get("message") or "")[:200]
+            counts["skips"][reason] = counts["skips"].get(reason, 0) + 1
+        else:
+            counts["passed"] += 1
+    return counts
+
+
+def main_step(check: Check, ready: list[str]) -> None:
+    size, out = check.args.size, check.out / "main"
+    cmd = [sys.executable, "run_all.py", "--backend", ",".join(ready), "--dataset", size["main_dataset"],
+           "--iters", str(size["main_iters"]), "--device", check.args.device, "--out", str(out), "--quiet"]
+    rc, seconds = check.run(cmd, "main.log")
+    record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
+              "status": "stopped: budget" if rc is None else ("ok" if rc == 0 else "failed"), "backends": {}}
+    results = out / "results.json"
+    if results.exists():
+        for name, r in json.loads(results.read_text()).get("backends", {}).items():
+            summary = r.get("summary") or {}
+            img_s, first = summary.get("img_per_s_median"), summary.get("first_step_seconds")
+            record["backends"][name] = {"status": r.get("status"), "reason": r.get("reason"),
+                                        "img/s": round(img_s, 1) if img_s else None,
+                                        "first step s": round(first, 3) if first else None,
+                                        "final_losses": r.get("final_losses")}
+    check.step("main", record)
+
+
+def grid_plan(args, ready: list[str]) -> list[tuple[str, str, int]]:
+    """(backend, config, batch), most valuable first: the largest batch's spec and best of every
+    backend (PyTorch first) before any smaller batch."""
+    return [(name, config, batch) for batch in args.size["grid_batches"]
+            for name in ready for config in ("spec", "best")]
+
+
+def grid_step(check: Check, ready: list[str]) -> None:
+    size = check.args.size
+    for name, config, batch in grid_plan(check.args, ready):
+        row = {"backend": name, "config": config, "batch": batch}
+        if check.left() < MIN_SECONDS["grid cell"]:
+            check.doc["grid"].append(dict(row, status="not run: budget"))
+            check.save()
+            continue
+        cell = check.out / "grid" / f"{name}-{config}-b{batch}"
+        cmd = [sys.executable, "-m", "benchmarks.throughput", "--backend", name, "--preset", size["grid_preset"],
+               "--batch-sizes", str(batch), "--configs", config, "--device", check.args.device,
+               "--images", str(size["grid_images"]), "--min-iters", str(size["grid_min_iters"]),
+               "--out", str(cell), "--work", str(check.out / "work" / cell.name)]
+        with gpu_probe.PowerSampler() as power:
+            rc, seconds = check.run(cmd, f"grid-{cell.name}.log")
+        check.doc["grid"].append(grid_row(row, cell, rc, seconds, power.samples))
+        check.save()
+
+
+def grid_row(row: dict, cell: Path, rc: int | None, seconds: float, samples: list) -> dict:
+    row = dict(row, seconds=seconds)
+    doc_path = cell / "throughput.json"
+    if rc is None or not doc_path.exists():
+        return dict(row, status="stopped: budget" if rc is None else "failed",
+                    reason=f"see logs/grid-{cell.name}.log")
+    cells = [r for r in json.loads(doc_path.read_text())["rows"] if r.get("batch") != "all"] or \
+        json.loads(doc_path.read_text())["rows"]
+    r = cells[0]
+    if r.get("status") != "ok":
+        return dict(row, status=r.get("status"), reason=r.get("reason", ""))
+    jpi = gpu_probe.joules_per_image(samples, r.get("img/s"))
+    watts = [w for _, w in samples]
+    return dict(row, status="ok", **{k: r.get(k) for k in ("img/s", "first step s", "harness share",
+                                                            "of peak", "peak MiB", "device")},
+                **{"J/image": round(jpi, 5) if jpi else None,
+                   "mean W": round(sum(watts) / len(watts), 1) if watts else None,
+                   "power samples": len(samples)})
+
+
+# ----- the summary -----
+def render(doc: dict) -> str:
+    steps = doc["steps"]
+    lines = [f"# GPU check ({'smoke, ' if doc['smoke'] else ''}device {doc['device']}): {doc['status']}", "",
+             f"`{doc['command']}` started {doc['started']}, budget {doc['budget_minutes']} min.", ""]
+    machine = steps.get("probe", {}).get("machine", {})
+    for gpu in machine.get("gpus", []):
+        lines.append(f"GPU: {gpu.get('name')}, driver {gpu.get('driver_version')}, "
+                     f"CUDA (driver) {machine.get('driver_cuda')}, {gpu.get('memory.total')} MiB")
+    if not machine.get("gpus"):
+        lines.append("GPU: none seen by nvidia-smi")
+    probe_rows = [{"backend": b["backend"], "status": b.get("status"), "version": b.get("version", ""),
+                   "devices": ", ".join(map(str, b.get("devices", []))),
+                   "build": ", ".join(f"{k}={v}" for k, v in (b.get("build") or {}).items()),
+                   "GPU": "yes" if b.get("sees_gpu") else (b.get("gpu_reason") or b.get("reason") or "")}
+                  for b in steps.get("probe", {}).get("backends", [])]
+    if probe_rows:
+        lines += ["", "## Backends", "", table(probe_rows, "github")]
+    parity = steps.get("parity")
+    if parity:
+        lines += ["", f"## Parity on the device: {parity['status']} ({parity.get('passed', 0)} passed, "
+                      f"{parity.get('failed', 0)} failed, {parity.get('skipped', 0)} skipped, {parity['seconds']} s)"]
+        lines += [f"- failed: {t}" for t in parity.get("failures", [])]
+        lines += [f"- skipped {n}x: {reason}" for reason, n in parity.get("skips", {}).items()]
+    main = steps.get("main")
+    if main:
+        lines += ["", f"## Main job: {main['status']} ({main['seconds']} s)", ""]
+        rows = [dict(backend=k, **{c: v for c, v in r.items() if c != "final_losses"})
+                for k, r in main["backends"].items()]
+        lines.append(table(rows, "github") if rows else "no results.json")
+    if doc["grid"]:
+        lines += ["", f"## Throughput grid ({doc['device']}; first step = compile and autotune, apart)", "",
+                  table(doc["grid"], "github")]
+    if doc.get("not_run"):
+        lines += ["", "Not run: " + ", ".join(doc["not_run"])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    today = dt.date.today().isoformat()
+    out = Path(args.out) if args.out else (
+        REPO / "runs" / f"gpu-check-smoke-{dt.datetime.now():%Y%m%d-%H%M%S}" if args.smoke
+        else REPO / "benchmarks" / "results" / f"{machine_slug()}-{today}-gpu-check")
+    if out.exists():
+        print(f"benchmarks.gpu_check: {out} already exists; choose a new --out", file=sys.stderr)
+        return EXIT_USAGE
+    out.mkdir(parents=True)
+    check = Check(args, out)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill ends like Ctrl-C: summary kept
+    order = ["probe", "parity", "main", "grid"]
+    try:
+        ready = probe_step(check)
+        for name, step in (("parity", parity_step), ("main", main_step), ("grid", grid_step)):
+            if not ready:
+                check.doc["not_run"] = [s for s in order if s not in check.doc["steps"]]
+                break
+            if name != "grid" and check.left() < MIN_SECONDS[name]:
+                check.step(name, {"status": "not run: budget", "seconds": 0})
+                continue
+            step(check, ready)
+        cut = [s for s, r in check.doc["steps"].items() if "budget" in str(r.get("status"))] + \
+            [f"grid {r['backend']} {r['config']} b{r['batch']}" for r in check.doc["grid"]
+             if "budget" in str(r.get("status"))]
+        check.doc["status"] = ("no backend can run on the device" if not ready
+                               else f"partial: budget ({len(cut)} stopped or not run)" if cut else "done")
+    except KeyboardInterrupt:
+        check.doc["status"] = "interrupted"
+        check.doc["not_run"] = [s for s in order if s not in check.doc["steps"]]
+    check.doc["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    check.save()
+    print(render(check.doc))
+    print(f"written: {out}", file=sys.stderr)
+    failed = [s for s, r in check.doc["steps"].items() if r.get("status") == "failed"] + \
+        [r for r in check.doc["grid"] if r.get("status") == "failed"]
+    if failed or not check.doc["steps"].get("probe", {}).get("ready"):
+        return 1
+    return 0 if check.doc["status"] == "done" else EXIT_PARTIAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

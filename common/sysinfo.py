@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Distributions whose versions matter for a result (read from metadata: nothing is imported).
 PACKAGES = ("numpy", "pandas", "matplotlib", "torch", "tensorflow", "tensorflow-cpu", "keras",
-            "mxnet", "chainer", "cupy", "setuptools")
+            "mxnet", "chainer", "cupy", "jax", "jaxlib", "flax", "optax", "setuptools")
 
 # Environment variables that change how frameworks compute or thread.
 ENV_PREFIXES = ("OMP_", "MKL_", "OPENBLAS_", "MXNET_", "TF_", "CUDA_VISIBLE_DEVICES",
-                "CHAINER_", "CUPY_", "TORCH_", "KMP_")
+                "CHAINER_", "CUPY_", "TORCH_", "KMP_", "XLA_", "JAX_")
 
 
 def cpu_model() -> str:

@@ -152,7 +152,8 @@ def reference():
 
 
 ENGINES = {"pytorch": "torch DDP gloo", "mxnet": "mxnet Module, kvstore local",
-           "tensorflow": "tf MirroredStrategy", "chainer": "chainermn naive"}
+           "tensorflow": "tf MirroredStrategy", "chainer": "chainermn naive",
+           "jax": "jax shard_map, Mesh(2 cpu)"}
 
 
 @pytest.mark.slow

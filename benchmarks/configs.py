@@ -11,7 +11,7 @@ from __future__ import annotations
 # fast path -> (run_all.py flag, the backends that have it)
 FAST_PATHS = {
     "channels_last": ("--channels-last", ("pytorch",)),
-    "bf16": ("--bf16", ("pytorch", "tensorflow")),       # autocast / Keras mixed_bfloat16
+    "bf16": ("--bf16", ("pytorch", "tensorflow", "jax")),  # autocast / Keras mixed_bfloat16 / Flax dtype
     "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor)
     "xla": ("--xla", ("tensorflow",)),                   # jit_compile
 }
@@ -31,6 +31,7 @@ BEST = {
         "gpu": "none beyond the spec run: cuDNN autotuning is already on by default "
                "(MXNET_CUDNN_AUTOTUNE_DEFAULT=1)",
     },
+    "jax": {"cpu": ("bf16",), "gpu": ("bf16",)},  # see the JAX_BEST note below
     "chainer": {
         "cpu": "none: Chainer's CPU fast path (iDeep, ideep4py) has no wheel for this Python",
         "gpu": "none beyond the spec run: the backend already turns cuDNN autotuning on",

@@ -56,13 +56,17 @@ class Backend(BackendBase):
         dtype = jnp.bfloat16 if options.bf16 else None
         self.G, self.D = models.build(spec, options.seed, dtype, self.replicas and self.replicas.bn_axis)
         self.graphs = tuple(nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in (self.G, self.D))
+        # Passes outside the mesh (evaluation, gradients) use BN without the mesh axis: the same
+        # state, per-pass statistics (synchronised BN exists only inside the step).
+        self.local_graphs = self.graphs if not options.sync_bn else tuple(
+            nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in models.build(spec, options.seed, dtype))
         self.tx = training.adam(spec.adam)
         self.opt = {n: self.tx.init(nnx.state(net, nnx.Param)) for n, net in zip(NETS, (self.G, self.D))}
         self._carry = None  # the carry after the last step; None: the modules are current
         iteration = functools.partial(training.spec_iteration, self.graphs, self.tx, spec)
         self._step = (self.replicas.step(iteration) if self.replicas
                       else jax.jit(iteration, donate_argnums=0))
-        self._gradients = jax.jit(functools.partial(training.gradients, self.graphs, spec))
+        self._gradients = jax.jit(functools.partial(training.gradients, self.local_graphs, spec))
         self._forward = jax.jit(training.forward, static_argnums=(0, 4, 5))
         self._apply = jax.jit(functools.partial(training.apply_gradients, self.tx))
 
@@ -153,7 +157,7 @@ class Backend(BackendBase):
         params, stats = self.carry()[net]
         if self.replicas:
             params, stats = self.replicas.first(params), self.replicas.first(stats)
-        out = self._forward(self.graphs[NETS.index(net)], params, stats, jnp.asarray(x), train, net == "D")
+        out = self._forward(self.local_graphs[NETS.index(net)], params, stats, jnp.asarray(x), train, net == "D")
         out = np.asarray(out, dtype=np.float32)
         return out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out
 

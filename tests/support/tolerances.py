@@ -48,4 +48,8 @@ TEN_ITER_ATOL: dict[str, float] = {
     # tensorflow measured 2.6e-3 against float64 PyTorch (folded), iteration 8 (first 5: 7.5e-4,
     # iteration 4; 3.0e-3 against the float32 PyTorch run).
     "tensorflow": 8e-3,
+    # jax measured 2.7e-3 against float64 PyTorch (pytorch convention), iteration 6 (first 5:
+    # 8.2e-4, iteration 4, where float32 PyTorch drifts 3.8e-4; 4.2e-3 against the float32
+    # PyTorch run, iteration 7). 2-core CPU, mnist-5k, batch 64, seed 0.
+    "jax": 8e-3,
 }

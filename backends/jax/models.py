@@ -21,6 +21,7 @@ Every spec value is set where Flax's default differs:
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Callable
 
 import jax
@@ -40,9 +41,58 @@ def _conv(layer: LayerSpec, spec: ModelSpec, rngs: nnx.Rngs, dtype) -> nnx.Modul
                         padding=((p, p), (p, p)), use_bias=False, kernel_init=init,
                         dtype=dtype, rngs=rngs)
     q = k - 1 - p  # PyTorch's crop p of the full output, as padding of the dilated input
-    return nnx.ConvTranspose(layer.in_channels, layer.out_channels, (k, k), strides=(s, s),
-                             padding=((q, q), (q, q)), transpose_kernel=True, use_bias=False,
-                             kernel_init=init, dtype=dtype, rngs=rngs)
+    return ConvTranspose(layer.in_channels, layer.out_channels, (k, k), strides=(s, s),
+                         padding=((q, q), (q, q)), transpose_kernel=True, use_bias=False,
+                         kernel_init=init, dtype=dtype, rngs=rngs)
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_nhwc(x, kernel, stride: int, pad: int):
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                        dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_transpose(x, kernel, stride: int, pad: int):
+    """PyTorch's ConvTranspose2d(stride, padding=pad) on NHWC with a (kh, kw, out, in) kernel:
+    the adjoint of the conv with that kernel as HWIO, stride and pad.
+
+    Its gradients are written as that conv's own (custom_vjp): JAX's automatic kernel gradient
+    of lax.conv_transpose is a convolution XLA:CPU runs on a slow generic path, measured 2.49 s
+    against 0.17 s for this form (G.deconv2's forward and backward, batch 64, 2-core CPU, loaded);
+    the input gradient is the strided conv itself, the kernel gradient that conv's kernel
+    gradient with the roles of input and cotangent swapped. Same values to float32 rounding
+    (the gradient tests hold it to GRAD_RTOL)."""
+    q = kernel.shape[0] - 1 - pad
+    return jax.lax.conv_transpose(x, kernel, (stride, stride), ((q, q), (q, q)),
+                                  dimension_numbers=_NHWC, transpose_kernel=True)
+
+
+def _conv_transpose_fwd(x, kernel, stride, pad):
+    return conv_transpose(x, kernel, stride, pad), (x, kernel)
+
+
+def _conv_transpose_bwd(stride, pad, residuals, grad_out):
+    x, kernel = residuals
+    grad_x, pull_kernel = jax.vjp(lambda k: _conv_nhwc(grad_out, k, stride, pad), kernel)
+    return grad_x, pull_kernel(x)[0]
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+class ConvTranspose(nnx.ConvTranspose):
+    """Flax's ConvTranspose (its kernel variable, shape and initialisation) computing through
+    conv_transpose above: PyTorch's padding, and gradients on XLA:CPU's fast path."""
+
+    def __call__(self, x):
+        kernel = self.kernel.value
+        if self.dtype is not None:
+            x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        (q, _), _ = self.padding
+        return conv_transpose(x, kernel, self.strides[0], kernel.shape[0] - 1 - q)
 
 
 def _batchnorm(layer: LayerSpec, spec: ModelSpec, rngs: nnx.Rngs, dtype, axis) -> nnx.BatchNorm:

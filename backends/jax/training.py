@@ -66,6 +66,9 @@ def nhwc(x: jax.Array) -> jax.Array:
 
 def _apply(net, params, stats, x, train):
     """net(x) from its split state: (output, the batch statistics after the pass)."""
+    # Fresh containers at this trace level: flax >= 0.11 states hold the Variables themselves,
+    # and BN may not update a Variable made outside the grad/vjp being traced (TraceContextError).
+    params, stats = jax.tree.map(lambda a: a, (params, stats))
     module = nnx.merge(net, params, stats)
     out = module(x, train=train)
     return out, nnx.state(module, nnx.BatchStat)

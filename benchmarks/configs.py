@@ -31,7 +31,11 @@ BEST = {
         "gpu": "none beyond the spec run: cuDNN autotuning is already on by default "
                "(MXNET_CUDNN_AUTOTUNE_DEFAULT=1)",
     },
-    "jax": {"cpu": ("bf16",), "gpu": ("bf16",)},  # see the JAX_BEST note below
+    # JAX: Flax compute dtype bf16. CPU, bare loop, mnist32 batch 64, one interleaved run on the
+    # shared 2-core VM under load 9-14 (not yet a grid): spec 6.2 s -> bf16 1.7 s per step with
+    # the automatic deconv gradient; re-measure in the grid with the custom-vjp deconv
+    # (/work/briefs/NOTE-19.md). GPU: the documented fast path, not measured.
+    "jax": {"cpu": ("bf16",), "gpu": ("bf16",)},
     "chainer": {
         "cpu": "none: Chainer's CPU fast path (iDeep, ideep4py) has no wheel for this Python",
         "gpu": "none beyond the spec run: the backend already turns cuDNN autotuning on",

@@ -18,7 +18,7 @@ import os
 
 import jax
 
-from backends.base import BackendUnavailable, wants_gpu
+from backends.base import wants_gpu
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 _pinned: dict = {}  # what set_threads did in this process
@@ -71,17 +71,16 @@ def set_threads(threads: int | None) -> None:
     if not threads or not hasattr(os, "sched_setaffinity"):
         return
     allowed = sorted(os.sched_getaffinity(0))
-    if threads > len(allowed):
-        raise BackendUnavailable(f"threads={threads}: this process may run on {len(allowed)} CPUs only")
+    # More threads than CPUs: XLA's pool cannot exceed the CPUs (recorded as requested vs used).
     os.sched_setaffinity(0, allowed[:threads])
-    _pinned.update(requested=threads, cpus=allowed[:threads])
+    _pinned.update(requested=threads)
 
 
 def thread_info() -> dict:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"mechanism": "os.sched_setaffinity before XLA starts (XLA:CPU sizes its pool by the "
                          "CPUs the process may use)" if _pinned else "XLA's default: every CPU",
-            "xla_cpu_threads": cpus, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+            "requested": _pinned.get("requested"), "xla_cpu_threads": cpus, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
 
 def quiet(verbose: bool) -> None:

@@ -141,7 +141,9 @@ class Backend(BackendBase):
 
     def _param_state(self, net: str, arrays: dict[str, np.ndarray]):
         """net's nnx.Param state with these canonical arrays in place of its weights."""
-        module = nnx.merge(self.graphs[NETS.index(net)], *self.carry()[net])
+        # Copied containers: flax >= 0.11's merge reuses the state's Variables, whose values
+        # (the carry's weights) the write below would otherwise replace.
+        module = nnx.merge(self.graphs[NETS.index(net)], *jax.tree.map(lambda a: a, self.carry()[net]))
         weights.from_canonical({net: module}, arrays)
         return nnx.state(module, nnx.Param)
 

@@ -88,7 +88,7 @@ class ConvTranspose(nnx.ConvTranspose):
     conv_transpose above: PyTorch's padding, and gradients on XLA:CPU's fast path."""
 
     def __call__(self, x):
-        kernel = self.kernel.value
+        kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         (q, _), _ = self.padding

@@ -36,7 +36,7 @@ def to_canonical_layout(array) -> np.ndarray:
 
 def arrays(nets: dict[str, models.Net]) -> dict[str, dict[str, object]]:
     """{net: {framework name: array}} of the modules' variables."""
-    return {name: {k: v.value for k, v in models.variables(net).items()} for name, net in nets.items()}
+    return {name: {k: v[...] for k, v in models.variables(net).items()} for name, net in nets.items()}
 
 
 def to_canonical(nets: dict[str, models.Net], keys, trainable_only: bool = False) -> dict[str, np.ndarray]:
@@ -50,4 +50,4 @@ def from_canonical(nets: dict[str, models.Net], weights: dict[str, np.ndarray]) 
     variables = {name: models.variables(net) for name, net in nets.items()}
     for key, value in weights.items():
         net, name = framework_key(key)
-        variables[net][name].value = to_framework_layout(value)
+        variables[net][name][...] = to_framework_layout(value)

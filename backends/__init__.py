@@ -25,6 +25,7 @@ REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow"),
     Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2),
     Registration("chainer", "backends.chainer.backend", "chainer", "chainer"),
+    Registration("jax", "backends.jax.backend", "jax", "jax"),
 )}
 
 NAMES = tuple(REGISTRY)

@@ -11,7 +11,7 @@ from __future__ import annotations
 # fast path -> (run_all.py flag, the backends that have it)
 FAST_PATHS = {
     "channels_last": ("--channels-last", ("pytorch",)),
-    "bf16": ("--bf16", ("pytorch", "tensorflow", "mxnet")),  # autocast / mixed_bfloat16 / AMP graph
+    "bf16": ("--bf16", ("pytorch", "tensorflow", "mxnet", "jax")),  # autocast / mixed_bfloat16 / AMP graph / Flax dtype
     "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor)
     "xla": ("--xla", ("tensorflow",)),                   # jit_compile
 }
@@ -49,6 +49,11 @@ BEST = {
     # chainer.config.type_check off (median step 2111 against 2003 ms with checks, 4 alternating
     # pairs at load 7.5-7.8: no gain, as the profile predicts); BLAS threads: OpenBLAS already
     # uses both cores (threadpoolctl); the GPU-only switches (cudnn, autotune) do nothing on a CPU.
+    # JAX: Flax compute dtype bf16. CPU, bare loop, mnist32 batch 64, one interleaved run on the
+    # shared 2-core VM under load 9-14 (not yet a grid): spec 6.2 s -> bf16 1.7 s per step with
+    # the automatic deconv gradient, to be re-measured in the grid with the custom-vjp deconv
+    # (docs/jax.md). GPU: the documented fast path, not measured.
+    "jax": {"cpu": ("bf16",), "gpu": ("bf16",)},
     "chainer": {
         "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "
                "type_check off and BLAS threads change nothing measurable (benchmarks/configs.py)",

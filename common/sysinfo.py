@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Distributions whose versions matter for a result (read from metadata: nothing is imported).
 PACKAGES = ("numpy", "pandas", "matplotlib", "torch", "tensorflow", "tensorflow-cpu", "keras",
-            "mxnet", "chainer", "cupy", "setuptools")
+            "mxnet", "chainer", "cupy", "jax", "jaxlib", "flax", "optax", "setuptools")
 
 # The environment variables recorded with a result: an allow-list of exact names, each one
 # because it changes what is measured. Never a prefix match: TF_ is also Terraform's prefix
@@ -48,6 +48,7 @@ MEASURED_ENV = {
     "XLA_PYTHON_CLIENT_MEM_FRACTION": "JAX's GPU memory fraction (peak memory reported)",
     "JAX_PLATFORMS": "which JAX platform runs (cpu/cuda)",
     "JAX_ENABLE_X64": "JAX's default float width",
+    "JAX_DEFAULT_MATMUL_PRECISION": "JAX's matmul/conv precision (TF32-like on Ampere+ GPUs)",
     "CHAINER_TYPE_CHECK": "Chainer's per-call type checks (CPU time per step)",
     "CHAINER_DTYPE": "Chainer's default float dtype",
     "CUPY_ACCELERATORS": "CuPy's CUB/cuTENSOR reductions (GPU speed)",

@@ -17,4 +17,4 @@ init_weights=None) -> dict` (threads 0 leaves the framework's setting as it is; 
 starts from the shared initialisation of seed 0); `python -m benchmarks.bare` runs one of them in
 its own process.
 """
-NAMES = ("pytorch", "tensorflow", "mxnet", "chainer")  # the backends' registry names
+NAMES = ("pytorch", "tensorflow", "mxnet", "chainer", "jax")  # the backends' registry names

@@ -152,7 +152,8 @@ def reference():
 
 
 ENGINES = {"pytorch": "torch DDP gloo", "mxnet": "mxnet Module, kvstore local",
-           "tensorflow": "tf MirroredStrategy", "chainer": "chainermn naive"}
+           "tensorflow": "tf MirroredStrategy", "chainer": "chainermn naive",
+           "jax": "jax shard_map, Mesh(2 cpu)"}
 
 
 @pytest.mark.slow
@@ -212,26 +213,31 @@ def test_replicas_compute_per_replica_bn_of_the_global_batch(parallel_run, refer
 
 
 # --sync-bn: BN statistics over the global batch, so 2 replicas compute the 1-device run of the
-# same global batch. Runs on the CPU for ChainerMN only (torch's SyncBatchNorm is CUDA-only).
+# same global batch. Runs on the CPU for ChainerMN and JAX (torch's SyncBatchNorm is CUDA-only).
 # Bounds as above, against the float64 1-device run: iteration 0's loss_D within FORWARD_ATOL
 # (measured 7.3e-7 for both of iteration 0's losses), while the per-replica-BN (ghost) run differs
 # there by 2.6e-3; then the first-5 rule (measured: largest 4.1e-4, iteration 4, where float32
 # PyTorch itself drifts 2.2e-3; and 8.6e-4 from Chainer's own 1-device run at iteration 4).
+SYNC_BN = {"chainer": "MultiNodeBatchNormalization", "jax": "synchronised (axis_name)"}
+
+
 @pytest.mark.slow
-def test_synchronised_bn_replicas_compute_the_one_device_run(tmp_path, reference):
-    require_engine("chainer")
+@pytest.mark.parametrize("name", list(SYNC_BN))
+def test_synchronised_bn_replicas_compute_the_one_device_run(tmp_path, reference, name):
+    require_engine(name)
     out = tmp_path / "run"
-    proc = run_cli("--backend", "chainer", "--dataset", "mnist", "--iters", str(ITERS),
+    proc = run_cli("--backend", name, "--dataset", "mnist", "--iters", str(ITERS),
                    "--batch-size", str(BATCH), "--devices", str(DEVICES), "--sync-bn",
                    "--quality-every", "0", "--out", str(out), "--quiet", env=offline(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    r = json.loads((out / "results.json").read_text())["backends"]["chainer"]
-    assert r["parallel"]["batchnorm"] == "MultiNodeBatchNormalization"
-    got = _losses(out / "backends" / "chainer" / "losses.csv")
-    plain, ghost = reference("folded", "float64", 1), reference("folded", "float64", DEVICES)
+    r = json.loads((out / "results.json").read_text())["backends"][name]
+    assert r["parallel"]["batchnorm"] == SYNC_BN[name]
+    convention = r["conventions"]["adam"]
+    got = _losses(out / "backends" / name / "losses.csv")
+    plain, ghost = reference(convention, "float64", 1), reference(convention, "float64", DEVICES)
     diff = np.abs(got - plain).max(axis=1)
-    noise = np.abs(reference("folded", "float32", 1) - plain).max(axis=1)
-    print(f"chainer --sync-bn at {DEVICES} replicas vs float64 1-device run: "
+    noise = np.abs(reference(convention, "float32", 1) - plain).max(axis=1)
+    print(f"{name} --sync-bn at {DEVICES} replicas vs float64 1-device run: "
           f"{' '.join(f'{d:.1e}' for d in diff)}; float32's own drift: {' '.join(f'{d:.1e}' for d in noise)}")
     assert abs(got[0, 0] - plain[0, 0]) <= FORWARD_ATOL
     assert abs(ghost[0, 0] - plain[0, 0]) > 100 * FORWARD_ATOL

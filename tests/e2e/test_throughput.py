@@ -110,7 +110,7 @@ def test_the_measured_peak_is_a_large_gemm_with_its_method_recorded():
 
 @pytest.mark.slow
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
-    for bad in (["--batch-sizes", "8,x"], ["--configs", "spec,turbo"], ["--backend", "jax"]):
+    for bad in (["--batch-sizes", "8,x"], ["--configs", "spec,turbo"], ["--backend", "nosuch"]):
         proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", *bad, "--out", str(tmp_path / "s")],
                               cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 2 and bad[0] in proc.stderr or "unknown" in proc.stderr
@@ -121,7 +121,7 @@ def test_configurations_say_why_a_cell_does_not_run():
     assert configs.fast_paths("spec", "mxnet", "cpu") == ()
     assert configs.fast_paths("bf16+xla", "tensorflow", "cpu") == ("bf16", "xla")
     assert "no compile" in configs.fast_paths("compile", "tensorflow", "cpu")
-    for name in ("pytorch", "tensorflow", "mxnet", "chainer"):
+    for name in ("pytorch", "tensorflow", "mxnet", "chainer", "jax"):
         for device in ("cpu", "gpu"):  # best is either fast paths that exist or a reason
             best = configs.fast_paths("best", name, device)
             assert isinstance(best, str) or all(name in configs.FAST_PATHS[p][1] for p in best)

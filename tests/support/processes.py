@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "chainer", "cupy")
+FRAMEWORKS = ("torch", "tensorflow", "keras", "mxnet", "chainer", "cupy", "jax", "flax", "optax")
 
 
 def with_repo_on_path() -> str:

@@ -48,4 +48,9 @@ TEN_ITER_ATOL: dict[str, float] = {
     # tensorflow measured 2.6e-3 against float64 PyTorch (folded), iteration 8 (first 5: 7.5e-4,
     # iteration 4; 3.0e-3 against the float32 PyTorch run).
     "tensorflow": 8e-3,
+    # jax measured 4.2e-3 against float64 PyTorch (pytorch convention), iteration 9 (first 5:
+    # 2.1e-4, iteration 3; 5.1e-3 against the float32 PyTorch run, iteration 9); 2-core CPU,
+    # mnist-5k, batch 64, seed 0. (2.7e-3 before the custom-vjp deconv, whose float32 rounding
+    # differs: the run drifts chaotically after iteration 5, as every float32 run does.)
+    "jax": 8e-3,
 }

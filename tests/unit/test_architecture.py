@@ -27,7 +27,8 @@ SHARED_NAMES = frozenset({"__init__", "__main__", "conftest"})
 
 # Heavy framework import names -> the one backend whose folder may import them.
 FRAMEWORKS = {"torch": "pytorch", "tensorflow": "tensorflow", "keras": "tensorflow",
-              "mxnet": "mxnet", "chainer": "chainer", "chainermn": "chainer", "cupy": "chainer"}
+              "mxnet": "mxnet", "chainer": "chainer", "chainermn": "chainer", "cupy": "chainer",
+              "jax": "jax", "jaxlib": "jax", "flax": "jax", "optax": "jax"}
 # Outside backends/<fw>/ and benchmarks/bare/<fw>.py, these files may import these frameworks.
 FRAMEWORK_EXCEPTIONS = {
     "backends/compat.py": set(FRAMEWORKS),            # the import shims prepare each framework

@@ -16,6 +16,7 @@ from common.harness import resume
 from tests.support.processes import REPO
 
 sys.path.insert(0, str(REPO))
+import backends
 import run_all  # noqa: E402
 
 V1 = Path(__file__).resolve().parents[1] / "fixtures" / "results-v1.json"
@@ -99,7 +100,9 @@ def test_the_stored_configuration_is_version_1s_and_round_trips():
     config = {k: v for k, v in v1["config"].items() if k != "quality"}
     argv = shlex.split(v1["command"])[2:] + ["--threads", str(config["threads"])]
     args = run_all.parse_args(argv)
-    assert options.stored_config(args, preset="mnist32", iters=40) == config
+    # "--backend all" means every backend registered now (the v1 file's run had four).
+    assert v1["config"]["backends"] == ["pytorch", "tensorflow", "mxnet", "chainer"]
+    assert options.stored_config(args, preset="mnist32", iters=40) == dict(config, backends=list(backends.NAMES))
     stored_keys = {opt.key or name for name, opt in options.options().items() if opt.stored}
     assert stored_keys == set(config) | {"seeds", "checkpoint_every"}  # written when used
     again = run_all.parse_args(["--resume", "x"])
@@ -132,7 +135,9 @@ def test_options_added_later_take_their_defaults_when_absent():
 def test_a_version_1_run_folder_can_be_resumed(tmp_path):
     (tmp_path / "results.json").write_text(V1.read_text())
     args = resume.resume_args(run_all.parse_args(["--resume", str(tmp_path), "--quiet"]))
-    assert args.backends == ["pytorch", "tensorflow", "mxnet", "chainer"] and args.backend == "all"
+    # the stored four, named: "all" now means five
+    assert args.backends == ["pytorch", "tensorflow", "mxnet", "chainer"]
+    assert args.backend == "pytorch,tensorflow,mxnet,chainer"
     assert (args.iters, args.batch_size, args.dataset, args.quiet) == (40, 64, "mnist-5k", True)
 
 

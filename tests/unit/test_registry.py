@@ -24,7 +24,7 @@ def test_common_modules_are_found():
 
 # ----- in-process registry checks -----
 def test_names_are_the_four_backends():
-    assert backends.NAMES == ("pytorch", "tensorflow", "mxnet", "chainer")
+    assert backends.NAMES == ("pytorch", "tensorflow", "mxnet", "chainer", "jax")
     assert set(backends.REGISTRY) == set(backends.NAMES)
     for name, reg in backends.REGISTRY.items():
         assert reg.name == name

@@ -1,0 +1,103 @@
+"""JAX's process and device (the functions of backends/base.py's contract).
+
+- Threads: XLA:CPU ignores OMP_NUM_THREADS and has no thread-count API; its pool is as large as
+  the CPUs the process may run on. set_threads(N) therefore pins the process to N CPUs
+  (os.sched_setaffinity) before XLA's runtime starts (the Backend calls it before its first
+  array), and thread_info records the mechanism and the CPUs XLA then sees.
+- set_host_devices(N): N XLA host devices (--xla_force_host_platform_device_count), the CPU's
+  devices of a data-parallel run; also before the runtime starts.
+- select_device on a GPU sets the default matmul/convolution precision to 'highest': JAX's
+  default on Ampere and newer GPUs multiplies float32 in TF32 (10-bit mantissa), which would make
+  this backend faster and less exact than the others' full-float32 spec runs. On the CPU the
+  default is already full float32. The device chosen is made JAX's default device.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+
+from backends.base import wants_gpu
+
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+_pinned: dict = {}  # what set_threads did in this process
+
+
+def version() -> str:
+    import flax
+    import jaxlib
+    import optax
+    return f"{jax.__version__} (jaxlib {jaxlib.__version__}, flax {flax.__version__}, optax {optax.__version__})"
+
+
+def gpu_unavailable_reason() -> str | None:
+    try:
+        if jax.devices("gpu"):
+            return None
+    except RuntimeError:
+        pass
+    return (f"JAX {jax.__version__} sees no GPU (platforms: {sorted({d.platform for d in jax.devices()})}; "
+            "the CUDA build is pip install '.[gpu-jax]')")
+
+
+def select_device(requested: str):
+    if not wants_gpu(requested, gpu_unavailable_reason):
+        device = jax.devices("cpu")[0]
+    else:
+        # Full float32 for spec runs (module docstring); bf16 inputs are unaffected.
+        jax.config.update("jax_default_matmul_precision", "highest")
+        device = jax.devices("gpu")[0]
+    jax.config.update("jax_default_device", device)
+    return device
+
+
+def is_gpu(device) -> bool:
+    return device.platform == "gpu"
+
+
+def _add_xla_flag(flag: str, value) -> None:
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag + "=")]
+    os.environ["XLA_FLAGS"] = " ".join(flags + [f"{flag}={value}"])
+
+
+def set_host_devices(n: int) -> None:
+    """n CPU devices for XLA (data parallel on one host); before JAX's runtime starts."""
+    _add_xla_flag(HOST_DEVICES_FLAG, n)
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin the process to `threads` CPUs (None or 0: all it has): the size of XLA's CPU pool."""
+    if not threads or not hasattr(os, "sched_setaffinity"):
+        return
+    allowed = sorted(os.sched_getaffinity(0))
+    # More threads than CPUs: XLA's pool cannot exceed the CPUs (recorded as requested vs used).
+    os.sched_setaffinity(0, allowed[:threads])
+    _pinned.update(requested=threads)
+
+
+def thread_info() -> dict:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"mechanism": "os.sched_setaffinity before XLA starts (XLA:CPU sizes its pool by the "
+                         "CPUs the process may use)" if _pinned else "XLA's default: every CPU",
+            "requested": _pinned.get("requested"), "xla_cpu_threads": cpus, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+
+
+def quiet(verbose: bool) -> None:
+    """JAX's 'no GPU/TPU found, falling back to cpu' warnings and the like."""
+    if not verbose:
+        for name in ("jax._src.xla_bridge", "absl"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def synchronize(device) -> None:
+    """Dispatch is asynchronous (on the CPU too): a computation on the device, waited for, runs
+    after everything queued before it."""
+    jax.block_until_ready(jax.device_put(0.0, device) + 0.0)
+
+
+def peak_memory(device) -> dict | None:
+    stats = device.memory_stats() if is_gpu(device) else None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return {"bytes": int(stats["peak_bytes_in_use"]), "kind": "device-allocator"}

@@ -12,12 +12,10 @@ framework's fast paths on that device, benchmarks/configs.py) or single fast pat
 With --quality-iters, every backend whose best configuration differs from spec also trains that
 many iterations on real digits in both configurations and the evaluator scores the samples, so a
 faster path that generates worse samples shows. Per cell the table gives the median over repeats
-of each run's median img/s (warm-up excluded; runs' own IQR and the range across repeats beside
-it), first-step seconds, peak memory, the harness's share of wall time, the throughput lost to
-the harness against the bare loop, model GFLOP/s (common/metrics/flops.py), the fraction of the
-dense GEMM peak measured at the grid's start (benchmarks/peak.py) and of a known GPU's datasheet
-peak. Writes OUT/throughput.{json,md} and OUT/scaling.png (raw run folders: --work); publishing:
-docs/publish.md.
+of each run's median img/s (warm-up excluded; IQR and range beside it), first-step seconds, peak
+memory, harness share, the loss against the bare loop, GFLOP/s (common/metrics/flops.py) and the
+fractions of the GEMM peak measured first (benchmarks/peak.py) and of a GPU's datasheet peak.
+Writes OUT/throughput.{json,md} and OUT/scaling.png; publishing: docs/publish.md.
 """
 from __future__ import annotations
 
@@ -37,12 +35,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import configs, peak  # noqa: E402
+from benchmarks import configs, grid_output, peak  # noqa: E402
 from common import atomic, sysinfo  # noqa: E402
 from common.metrics import flops  # noqa: E402
 from common.results import schema  # noqa: E402
-from common.results.figures import pyplot, save_figure  # noqa: E402
-from common.results.tables import table  # noqa: E402
 from common.spec import PRESETS, model_spec  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -274,64 +270,6 @@ def quality_rows(args, work: Path) -> list[dict]:
     return rows
 
 
-# ----- outputs -----
-def scaling_figure(rows: list[dict], path: Path, preset: str) -> None:
-    """img/s and peak memory against batch size, one line per backend and configuration."""
-    plt = pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    series: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        if r["status"] == "ok":
-            series.setdefault((r["backend"], r["config"]), []).append(r)
-    for (name, config), rs in sorted(series.items()):
-        rs = sorted(rs, key=lambda r: r["batch"])
-        style = "-" if config.startswith("spec") else ":" if config == "bare loop" else "--"
-        x = [r["batch"] for r in rs]
-        ax1.plot(x, [r["img/s"] for r in rs], style, marker="o", label=f"{name} {config}")
-        ax2.plot(x, [r["_peak_bytes"] / 2**20 for r in rs], style, marker="o", label=f"{name} {config}")
-    for ax, title in ((ax1, f"throughput, {preset} (img/s, higher is better)"),
-                      (ax2, "peak memory (MiB; RSS on a CPU, allocator peak on a GPU)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    ax1.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def render(doc: dict) -> str:
-    prov, a = doc["provenance"], doc["args"]
-    gpu = ", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"
-    lines = [
-        f"Command: `{doc['command']}`", "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, {gpu}",
-        f"- Software: Python {prov.get('python')}; "
-        + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
-        f"- Code: git {(prov.get('git') or {}).get('commit')}; started {doc['started']}, "
-        f"finished {doc['finished']} ({doc['grid_seconds'] / 60:.1f} min for the whole grid)",
-        f"- Cells: preset {a['preset']}, synthetic data, {a['images']} images per cell "
-        f"(ceil(images/batch) iterations, at least {a['min_iters']}), {a['repeats']} run(s) per cell, "
-        f"{a['threads']} threads for every framework; warm-up excluded from img/s; `threads` is "
-        "each framework's own setting as it reported it; `load before` is the 1-minute load "
-        "average when the cell started, which includes the grid's own previous cell (up to about "
-        "the thread count): a value well above that means something else was running",
-        "- Model FLOPs per image and iteration: "
-        f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py). `of measured peak`: the "
-        "cell's model GFLOP/s over the device's dense GEMM rate at the cell's precision (bf16 for "
-        "bf16 paths, else fp32), measured at the start of this grid (benchmarks/peak.py, the fastest "
-        f"block): {peak.describe(doc.get('peaks') or {}) or 'not measured (--peak-seconds 0)'}. "
-        "`of datasheet peak` only where the device is a GPU with a known dense peak "
-        "(common/metrics/flops.py)",
-        "", table(doc["rows"], "github"), ""]
-    if doc.get("quality_rows"):
-        lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
-                  f"{a['quality_iters']} iterations, seed 0, shared initial weights; FD and "
-                  "classifier score as in docs/quality.md (± bootstrap spread):", "",
-                  table(doc["quality_rows"], "github"), ""]
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     today = dt.date.today().isoformat()
@@ -388,9 +326,9 @@ def main(argv=None) -> int:
            "flops_per_image": flops.iteration_flops_per_image(spec), "peaks": peaks,
            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
            "quality_rows": q_rows}
-    scaling_figure(rows, out / "scaling.png", args.preset)
+    grid_output.scaling_figure(doc, rows, out / "scaling.png")
     atomic.write_json(out / "throughput.json", doc)
-    text = render(doc)
+    text = grid_output.render(doc)
     atomic.write_text(out / "throughput.md", text)
     print(text)
     return 0

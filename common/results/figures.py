@@ -52,11 +52,11 @@ def run_context(results: dict) -> str:
             + (f" ({where})" if where else ""))
 
 
-def _title(fig, what: str, context: str) -> None:
+def figure_title(fig, what: str, context: str) -> None:
     fig.suptitle(f"{what}\n{context}" if context else what, fontsize=11)
 
 
-def _outside_legend(fig, ax, columns: int) -> None:
+def legend_below(fig, ax, columns: int) -> None:
     """One legend for the figure, below the axes: never over the data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -96,7 +96,7 @@ def save_grids_side_by_side(grids: dict[str, np.ndarray], path: Path, iterations
         ax.set_title(f"{name}, iteration {iterations[name]}" if name in iterations else name)
         ax.axis("off")
     its = set(iterations.values())
-    _title(fig, "Samples from the same fixed z"
+    figure_title(fig, "Samples from the same fixed z"
            + (f" after {its.pop()} iterations" if len(its) == 1 else ""), context)
     fig.tight_layout()
     save_figure(fig, path)
@@ -119,8 +119,8 @@ def loss_curves(losses: pd.DataFrame, path: Path, context: str = ""):
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{label} (binary cross-entropy, nats)")
         ax.grid(alpha=0.3)
-    _title(fig, "Losses", context)
-    _outside_legend(fig, axes[0], losses["backend"].nunique())
+    figure_title(fig, "Losses", context)
+    legend_below(fig, axes[0], losses["backend"].nunique())
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, path)
     return fig
@@ -145,7 +145,7 @@ def throughput_chart(rows: list[dict], path: Path, context: str = ""):
     ax.set_ylabel("images / s (median; bars: IQR)")
     ax.set_xlabel("backend")
     ax.grid(axis="y", alpha=0.3)
-    _title(fig, "Training throughput (warm-up excluded)", context)
+    figure_title(fig, "Training throughput (warm-up excluded)", context)
     fig.tight_layout()
     save_figure(fig, path)
     return fig
@@ -182,8 +182,8 @@ def quality_chart(rows: list[dict], path: Path, context: str = ""):
     axes[1].set_ylabel("classifier score (effective classes)")
     for ax in axes:
         ax.grid(axis="y", alpha=0.3)
-    _title(fig, "Sample quality against real digits", context)
-    _outside_legend(fig, axes[0], 1)
+    figure_title(fig, "Sample quality against real digits", context)
+    legend_below(fig, axes[0], 1)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, path)
     return fig
@@ -206,8 +206,8 @@ def time_to_quality_chart(results: dict, path: Path, context: str = ""):
     ax.set_xlabel("training seconds (step time; evaluation excluded)")
     ax.set_ylabel("FD of the fixed-z samples (log axis)")
     ax.grid(alpha=0.3)
-    _title(fig, "Time to quality (a point every K iterations, the first at iteration 0)", context)
-    _outside_legend(fig, ax, len(curves) + 1)
+    figure_title(fig, "Time to quality (a point every K iterations, the first at iteration 0)", context)
+    legend_below(fig, ax, len(curves) + 1)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, path)
     return fig

@@ -61,6 +61,8 @@ def test_a_v1_result_without_tail_or_load_still_tabulates():
 
 def test_busy_machine_warning_when_load_exceeds_threads():
     assert tables.busy_warnings(_run(50, (45, 55), 0.3, 1.9)) == []
+    # a 2-thread run alone on 2 cores, measured (main job, 5 backends): not busy
+    assert tables.busy_warnings(_run(50, (45, 55), 2.2, 2.0)) == []
     (line,) = tables.busy_warnings(_run(50, (45, 55), 3.2, 4.1))
     assert "pytorch" in line and "3.2 before, 4.1 after, for 2 threads" in line
 

@@ -49,11 +49,15 @@ BEST = {
     # chainer.config.type_check off (median step 2111 against 2003 ms with checks, 4 alternating
     # pairs at load 7.5-7.8: no gain, as the profile predicts); BLAS threads: OpenBLAS already
     # uses both cores (threadpoolctl); the GPU-only switches (cudnn, autotune) do nothing on a CPU.
-    # JAX: Flax compute dtype bf16. CPU, bare loop, mnist32 batch 64, one interleaved run on the
-    # shared 2-core VM under load 9-14 (not yet a grid): spec 6.2 s -> bf16 1.7 s per step with
-    # the automatic deconv gradient, to be re-measured in the grid with the custom-vjp deconv
-    # (docs/jax.md). GPU: the documented fast path, not measured.
-    "jax": {"cpu": ("bf16",), "gpu": ("bf16",)},
+    # JAX: Flax compute dtype bf16 (the `bf16` ablation). CPU, measured in one grid
+    # (`--backend pytorch,jax --preset mnist32 --batch-sizes 64 --configs spec,best --bare
+    # --repeats 3`, 2-core AMD EPYC VM, load 1.6-1.7, when bf16 was JAX's best): spec 282.1 img/s,
+    # bf16 277.0 (0.98x), no gain (why XLA:CPU's bf16 is no faster was not profiled); PyTorch's
+    # channels_last+bf16 was 648.4 against its spec 348.3 in the same grid. GPU: the documented
+    # fast path, not measured.
+    "jax": {"cpu": "none: bf16 compute measured 0.98x spec at mnist32 batch 64 "
+                   "(benchmarks/configs.py)",
+            "gpu": ("bf16",)},
     "chainer": {
         "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "
                "type_check off and BLAS threads change nothing measurable (benchmarks/configs.py)",

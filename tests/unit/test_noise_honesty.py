@@ -71,7 +71,7 @@ def test_loss_tail_is_the_last_tenth_of_the_csv(tmp_path):
     f = tmp_path / "losses.csv"
     d = np.arange(30, dtype=float)
     f.write_text("backend,iteration,loss_d,loss_g,step_seconds\n"
-                 + "".join(f"pytorch,{i},{d[i]!r},{2 * d[i]!r},0.1\n" for i in range(30)))
+                 + "".join(f"pytorch,{i},{float(d[i])!r},{float(2 * d[i])!r},0.1\n" for i in range(30)))
     tail = loss_tail(f)
     assert tail["iterations"] == 3 and tail["from_iteration"] == 27
     assert tail["loss_d_mean"] == pytest.approx(28.0) and tail["loss_g_mean"] == pytest.approx(56.0)

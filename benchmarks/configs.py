@@ -14,6 +14,7 @@ FAST_PATHS = {
     "bf16": ("--bf16", ("pytorch", "tensorflow", "mxnet", "jax")),  # autocast / mixed_bfloat16 / AMP graph / Flax dtype
     "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor)
     "xla": ("--xla", ("tensorflow",)),                   # jit_compile
+    "onednn": ("--onednn", ("jax",)),                    # XLA:CPU's classic runtime: oneDNN convolutions
 }
 
 # backend -> device -> fast paths in the best-available configuration, or the reason there is none.

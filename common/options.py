@@ -154,6 +154,10 @@ class RunOptions:
         stored=True, backend=True)
     xla: bool = option(False, "XLA-compiled step (TensorFlow; default off)", SPEED,
                        stored=True, backend=True)
+    onednn: bool = option(
+        False, "XLA:CPU's classic runtime, whose convolutions run in oneDNN (JAX on a CPU; "
+               "jaxlib 0.6 has it, newer ones ignore it; default off)", SPEED,
+        stored=True, stored_when=bool, late=True, backend=True)
     compile: bool = option(False, "torch.compile'd G and D (PyTorch; default off)", SPEED,
                            stored=True, late=True, backend=True)
     devices: int = option(

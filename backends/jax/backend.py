@@ -11,6 +11,8 @@ Differences from the protocol worth knowing:
   step on the CPU, every `fetch_every_gpu` on a GPU); synchronize() waits for the carry.
 - options.bf16: Flax's compute dtype bfloat16 for every conv and BN (parameters, BN statistics,
   Adam and the losses stay float32). options.threads pins the process's CPUs (runtime.py).
+- options.onednn: XLA:CPU's classic runtime, whose convolutions run in oneDNN (runtime.py says
+  what was measured; newer jaxlibs ignore it).
 - The first step's seconds include tracing and XLA's compilation of the step (timed as warm-up).
 - Data parallel (devices > 1): shard_map over a jax.sharding Mesh in this one process, see
   parallel.py.
@@ -51,6 +53,8 @@ class Backend(BackendBase):
         runtime.set_threads(options.threads)  # before XLA's runtime starts, like:
         if options.devices > 1:
             runtime.set_host_devices(options.devices)
+        if options.onednn:
+            runtime.use_classic_cpu_runtime()
         self.device = runtime.select_device(options.device)
         self.replicas = parallel.Replicas(options, self.device) if options.devices > 1 else None
         dtype = jnp.bfloat16 if options.bf16 else None
@@ -101,7 +105,8 @@ class Backend(BackendBase):
         return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
                 "framework_version": runtime.version(), "threads": runtime.thread_info(),
                 "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
-                "fast_paths": {"bf16_compute": self.options.bf16}}
+                "fast_paths": {"bf16_compute": self.options.bf16,
+                               "classic_cpu_runtime_onednn": self.options.onednn}}
 
     # ----- checkpoints -----
     CHECKPOINT = "jax.npz"

@@ -6,6 +6,8 @@
   array), and thread_info records the mechanism and the CPUs XLA then sees.
 - set_host_devices(N): N XLA host devices (--xla_force_host_platform_device_count), the CPU's
   devices of a data-parallel run; also before the runtime starts.
+- use_classic_cpu_runtime(): the `onednn` fast path, XLA:CPU's classic runtime, whose
+  convolutions are oneDNN's; also before the runtime starts.
 - select_device on a GPU sets the default matmul/convolution precision to 'highest': JAX's
   default on Ampere and newer GPUs multiplies float32 in TF32 (10-bit mantissa), which would make
   this backend faster and less exact than the others' full-float32 spec runs. On the CPU the
@@ -59,6 +61,18 @@ def is_gpu(device) -> bool:
 def _add_xla_flag(flag: str, value) -> None:
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(flag + "=")]
     os.environ["XLA_FLAGS"] = " ".join(flags + [f"{flag}={value}"])
+
+
+CLASSIC_RUNTIME_FLAG = "--xla_cpu_use_thunk_runtime"
+
+
+def use_classic_cpu_runtime() -> None:
+    """XLA:CPU's classic runtime, before JAX's runtime starts (the `onednn` fast path). Measured
+    with ONEDNN_VERBOSE=1 (jaxlib 0.6.2, mnist32, bf16): the default thunk runtime calls oneDNN
+    only as a GEMM, the classic one rewrites every convolution to oneDNN's (brg_conv_fwd:
+    avx512_core_bf16 on this AVX512-BF16 CPU). jaxlib 0.10.2 accepts the flag but ignores it,
+    with XLA's warning that it is no longer supported: there the path changes nothing."""
+    _add_xla_flag(CLASSIC_RUNTIME_FLAG, "false")
 
 
 def set_host_devices(n: int) -> None:

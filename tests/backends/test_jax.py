@@ -91,6 +91,34 @@ def test_threads_pin_the_cpus_xla_sizes_its_pool_by():
     assert info["xla_cpu_threads"] == 1 and "sched_setaffinity" in info["mechanism"]
 
 
+@pytest.mark.slow
+def test_onednn_path_sets_the_classic_runtime_and_keeps_float32_forward_parity():
+    """--onednn (XLA:CPU's classic runtime, oneDNN convolutions) in a fresh process, as XLA reads
+    its flags once: the flag is recorded, and in float32 the train-mode forward still meets the
+    oracle bound (a different convolution kernel, not a different computation)."""
+    from common import canonical
+    from tests.support import oracle
+    from tests.support.tolerances import FORWARD_ATOL
+    proc = run_python("""
+        import json
+        import numpy as np
+        from tests.support.backends import shared_init_backend
+        b = shared_init_backend("jax", onednn=True)
+        z = np.random.default_rng(3).standard_normal((8, 100)).astype(np.float32)
+        info = b.device_info()
+        print(json.dumps({"flags": info["threads"]["XLA_FLAGS"], "paths": info["fast_paths"],
+                          "g": b.generate(z, train=True).tolist()}))
+    """, block=False, timeout=180)
+    out = last_json(proc)
+    assert "--xla_cpu_use_thunk_runtime=false" in out["flags"].split()
+    assert out["paths"]["classic_cpu_runtime_onednn"] is True
+    spec = model_spec("mnist32")
+    z = np.random.default_rng(3).standard_normal((8, 100)).astype(np.float32)
+    ref, _ = oracle.forward(spec, canonical.draw_initial_weights(spec, 0), "G", z, train=True)
+    g = np.asarray(out["g"], dtype=np.float32)
+    assert np.abs(g - ref).max() <= FORWARD_ATOL * max(1.0, np.abs(ref).max())
+
+
 def test_the_carry_and_the_modules_stay_one_state():
     """After a step the modules are written back on demand (nets()), and a weight loaded into
     them is what the next step starts from."""

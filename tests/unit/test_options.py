@@ -104,7 +104,7 @@ def test_the_stored_configuration_is_version_1s_and_round_trips():
     assert v1["config"]["backends"] == ["pytorch", "tensorflow", "mxnet", "chainer"]
     assert options.stored_config(args, preset="mnist32", iters=40) == dict(config, backends=list(backends.NAMES))
     stored_keys = {opt.key or name for name, opt in options.options().items() if opt.stored}
-    assert stored_keys == set(config) | {"seeds", "checkpoint_every"}  # written when used
+    assert stored_keys == set(config) | {"seeds", "checkpoint_every", "onednn"}  # written when used
     again = run_all.parse_args(["--resume", "x"])
     resume.apply(again, v1["config"], v1["dataset"])
     # The data as resolved then (the offline fallback stays the fallback); the rest as stored.
@@ -122,7 +122,7 @@ def test_optional_options_used_when_given_are_stored():
 def test_options_added_later_take_their_defaults_when_absent():
     v1 = _v1()
     late = [name for name, opt in options.options().items() if opt.late]
-    assert set(late) == {"compile", "devices", "sync_bn", "checkpoint_every"}
+    assert set(late) == {"compile", "onednn", "devices", "sync_bn", "checkpoint_every"}
     old = {k: v for k, v in v1["config"].items() if k not in late}
     args = run_all.parse_args(["--resume", "x"])
     resume.apply(args, old, v1["dataset"])
@@ -148,8 +148,8 @@ def test_the_child_config_keeps_its_keys():
     assert set(options.child_settings(args, preset="mnist32", iters=3)) == {
         "preset", "iters", "batch_size", "nodes", "rdzv_endpoint", "quiet", "checkpoint_every"}
     assert set(options.backend_settings(args)) == {
-        "device", "seed", "threads", "channels_last", "bf16", "xla", "compile", "devices",
-        "nodes", "sync_bn", "verbose"}
+        "device", "seed", "threads", "channels_last", "bf16", "xla", "onednn", "compile",
+        "devices", "nodes", "sync_bn", "verbose"}
 
 
 def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
@@ -157,7 +157,7 @@ def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
     assert BackendOptions is options.BackendOptions
     assert dataclasses.asdict(BackendOptions()) == {
         "device": "auto", "seed": 0, "threads": None, "channels_last": False, "bf16": False,
-        "xla": False, "compile": False, "devices": 1, "nodes": 1, "sync_bn": False,
+        "xla": False, "onednn": False, "compile": False, "devices": 1, "nodes": 1, "sync_bn": False,
         "verbose": False}
     with pytest.raises(dataclasses.FrozenInstanceError):
         BackendOptions().device = "cpu"

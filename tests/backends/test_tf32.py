@@ -7,7 +7,8 @@ them off), JAX's default matmul/convolution precision (the backend sets 'highest
 default is TF32 on Ampere+), TensorFlow's enable_tensor_float_32_execution (the backend turns it
 off), and for Chainer CuPy's CUPY_TF32 plus cuDNN's default math (the backend's package sets
 NVIDIA_TF32_OVERRIDE=0). Every measurement runs in a process of its own (why: tests/support/
-tf32.py); the float64 oracle's reference is computed once, here.
+tf32.py; one for both halves where the switch works at run time); the float64 oracle's
+reference is computed once, here.
 
 TF32 rounds the inputs of every convolution to a 10-bit mantissa (relative error ~5e-4), far
 above the float32 accumulation error that FORWARD_ATOL (1e-5) is derived from
@@ -43,16 +44,23 @@ def _reference(n: int = 16):
     return z, real, {net: oracle.forward(spec, w, net, x, train=True)[0] for net, x in (("G", z), ("D", real))}
 
 
-def _forward_error(name: str, mode: str, tmp_path) -> float:
-    """The larger of G's and D's error against the oracle, relative to max(1, |ref|), measured in
-    a fresh process with reduced precision `mode` ('off': as the spec run sets it, or 'on')."""
+def _forward_errors(name: str, tmp_path) -> dict[str, float]:
+    """{'off': error, 'on': error}: the larger of G's and D's error against the oracle, relative
+    to max(1, |ref|), with reduced precision off (as the spec run sets it) and on, measured in
+    fresh processes (tf32.runs)."""
     z, real, ref = _reference()
-    inputs, output = tmp_path / "inputs.npz", tmp_path / f"{name}-{mode}.npz"
+    inputs = tmp_path / "inputs.npz"
     np.savez(inputs, z=z, real=real)
-    proc = tf32.run(name, mode, inputs, output)
-    assert proc.returncode == 0, f"{name} TF32 {mode}: {proc.stderr[-3000:]}"
-    with np.load(output) as out:
-        return max(float(np.abs(out[net] - ref[net]).max() / max(1.0, np.abs(ref[net]).max())) for net in ref)
+    errors = {}
+    for modes in tf32.runs(name):
+        output = tmp_path / f"{name}-{modes.replace(',', '-')}.npz"
+        proc = tf32.run(name, modes, inputs, output)
+        assert proc.returncode == 0, f"{name} TF32 {modes}: {proc.stderr[-3000:]}"
+        with np.load(output) as out:
+            for mode in modes.split(","):
+                errors[mode] = max(float(np.abs(out[f"{net}_{mode}"] - ref[net]).max()
+                                         / max(1.0, np.abs(ref[net]).max())) for net in ref)
+    return errors
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -60,8 +68,8 @@ def test_tf32_off_meets_the_forward_bound_and_tf32_on_exceeds_it(name, tmp_path)
     require_backend(name)  # on the GPU: skipped where the backend does not see it
     if TEST_DEVICE != "gpu":
         pytest.skip(f"TF32 exists only on CUDA GPUs (Ampere+); {DEVICE_ENV}=gpu runs this on one")
-    off = _forward_error(name, "off", tmp_path)
-    on = _forward_error(name, "on", tmp_path)
+    errors = _forward_errors(name, tmp_path)
+    off, on = errors["off"], errors["on"]
     assert off <= FORWARD_ATOL, f"{name}, TF32 off: {off:.2e} over the bound {FORWARD_ATOL:.0e}"
     assert on > FORWARD_ATOL, (f"{name}, TF32 on: {on:.2e} within the bound {FORWARD_ATOL:.0e}: the "
                                "parity tests could not tell TF32 from float32 here")

@@ -1,11 +1,13 @@
 """Reduced-precision float32 math (TF32 on NVIDIA Ampere and newer) switched on per backend, for
 tests/backends/test_tf32.py. Each measurement runs in a process of its own:
 
-    python -m tests.support.tf32 BACKEND off|on IN.npz OUT.npz
+    python -m tests.support.tf32 BACKEND MODES IN.npz OUT.npz
 
-loads BACKEND on the GPU (dcgan64, the shared initial weights of seed 0) as the spec run sets it,
-switches reduced precision on if asked, and writes G's and D's train-mode outputs for IN.npz's z
-and real into OUT.npz. A process of its own because some switches are read only when the CUDA
+loads BACKEND on the GPU (dcgan64, the shared initial weights of seed 0) as the spec run sets it
+and, for each of MODES (`off`, `on` or `off,on`) in turn, writes G's and D's train-mode outputs
+for IN.npz's z and real into OUT.npz (G_off, D_off, ...), switching reduced precision on before
+`on`. `off,on` in one process where the switch works at run time (saves a process start on the
+GPU); `on` alone where it must be in the environment first (ENV_ON). A process of its own because some switches are read only when the CUDA
 libraries start (CUPY_TF32, NVIDIA_TF32_OVERRIDE), and because one backend's switch must not
 leak into another's measurement: MXNet's and Chainer's packages set NVIDIA_TF32_OVERRIDE=0 in
 os.environ, which every NVIDIA library that starts afterwards in that process obeys.
@@ -50,24 +52,36 @@ def switch_on(name: str) -> None:
         raise ValueError(f"no reduced-precision switch known for backend {name!r}")
 
 
-def measure(name: str, mode: str, inputs: str, output: str) -> None:
+def measure(name: str, modes: str, inputs: str, output: str) -> None:
     from tests.support.backends import shared_init_backend
     backend = shared_init_backend(name, "dcgan64", device="gpu")
-    if mode == "on":
-        switch_on(name)
     with np.load(inputs) as data:
         z, real = data["z"], data["real"]
-    np.savez(output, G=backend.generate(z, train=True), D=backend.discriminate(real, train=True))
+    out = {}
+    for mode in modes.split(","):
+        if mode == "on":
+            switch_on(name)
+        out.update({f"G_{mode}": backend.generate(z, train=True), f"D_{mode}": backend.discriminate(real, train=True)})
+    np.savez(output, **out)
 
 
-def run(name: str, mode: str, inputs, output, timeout: float = 300) -> subprocess.CompletedProcess:
+def runs(name: str) -> list[str]:
+    """The MODES of each process that measures `name`: one process where the switch works at
+    run time, two where it is the environment's."""
+    return ["off", "on"] if name in ENV_ON else ["off,on"]
+
+
+def run(name: str, modes: str, inputs, output, timeout: float = 300) -> subprocess.CompletedProcess:
     """measure() in a fresh process, its environment free of PROCESS_SWITCHES but for the on
-    switch's own."""
+    switch's own when `modes` is 'on'."""
     from tests.support.processes import REPO, with_repo_on_path
     env = {k: v for k, v in os.environ.items() if k not in PROCESS_SWITCHES}
-    env.update(ENV_ON.get(name, {}) if mode == "on" else {})
+    env.update(ENV_ON.get(name, {}) if modes == "on" else {})
     env.update(PYTHONPATH=with_repo_on_path(), DCGAN_BENCH_TEST_DEVICE="gpu")
-    return subprocess.run([sys.executable, "-m", "tests.support.tf32", name, mode, str(inputs), str(output)],
+    # JAX takes 75% of the GPU's memory at its start unless told not to; the pytest process
+    # that starts this one may hold that much already (the JAX parity tests ran in it).
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return subprocess.run([sys.executable, "-m", "tests.support.tf32", name, modes, str(inputs), str(output)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 

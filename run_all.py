@@ -73,6 +73,8 @@ def parse_args(argv):
     if args.checkpoint_every and args.devices * args.nodes > 1:
         p.error("--checkpoint-every with --devices/--nodes > 1 is not supported in this version "
                 "(each replica would need its own checkpoint); drop one of them")
+    if args.compile_mode != "default" and not args.compile:
+        p.error(f"--compile-mode {args.compile_mode} applies to torch.compile: add --compile")
     if args.sync_bn and args.devices * args.nodes == 1:
         p.error("--sync-bn needs --devices 2 or more (one device already normalises the whole batch)")
     return args

@@ -220,15 +220,37 @@ class BackendBase(abc.ABC):
         fetch forces a device sync; each step still gets its own call."""
 
     def fetching_loop(self, batches: Iterable[tuple[np.ndarray, np.ndarray]], start: int,
-                      on_step: OnStep, step: Callable, losses_to_numpy: Callable) -> None:
+                      on_step: OnStep, step: Callable, losses_to_numpy: Callable,
+                      stage: Callable | None = None) -> None:
         """The plain loop of `train`: step(real, z) per batch, its losses left on the device and
         fetched every `fetch_every` steps (losses_to_numpy(pending) -> (k, 2) is the sync), the K
-        steps timed together (common.harness.timing.LossFetcher)."""
+        steps timed together (common.harness.timing.LossFetcher).
+
+        stage(real, z) -> (real, z) on the device, issued asynchronously: then batch i+1 is
+        taken from the harness and staged right after step i is queued, before any sync, so
+        the harness's work and the copy overlap step i and the step after a fetch starts at
+        once (staged_loop). The batches and their order are the harness's."""
         batches = FetchTimer(batches)  # the harness's data work is not step time
         fetcher = LossFetcher(on_step, batches, start, self.fetch_every, losses_to_numpy)
-        for real, z in batches:
-            fetcher.add(step(real, z))
+        if stage is None:
+            for real, z in batches:
+                fetcher.add(step(real, z))
+        else:
+            staged_loop(batches, step, stage, fetcher.add)
         fetcher.flush()
+
+
+def staged_loop(batches, step: Callable, stage: Callable, add: Callable) -> None:
+    """add(step(*staged batch i)) for every batch, batch i+1 taken and staged after step i is
+    queued and before add (which may sync): one batch in flight ahead of the device."""
+    it = iter(batches)
+    batch = next(it, None)
+    staged = stage(*batch) if batch is not None else None
+    while staged is not None:
+        losses = step(*staged)
+        batch = next(it, None)
+        staged = stage(*batch) if batch is not None else None
+        add(losses)
 
 
 def wants_gpu(requested: str, gpu_unavailable_reason: Callable[[], str | None]) -> bool:

@@ -8,11 +8,14 @@ for the backends it applies to.
 """
 from __future__ import annotations
 
-# fast path -> (run_all.py flag, the backends that have it)
+# fast path -> (run_all.py flag or flags, the backends that have it)
 FAST_PATHS = {
     "channels_last": ("--channels-last", ("pytorch",)),
     "bf16": ("--bf16", ("pytorch", "tensorflow", "mxnet", "jax")),  # autocast / mixed_bfloat16 / AMP graph / Flax dtype
-    "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor)
+    "compile": ("--compile", ("pytorch",)),              # torch.compile (Inductor), its default mode
+    # torch.compile's max-autotune: Inductor benchmarks candidate kernels for every conv and
+    # matmul and, on CUDA, captures CUDA graphs; it compiles for minutes (first-step column)
+    "max_autotune": (("--compile", "--compile-mode", "max-autotune"), ("pytorch",)),
     "xla": ("--xla", ("tensorflow",)),                   # jit_compile
     "onednn": ("--onednn", ("jax",)),                    # XLA:CPU's classic runtime: oneDNN convolutions
 }
@@ -67,6 +70,12 @@ BEST = {
 }
 
 
+# backend -> device -> the best configuration with its slow-compiling alternative, which the GPU
+# check runs as one more cell when its budget leaves time for the compile
+# (benchmarks/gpu_check.py): torch.compile's max-autotune in place of its default mode.
+BEST_ALTERNATIVES = {"pytorch": {"gpu": ("channels_last", "bf16", "max_autotune")}}
+
+
 class ConfigError(ValueError):
     pass
 
@@ -90,7 +99,11 @@ def fast_paths(config: str, backend: str, device: str) -> tuple[str, ...] | str:
 
 
 def flags(paths: tuple[str, ...]) -> list[str]:
-    return [FAST_PATHS[p][0] for p in paths]
+    out: list[str] = []
+    for p in paths:
+        flag = FAST_PATHS[p][0]
+        out += [flag] if isinstance(flag, str) else list(flag)
+    return out
 
 
 def label(paths: tuple[str, ...]) -> str:

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import gpu_probe  # noqa: E402
+from benchmarks import configs, gpu_probe  # noqa: E402
 from benchmarks.throughput import machine_slug  # noqa: E402
 from common import atomic  # noqa: E402
 from common.results.tables import table  # noqa: E402
@@ -51,8 +51,10 @@ SIZES = {
               # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)
               "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data"},
 }
-# Steps never started with less than this many seconds left: they could not finish.
-MIN_SECONDS = {"parity": 20, "main": 20, "grid cell": 15}
+# Steps never started with less than this many seconds left: they could not finish. A
+# max-autotune cell compiles for minutes (Inductor benchmarks kernels for every conv of G's and
+# D's forward and backward graphs): an estimate, never measured (no GPU has run this yet).
+MIN_SECONDS = {"parity": 20, "main": 20, "grid cell": 15, "max-autotune cell": 240}
 
 
 def parse_args(argv):
@@ -206,20 +208,29 @@ def main_step(check: Check, ready: list[str]) -> None:
 
 def grid_plan(args, ready: list[str]) -> list[tuple[str, str, int]]:
     """(backend, config, batch), most valuable first: the largest batch's spec and best of every
-    backend (PyTorch first) before any smaller batch."""
-    return [(name, config, batch) for batch in args.size["grid_batches"]
+    backend (PyTorch first) before any smaller batch; last, at the largest batch, best's
+    slow-compiling alternatives on this device (configs.BEST_ALTERNATIVES: max-autotune)."""
+    plan = [(name, config, batch) for batch in args.size["grid_batches"]
             for name in ready for config in ("spec", "best")]
+    return plan + [(name, "+".join(configs.BEST_ALTERNATIVES[name][args.device]), args.size["grid_batches"][0])
+                   for name in ready if args.device in configs.BEST_ALTERNATIVES.get(name, {})]
 
 
-def grid_step(check: Check, ready: list[str]) -> None:
+def cell_seconds(config: str) -> float:
+    """The least budget left at which a grid cell of `config` starts."""
+    return MIN_SECONDS["max-autotune cell" if "max_autotune" in config.split("+") else "grid cell"]
+
+
+def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
+    """Every cell of `plan` (default grid_plan's) that the budget left still fits."""
     size = check.args.size
-    for name, config, batch in grid_plan(check.args, ready):
+    for name, config, batch in grid_plan(check.args, ready) if plan is None else plan:
         row = {"backend": name, "config": config, "batch": batch}
-        if check.left() < MIN_SECONDS["grid cell"]:
-            check.doc["grid"].append(dict(row, status="not run: budget"))
+        if check.left() < cell_seconds(config):
+            check.doc["grid"].append(dict(row, status="not run: budget", reason=f"needs {cell_seconds(config):.0f} s left"))
             check.save()
             continue
-        cell = check.out / "grid" / f"{name}-{config}-b{batch}"
+        cell = check.out / "grid" / f"{name}-{config.replace('+', '-')}-b{batch}"
         cmd = [sys.executable, "-m", "benchmarks.throughput", "--backend", name, "--preset", size["grid_preset"],
                "--batch-sizes", str(batch), "--configs", config, "--device", check.args.device,
                "--images", str(size["grid_images"]), "--min-iters", str(size["grid_min_iters"]),

@@ -42,6 +42,9 @@ EXCLUSIVE = "exclusive"  # never with --resume: the run folder keeps its own (--
 REFUSED = "refused"      # not stored, so it cannot be checked: refused with --resume
 
 
+# torch.compile's modes that --compile-mode offers ("default": torch.compile's mode=None).
+COMPILE_MODES = ("default", "max-autotune")
+
 AS_CLI = object()  # BackendOptions' default is the command line's
 
 
@@ -160,6 +163,12 @@ class RunOptions:
         stored=True, stored_when=bool, late=True, backend=True)
     compile: bool = option(False, "torch.compile'd G and D (PyTorch; default off)", SPEED,
                            stored=True, late=True, backend=True)
+    # Stored only when not the default, so a run without it stores what it stored before.
+    compile_mode: str = option(
+        "default", "with --compile: torch.compile's mode; max-autotune: Inductor autotunes "
+                   "every kernel and, on CUDA, captures CUDA graphs, compiling for minutes "
+                   "(default: torch.compile's own)", SPEED, choices=COMPILE_MODES,
+        stored=True, stored_when=lambda mode: mode != "default", late=True, backend=True)
     devices: int = option(
         1, "number of data-parallel replicas (not --device), each with its framework's own "
            "engine (docs/data-parallel.md); each trains on 1/N of every batch (default 1)", PARALLEL,

@@ -52,6 +52,7 @@ MEASURED_ENV = {
     "CHAINER_TYPE_CHECK": "Chainer's per-call type checks (CPU time per step)",
     "CHAINER_DTYPE": "Chainer's default float dtype",
     "CUPY_ACCELERATORS": "CuPy's CUB/cuTENSOR reductions (GPU speed)",
+    "CUPY_TF32": "TF32 in CuPy's float32 matmuls (Chainer's convolutions without cuDNN)",
     # device visibility: which devices a framework sees
     "CUDA_VISIBLE_DEVICES": "which GPUs are visible (and so which one runs)",
     "CUDA_DEVICE_ORDER": "how GPU indices map to devices",

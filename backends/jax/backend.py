@@ -57,6 +57,8 @@ class Backend(BackendBase):
             runtime.use_classic_cpu_runtime()
         self.device = runtime.select_device(options.device)
         self.replicas = parallel.Replicas(options, self.device) if options.devices > 1 else None
+        # the next batch copied while a step runs (train): on one GPU
+        self.stage_batches = runtime.is_gpu(self.device) and not self.replicas
         dtype = jnp.bfloat16 if options.bf16 else None
         self.G, self.D = models.build(spec, options.seed, dtype, self.replicas and self.replicas.bn_axis)
         self.graphs = tuple(nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in (self.G, self.D))
@@ -190,5 +192,15 @@ class Backend(BackendBase):
         loss_d, loss_g = np.asarray(self._batch_step(real, z))
         return float(loss_d), float(loss_g)
 
+    def stage(self, real: np.ndarray, z: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        """A harness batch on this backend's device; device_put returns at once, the copy runs
+        while the device computes."""
+        return jax.device_put(real, self.device), jax.device_put(z, self.device)
+
     def train(self, batches, start, on_step) -> None:
-        self.fetching_loop(batches, start, on_step, self._batch_step, training.losses_to_numpy)
+        # On one GPU the next batch's copy is issued before the current step's losses are
+        # fetched (BackendBase.fetching_loop): without it, after every fetch the GPU would wait
+        # for the harness to make the next batch and for its copy. The CPU's loop is unchanged
+        # (there the step is the whole machine's work); data parallel places its own shards.
+        self.fetching_loop(batches, start, on_step, self._batch_step, training.losses_to_numpy,
+                           self.stage if self.stage_batches else None)

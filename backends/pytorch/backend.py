@@ -11,6 +11,7 @@ Differences from the protocol's defaults worth knowing:
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -53,8 +54,12 @@ class Backend(BackendBase):
         # The modules whose passes train (DDP wrappers of G and D when data parallel).
         self.train_G, self.train_D = self.replicas.wrap(self.G, self.D) if self.replicas else (self.G, self.D)
         self.frozen_D = self.D  # the G step's D: no weight gradients, so never through DDP
+        # CUDA graphs (max-autotune on CUDA) replay into the same output buffers every step
+        self.cuda_graphs = options.compile and options.compile_mode == "max-autotune" and self.device.type == "cuda"
         if options.compile:  # Inductor-compiled training passes; evaluation stays eager
-            self.train_G, self.train_D, self.frozen_D = map(torch.compile, (self.train_G, self.train_D, self.D))
+            compile_ = functools.partial(torch.compile, mode=None if options.compile_mode == "default"
+                                         else options.compile_mode)
+            self.train_G, self.train_D, self.frozen_D = map(compile_, (self.train_G, self.train_D, self.D))
         self._labels: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def parallel_info(self) -> dict:
@@ -66,7 +71,8 @@ class Backend(BackendBase):
         return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
                 "framework_version": runtime.version(), "threads": runtime.thread_info(),
                 "fast_paths": {"channels_last": self.options.channels_last,
-                               "bf16_autocast": self.options.bf16, "torch_compile": self.options.compile}}
+                               "bf16_autocast": self.options.bf16, "torch_compile": self.options.compile,
+                               **({"torch_compile_mode": self.options.compile_mode} if self.options.compile else {})}}
 
     # ----- weights -----
     def nets(self, copy: int = 0) -> dict[str, nn.Module]:
@@ -164,6 +170,10 @@ class Backend(BackendBase):
         if self.replicas:
             rows = self.replicas.rows(real.shape[0])
             real, z = real[rows], z[rows]
+        if self.cuda_graphs:
+            # A new iteration: the graphs may overwrite the previous step's outputs (torch.compile's
+            # CUDA-graph trees; the losses kept for the fetch are eager tensors computed from them).
+            torch.compiler.cudagraph_mark_step_begin()
         losses = training.spec_iteration(self.train_G, self.train_D, self.opt_G, self.opt_D,
                                          self.tensor(real), self.tensor(z), *self.targets(real.shape[0]),
                                          frozen_D=self.frozen_D, autocast=self.autocast)

@@ -33,6 +33,9 @@ _NAME = re.compile(r"iter-(\d+)")
 # the run folder): excluded from the config hash.
 _NOT_HASHED = {"quiet", "out_dir", "init_weights", "verbose", "timeout", "quality", "resume",
                "checkpoint_every"}
+# Options added after checkpoints existed: hashed only when not at this default, so a checkpoint
+# written before them (whose config lacks them) still resumes.
+_HASHED_WHEN_SET = {"compile_mode": "default", "onednn": False}
 
 
 class CheckpointError(DataError):
@@ -50,7 +53,8 @@ def config_hash(config: dict) -> str:
     """sha256 of what determines the training (backend, preset, data, seed, batch, options)."""
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in _NOT_HASHED}
+            return {k: strip(v) for k, v in value.items() if k not in _NOT_HASHED
+                    and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])}
         return value
     data = dict(strip(config), dataset={"name": config.get("dataset", {}).get("name")})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -68,8 +68,11 @@ class FetchTimer:
 class LossFetcher:
     """Reports steps to the harness's on_step in batches of `every`: a loss fetch is a device
     sync, so on a GPU the losses of `every` queued steps are fetched at once and those steps
-    share the elapsed time equally; on a CPU (every=1) each step is reported as it ends. Time
-    spent in the harness's batch source (the FetchTimer) is not step time, nor is on_step's.
+    share the elapsed time equally; on a CPU (every=1) each step is reported as it ends. The
+    first step is always fetched alone: it holds the compile and autotune work (torch.compile,
+    XLA, cuDNN's algorithm search), which must be the first step's own time (first_step_seconds,
+    and warm-up), not spread over the `every` steps fetched with it. Time spent in the
+    harness's batch source (the FetchTimer) is not step time, nor is on_step's.
 
     to_numpy(pending) turns the queued per-step loss handles into an (n, 2) array; it is the
     sync, and may do more device work that belongs to the steps (e.g. wait for all updates)."""
@@ -77,6 +80,7 @@ class LossFetcher:
     def __init__(self, on_step, batches: FetchTimer, start: int, every: int, to_numpy):
         self.on_step, self.batches, self.every, self.to_numpy = on_step, batches, every, to_numpy
         self.iteration = start
+        self.first = True  # the first step of this loop: fetched alone (the class docstring)
         self.pending: list = []
         self.restart()
 
@@ -87,13 +91,13 @@ class LossFetcher:
 
     def add(self, losses) -> None:
         self.pending.append(losses)
-        if len(self.pending) >= self.every:
+        if len(self.pending) >= self.every or self.first:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        pending, self.pending = self.pending, []
+        pending, self.pending, self.first = self.pending, [], False
         losses = self.to_numpy(pending)
         seconds = (time.perf_counter() - self.t0 - self.batches.pop()) / len(pending)
         for loss_d, loss_g in losses:

@@ -28,3 +28,23 @@ def test_batches_reach_the_device_unchanged_and_in_order():
     # the order itself: iteration i's z is the spec's draw for i, batch i the plan's rows
     np.testing.assert_array_equal(host[7][1], noise.iteration_noise(5, 7, 8, 100))
     np.testing.assert_array_equal(host[7][0], images[noise.BatchPlan(40, 8, seed=5).indices(7)])
+
+
+def test_jax_batches_staged_one_ahead_train_exactly_as_unstaged():
+    """JAX on a GPU stages batch i+1 on the device while step i runs (backends/jax/backend.py
+    train): the same iterations in order with the same losses as the harness's numpy batches
+    handed over one at a time, here on the test device (on a GPU: copies in flight)."""
+    require_backend("jax")
+    images = np.tanh(np.random.default_rng(0).standard_normal((40, 1, 32, 32))).astype(np.float32)
+    plan = noise.BatchPlan(len(images), 8, seed=5)
+    runs = {}
+    for staged in (False, True):
+        backend = shared_init_backend("jax", "mnist32")
+        assert backend.stage_batches == (backend.on_gpu and not backend.replicas)
+        backend.stage_batches = staged  # on the CPU too: the loop is the same
+        steps = []
+        backend.train(noise.iterate_batches(images, plan, 100, 3, 15), 3,
+                      lambda i, d, g, s: steps.append((i, d, g)))
+        runs[staged] = steps
+    assert [i for i, _, _ in runs[True]] == list(range(3, 15))
+    assert runs[True] == runs[False]

@@ -134,3 +134,22 @@ def test_the_carry_and_the_modules_stay_one_state():
     b.load_weights(fresh.export_weights())  # into the modules; the next pass splits them again
     np.testing.assert_array_equal(b.generate(z, train=True), fresh.generate(z, train=True))
     b.train_step(real, z)  # and training goes on from them
+
+
+def test_the_matmul_precision_setting_reaches_every_convolution_of_the_step():
+    """What makes the GPU's TF32 test (test_tf32.py) and the spec run's 'highest' mean anything:
+    no layer fixes its own precision, so jax_default_matmul_precision decides every conv of the
+    jitted training step (checked on the lowered program; it lowers the same on any device)."""
+    import re
+    backend = shared_init_backend("jax", "mnist32")
+    real = np.zeros((4, 1, 32, 32), np.float32)
+    z = np.zeros((4, model_spec("mnist32").preset.nz), np.float32)
+    iteration = jax.jit(lambda carry, r, zz: training.spec_iteration(backend.graphs, backend.tx, backend.spec,
+                                                                      carry, r, zz))
+    seen = {}
+    for setting, expected in (("highest", "HIGHEST"), (None, "DEFAULT")):
+        with jax.default_matmul_precision(setting):
+            text = iteration.lower(backend.carry(), real, z).as_text()
+        seen[expected] = re.findall(r"precision_config = \[([^\]]*)\]", text)
+        assert len(seen[expected]) >= 2 * 4  # forward and backward convs of G and D
+        assert all(p.count(expected) == 2 for p in seen[expected]), (setting, set(seen[expected]))

@@ -54,6 +54,19 @@ def test_compile_option_compiles_the_step_and_stays_close():
     np.testing.assert_array_equal(b.generate(z), b.G.eval()(torch.from_numpy(z)).detach().numpy())
 
 
+@pytest.mark.parametrize("mode,expected", [("default", None), ("max-autotune", "max-autotune")])
+def test_compile_mode_reaches_torch_compile(monkeypatch, mode, expected):
+    """--compile-mode is torch.compile's mode for the three training passes (recorded, not
+    compiled here: the slow test above compiles); CUDA graphs' per-step marker only on CUDA."""
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: calls.append(kw) or module)
+    b = _backend(compile=True, compile_mode=mode)
+    assert calls == [{"mode": expected}] * 3
+    assert b.device_info()["fast_paths"]["torch_compile_mode"] == mode
+    assert b.cuda_graphs is False  # the CPU: no CUDA graphs to mark steps for
+    assert "torch_compile_mode" not in _backend().device_info()["fast_paths"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")
 def test_gpu_requested_without_cuda_is_a_clear_error():
     with pytest.raises(BackendUnavailable, match="--device gpu"):

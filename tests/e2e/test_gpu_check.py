@@ -92,7 +92,28 @@ def test_grid_plan_puts_the_large_batch_and_pytorch_first():
     plan = gpu_check.grid_plan(args, args.backends)
     assert plan[:4] == [("pytorch", "spec", 256), ("pytorch", "best", 256),
                         ("chainer", "spec", 256), ("chainer", "best", 256)]
-    assert {b for _, _, b in plan[4:]} == {64}
+    assert {b for _, _, b in plan[4:-1]} == {64}  # the last: max-autotune (the test below)
+
+
+def test_max_autotune_comes_last_and_only_with_minutes_left(tmp_path):
+    """torch.compile's max-autotune compiles for minutes: its cell is the GPU plan's last, at the
+    largest batch, and starts only with MIN_SECONDS['max-autotune cell'] left; the CPU smoke
+    run has none (configs.BEST_ALTERNATIVES is for the GPU)."""
+    args = gpu_check.parse_args(["--backend", "chainer,pytorch"])
+    plan = gpu_check.grid_plan(args, args.backends)
+    assert plan[-1] == ("pytorch", "channels_last+bf16+max_autotune", 256)
+    assert [c for c in plan if "max_autotune" in c[1]] == [plan[-1]]
+    smoke = gpu_check.parse_args(["--device", "cpu", "--smoke"])
+    assert not [c for c in gpu_check.grid_plan(smoke, smoke.backends) if "max_autotune" in c[1]]
+    assert gpu_check.cell_seconds(plan[-1][1]) == gpu_check.MIN_SECONDS["max-autotune cell"] >= 120
+    assert gpu_check.cell_seconds("best") == gpu_check.cell_seconds("spec") == gpu_check.MIN_SECONDS["grid cell"]
+    # with less left than a max-autotune cell needs (but enough for any other), it is recorded
+    # as not run, with why; no process starts
+    check = gpu_check.Check(args, tmp_path)
+    check.deadline = time.monotonic() + gpu_check.MIN_SECONDS["max-autotune cell"] - 30
+    gpu_check.grid_step(check, args.backends, plan=plan[-1:])
+    assert check.doc["grid"] == [{"backend": "pytorch", "config": "channels_last+bf16+max_autotune", "batch": 256,
+                                  "status": "not run: budget", "reason": "needs 240 s left"}]
 
 
 @pytest.mark.parametrize("argv,message", [

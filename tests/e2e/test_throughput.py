@@ -130,6 +130,21 @@ def test_configurations_say_why_a_cell_does_not_run():
     assert configs.flags(("channels_last", "bf16")) == ["--channels-last", "--bf16"]
 
 
+def test_max_autotune_is_a_pytorch_configuration_that_run_all_parses():
+    import run_all
+    alternative = configs.BEST_ALTERNATIVES["pytorch"]["gpu"]
+    assert "+".join(alternative) == "channels_last+bf16+max_autotune"
+    # best on the GPU with torch.compile's max-autotune in place of its default mode
+    assert tuple(p for p in alternative if p != "max_autotune") == \
+        tuple(p for p in configs.BEST["pytorch"]["gpu"] if p != "compile")
+    paths = configs.fast_paths("+".join(alternative), "pytorch", "gpu")
+    args = run_all.parse_args(configs.flags(paths))
+    assert (args.channels_last, args.bf16, args.compile, args.compile_mode) == (True, True, True, "max-autotune")
+    assert run_all.parse_args(configs.flags(configs.BEST["pytorch"]["gpu"])).compile_mode == "default"
+    assert "no max_autotune" in configs.fast_paths("max_autotune", "jax", "gpu")
+    assert configs.label(paths) == "channels_last+bf16+max_autotune"
+
+
 def test_flops_count_every_multiply_add_of_the_layer_table():
     spec = model_spec("dcgan64")
     g0 = spec.generator[0]  # 100 -> 512 channels, 1x1 -> 4x4: each input scatters 512·16 MACs

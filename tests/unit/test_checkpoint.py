@@ -105,6 +105,16 @@ def test_config_hash_ignores_what_does_not_change_the_training():
     assert checkpoint.config_hash(dict(CONFIG, seed=1)) != checkpoint.config_hash(CONFIG)
 
 
+def test_an_option_added_later_hashes_only_when_set():
+    """A checkpoint written before --compile-mode existed (its config lacks it) still resumes a
+    run at the default; another mode is another training."""
+    before = dict(CONFIG, options={"device": "cpu", "compile": True})
+    now = dict(CONFIG, options={"device": "cpu", "compile": True, "compile_mode": "default"})
+    autotuned = dict(CONFIG, options={"device": "cpu", "compile": True, "compile_mode": "max-autotune"})
+    assert checkpoint.config_hash(now) == checkpoint.config_hash(before)
+    assert checkpoint.config_hash(autotuned) != checkpoint.config_hash(before)
+
+
 def test_loss_log_is_cut_back_to_the_checkpoint(tmp_path):
     csv = tmp_path / "losses.csv"
     rows = [f"pytorch,{i},0.{i},1.{i},0.01" for i in range(8)]

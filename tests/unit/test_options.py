@@ -30,7 +30,7 @@ def _v1() -> dict:
 TYPES = typing.get_type_hints(options.RunOptions)
 # What run_all.py's own checks need beside an option (--sync-bn needs replicas, --nodes a
 # rendezvous and a multi-host backend).
-NEEDS = {"sync_bn": ["--devices", "4"], "nodes": ["--backend", "pytorch", "--rdzv-endpoint", "h:1"]}
+NEEDS = {"sync_bn": ["--devices", "4"], "compile_mode": ["--compile"], "nodes": ["--backend", "pytorch", "--rdzv-endpoint", "h:1"]}
 
 
 def _sample_argv(name: str) -> list[str]:
@@ -104,7 +104,7 @@ def test_the_stored_configuration_is_version_1s_and_round_trips():
     assert v1["config"]["backends"] == ["pytorch", "tensorflow", "mxnet", "chainer"]
     assert options.stored_config(args, preset="mnist32", iters=40) == dict(config, backends=list(backends.NAMES))
     stored_keys = {opt.key or name for name, opt in options.options().items() if opt.stored}
-    assert stored_keys == set(config) | {"seeds", "checkpoint_every", "onednn"}  # written when used
+    assert stored_keys == set(config) | {"seeds", "checkpoint_every", "onednn", "compile_mode"}  # written when used
     again = run_all.parse_args(["--resume", "x"])
     resume.apply(again, v1["config"], v1["dataset"])
     # The data as resolved then (the offline fallback stays the fallback); the rest as stored.
@@ -122,7 +122,7 @@ def test_optional_options_used_when_given_are_stored():
 def test_options_added_later_take_their_defaults_when_absent():
     v1 = _v1()
     late = [name for name, opt in options.options().items() if opt.late]
-    assert set(late) == {"compile", "onednn", "devices", "sync_bn", "checkpoint_every"}
+    assert set(late) == {"compile", "compile_mode", "onednn", "devices", "sync_bn", "checkpoint_every"}
     old = {k: v for k, v in v1["config"].items() if k not in late}
     args = run_all.parse_args(["--resume", "x"])
     resume.apply(args, old, v1["dataset"])
@@ -149,7 +149,7 @@ def test_the_child_config_keeps_its_keys():
         "preset", "iters", "batch_size", "nodes", "rdzv_endpoint", "quiet", "checkpoint_every"}
     assert set(options.backend_settings(args)) == {
         "device", "seed", "threads", "channels_last", "bf16", "xla", "onednn", "compile",
-        "devices", "nodes", "sync_bn", "verbose"}
+        "compile_mode", "devices", "nodes", "sync_bn", "verbose"}
 
 
 def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
@@ -157,9 +157,21 @@ def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
     assert BackendOptions is options.BackendOptions
     assert dataclasses.asdict(BackendOptions()) == {
         "device": "auto", "seed": 0, "threads": None, "channels_last": False, "bf16": False,
-        "xla": False, "onednn": False, "compile": False, "devices": 1, "nodes": 1, "sync_bn": False,
-        "verbose": False}
+        "xla": False, "onednn": False, "compile": False, "compile_mode": "default", "devices": 1,
+        "nodes": 1, "sync_bn": False, "verbose": False}
     with pytest.raises(dataclasses.FrozenInstanceError):
         BackendOptions().device = "cpu"
     assert BackendOptions(**options.backend_settings(run_all.parse_args([]))).threads \
         == options.DEFAULTS.threads
+
+
+def test_compile_mode_needs_compile_and_is_stored_only_when_set(capsys):
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["--compile-mode", "max-autotune"])
+    assert "add --compile" in capsys.readouterr().err.strip().splitlines()[-1]
+    plain = options.stored_config(run_all.parse_args(["--compile"]), preset="mnist32", iters=40)
+    assert "compile_mode" not in plain  # a run without it stores what it stored before
+    tuned = options.stored_config(run_all.parse_args(["--compile", "--compile-mode", "max-autotune"]),
+                                  preset="mnist32", iters=40)
+    assert tuned["compile_mode"] == "max-autotune"
+    assert options.stored_value("compile_mode", plain) == "default"

@@ -135,9 +135,40 @@ def test_loss_fetcher_reports_each_step_in_order_with_its_share_of_time():
     fetcher = LossFetcher(lambda *a: calls.append(a), batches, 7, 2,
                           lambda p: fetched.append(len(p)) or [(d, g) for d, g in p])
     for i in batches:
-        _time.sleep(0.02)  # the step
+        _time.sleep(0.3 if i == 0 else 0.02)  # the step; the first compiles
         fetcher.add((float(i), -float(i)))
     fetcher.flush()
-    assert [c[0] for c in calls] == [7, 8, 9, 10, 11] and fetched == [2, 2, 1]
+    # the first step alone (its compile is its own time), then groups of 2
+    assert [c[0] for c in calls] == [7, 8, 9, 10, 11] and fetched == [1, 2, 2]
     assert [c[1:3] for c in calls] == [(float(i), -float(i)) for i in range(5)]
-    assert all(0.015 < c[3] < 0.045 for c in calls)  # ~0.02 s each, the 0.05 s fetches excluded
+    assert calls[0][3] >= 0.3  # not shared with the step fetched after it (that would be ~0.16)
+    assert all(0.015 < c[3] < 0.045 for c in calls[1:])  # ~0.02 s each, the 0.05 s fetches excluded
+
+
+def test_the_staged_loop_takes_and_stages_the_next_batch_before_the_fetch():
+    """backends.base.staged_loop (JAX on a GPU): batch i+1 is taken from the harness and staged
+    after step i is queued and before step i's losses may be fetched (the sync); every batch
+    once, in order, unchanged."""
+    from backends.base import staged_loop
+    events = []
+
+    def harness():
+        for i in range(3):
+            events.append(("take", i))
+            yield (i, -i)
+
+    def stage(real, z):
+        events.append(("stage", real))
+        return ("on device", real, z)
+
+    def step(tag, real, z):
+        assert tag == "on device" and z == -real
+        events.append(("step", real))
+        return real
+
+    staged_loop(harness(), step, stage, lambda losses: events.append(("fetch", losses)))
+    assert events == [("take", 0), ("stage", 0), ("step", 0), ("take", 1), ("stage", 1), ("fetch", 0),
+                      ("step", 1), ("take", 2), ("stage", 2), ("fetch", 1), ("step", 2), ("fetch", 2)]
+    events.clear()
+    staged_loop(iter(()), step, stage, lambda losses: events.append(("fetch", losses)))
+    assert events == []

@@ -142,7 +142,9 @@ def test_loss_fetcher_reports_each_step_in_order_with_its_share_of_time():
     assert [c[0] for c in calls] == [7, 8, 9, 10, 11] and fetched == [1, 2, 2]
     assert [c[1:3] for c in calls] == [(float(i), -float(i)) for i in range(5)]
     assert calls[0][3] >= 0.3  # not shared with the step fetched after it (that would be ~0.16)
-    assert all(0.015 < c[3] < 0.045 for c in calls[1:])  # ~0.02 s each, the 0.05 s fetches excluded
+    # Queued steps keep the harness's fetches (0.05 s each) in their wall time: on an
+    # asynchronous device those run while the queue runs (LossFetcher.flush).
+    assert all(0.06 < c[3] < 0.1 for c in calls[1:])  # (2 x 0.05 + 2 x 0.02) / 2 each
 
 
 def test_the_staged_loop_takes_and_stages_the_next_batch_before_the_fetch():

@@ -11,7 +11,9 @@ Differences from the protocol worth knowing:
   step on the CPU, every `fetch_every_gpu` on a GPU); synchronize() waits for the carry.
 - options.bf16: Flax's compute dtype bfloat16 for every conv and BN (parameters, BN statistics,
   Adam and the losses stay float32). options.threads pins the process's CPUs (runtime.py).
-- The first step's seconds include tracing and XLA's compilation of the step (timed as warm-up).
+- The first step's seconds include tracing and XLA's compilation of the step (timed as warm-up),
+  except for a later Backend of the same spec and bf16 in one process: at the same batch shape it
+  reuses the compiled step (_COMPILED).
 - Data parallel (devices > 1): shard_map over a jax.sharding Mesh in this one process, see
   parallel.py.
 """

@@ -13,7 +13,9 @@ Differences from the protocol worth knowing:
   Adam and the losses stay float32). options.threads pins the process's CPUs (runtime.py).
 - options.onednn: XLA:CPU's classic runtime, whose convolutions run in oneDNN (runtime.py says
   what was measured; newer jaxlibs ignore it).
-- The first step's seconds include tracing and XLA's compilation of the step (timed as warm-up).
+- The first step's seconds include tracing and XLA's compilation of the step (timed as warm-up),
+  except for a later Backend of the same spec and bf16 in one process: at the same batch shape it
+  reuses the compiled step (_COMPILED).
 - Data parallel (devices > 1): shard_map over a jax.sharding Mesh in this one process, see
   parallel.py.
 """
@@ -32,6 +34,12 @@ from common import sysinfo
 from common.spec import ModelSpec
 
 NETS = ("G", "D")
+# Every single-device Backend of one (spec, bf16) in a process shares its jitted functions: a
+# rebuild makes new NNX GraphDefs that never compare equal (they hold the initializers, new
+# closures each build) though they describe the same computation, so fresh jits would trace and
+# compile the step again (1.5-3 s on the 2-core CPU; a CLI child builds one Backend, the tests
+# and the harness's in-process users build many).
+_COMPILED: dict = {}
 
 
 class Backend(BackendBase):
@@ -66,15 +74,23 @@ class Backend(BackendBase):
         # state, per-pass statistics (synchronised BN exists only inside the step).
         self.local_graphs = self.graphs if not options.sync_bn else tuple(
             nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in models.build(spec, options.seed, dtype))
-        self.tx = training.adam(spec.adam)
+        shared = _COMPILED.get((spec, options.bf16)) if not self.replicas else None
+        if shared:  # the same computation: its jitted functions, with the graphs they were traced with
+            self.graphs = self.local_graphs = shared[0]
+            self.tx, self._step, self._gradients, self._forward, self._apply = shared[1:]
+        else:
+            self.tx = training.adam(spec.adam)
+            iteration = functools.partial(training.spec_iteration, self.graphs, self.tx, spec)
+            self._step = (self.replicas.step(iteration) if self.replicas
+                          else jax.jit(iteration, donate_argnums=0))
+            self._gradients = jax.jit(functools.partial(training.gradients, self.local_graphs, spec))
+            self._forward = jax.jit(training.forward, static_argnums=(0, 4, 5))
+            self._apply = jax.jit(functools.partial(training.apply_gradients, self.tx))
+            if not self.replicas:
+                _COMPILED[spec, options.bf16] = (self.graphs, self.tx, self._step, self._gradients,
+                                                 self._forward, self._apply)
         self.opt = {n: self.tx.init(nnx.state(net, nnx.Param)) for n, net in zip(NETS, (self.G, self.D))}
         self._carry = None  # the carry after the last step; None: the modules are current
-        iteration = functools.partial(training.spec_iteration, self.graphs, self.tx, spec)
-        self._step = (self.replicas.step(iteration) if self.replicas
-                      else jax.jit(iteration, donate_argnums=0))
-        self._gradients = jax.jit(functools.partial(training.gradients, self.local_graphs, spec))
-        self._forward = jax.jit(training.forward, static_argnums=(0, 4, 5))
-        self._apply = jax.jit(functools.partial(training.apply_gradients, self.tx))
 
     def parallel_info(self) -> dict:
         return self.replicas.info() if self.replicas else super().parallel_info()

@@ -1,9 +1,10 @@
 """PyTorch's losses for the CLI parity check, in a fresh process (tests/e2e/test_cli.py):
 
-    python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS [REPLICAS]
+    python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS [REPLICAS [SEED]]
 
 prints one JSON line: ITERS pairs (loss_D, loss_G) of the PyTorch backend on mnist-5k, batch 64,
-seed 0, from the shared initial weights, exactly as `run_all.py --shared-init` feeds it.
+seed SEED (0 by default: the tests' runs) for the data order, the noise and the shared initial
+weights, exactly as `run_all.py --shared-init --seed SEED` feeds it.
 
 "folded" runs torch.optim.Adam with eps_t = eps/sqrt(1-beta2^t) at step t: then PyTorch's
 p -= lr·(m/c1)/(sqrt(v/c2) + eps_t) equals lr·sqrt(c2)/c1 · m/(sqrt(v) + eps), the folded
@@ -24,8 +25,8 @@ import sys
 import numpy as np
 
 
-def losses(convention: str, float64: bool, iters: int, threads: int, replicas: int = 1
-           ) -> list[list[float]]:
+def losses(convention: str, float64: bool, iters: int, threads: int, replicas: int = 1,
+           seed: int = 0) -> list[list[float]]:
     import torch
 
     import backends
@@ -36,9 +37,9 @@ def losses(convention: str, float64: bool, iters: int, threads: int, replicas: i
     from common.spec import model_spec
     spec = model_spec("mnist32")
     images = data.load_dataset("mnist-5k", spec.preset).images
-    plan = noise.BatchPlan(len(images), 64, seed=0)
+    plan = noise.BatchPlan(len(images), 64, seed=seed)
     b = backends.load("pytorch")(spec, BackendOptions(device="cpu", threads=threads))
-    b.load_weights(canonical.draw_initial_weights(spec, 0))
+    b.load_weights(canonical.draw_initial_weights(spec, seed))
     if float64:
         b.G.double(), b.D.double()
         b.dtype = torch.float64  # what the backend's tensor() and targets() make
@@ -77,6 +78,7 @@ def _ghost_step(b, reals, zs) -> tuple[float, float]:
 if __name__ == "__main__":
     convention, precision, iters, threads = sys.argv[1:5]
     replicas = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    seed = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     if convention not in ("pytorch", "folded") or precision not in ("float32", "float64"):
-        sys.exit("usage: python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS")
-    print(json.dumps(losses(convention, precision == "float64", int(iters), int(threads), replicas)))
+        sys.exit("usage: python -m tests.support.pytorch_reference pytorch|folded float32|float64 ITERS THREADS [REPLICAS [SEED]]")
+    print(json.dumps(losses(convention, precision == "float64", int(iters), int(threads), replicas, seed)))

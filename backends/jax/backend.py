@@ -52,8 +52,11 @@ class Backend(BackendBase):
 
     @classmethod
     def probe(cls) -> dict:
-        return {"version": runtime.version(), "devices": [f"{d.platform}:{d.id} ({d.device_kind})"
-                                                          for d in jax.devices()]}
+        # "cpu", then the accelerators as "gpu:i (name)": the grid reads any entry other than
+        # "cpu" as a GPU (jax.devices() alone names the CPU "cpu:0 (cpu)", which it did).
+        gpus = jax.devices("gpu") if runtime.gpu_unavailable_reason() is None else []
+        return {"version": runtime.version(),
+                "devices": ["cpu"] + [f"gpu:{d.id} ({d.device_kind})" for d in gpus]}
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)

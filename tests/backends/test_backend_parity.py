@@ -12,6 +12,8 @@ import functools
 import numpy as np
 import pytest
 
+import backends
+
 from common.data import noise
 from common import canonical
 from common.spec import model_spec
@@ -37,6 +39,15 @@ def test_output_shapes(make_backend, batch, preset, n):
     assert b.generate(z).shape == (n, p.channels, p.image_size, p.image_size)
     assert b.discriminate(real).shape == (n,)
     assert b.generate(z).dtype == np.float32
+
+
+def test_probe_lists_the_cpu_first_and_a_gpu_only_where_there_is_one(backend_name):
+    """The grid (benchmarks/throughput.py backend_device) and --list read probe()'s devices:
+    "cpu" first; any other entry means a GPU this framework can use."""
+    backend = backends.load(backend_name)
+    devices = backend.probe()["devices"]
+    assert devices[0] == "cpu"
+    assert (len(devices) > 1) == (backend.runtime.gpu_unavailable_reason() is None)
 
 
 @pytest.mark.parametrize("preset", ["mnist32", "dcgan64"])

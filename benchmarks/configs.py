@@ -53,14 +53,15 @@ BEST = {
     # chainer.config.type_check off (median step 2111 against 2003 ms with checks, 4 alternating
     # pairs at load 7.5-7.8: no gain, as the profile predicts); BLAS threads: OpenBLAS already
     # uses both cores (threadpoolctl); the GPU-only switches (cudnn, autotune) do nothing on a CPU.
-    # JAX: Flax compute dtype bf16 (the `bf16` ablation). CPU, measured in one grid
-    # (`--backend pytorch,jax --preset mnist32 --batch-sizes 64 --configs spec,best --bare
-    # --repeats 3`, 2-core AMD EPYC VM, load 1.6-1.7, when bf16 was JAX's best): spec 282.1 img/s,
-    # bf16 277.0 (0.98x), no gain (why XLA:CPU's bf16 is no faster was not profiled); PyTorch's
-    # channels_last+bf16 was 648.4 against its spec 348.3 in the same grid. GPU: the documented
-    # fast path, not measured.
-    "jax": {"cpu": "none: bf16 compute measured 0.98x spec at mnist32 batch 64 "
-                   "(benchmarks/configs.py)",
+    # JAX: XLA:CPU's default (thunk) runtime runs no convolution in oneDNN, so bf16 alone
+    # (Flax's compute dtype) is no faster; the classic runtime (`onednn`) runs them in oneDNN,
+    # bf16 included (ONEDNN_VERBOSE; backends/jax/runtime.py). Ablation, batch 64, median of 3
+    # interleaved repeats, 2-core AMD EPYC VM, idle, 2026-12-01
+    # (benchmarks/results/ablations/cpu-2core-2026-12-01-jax-*): mnist32 spec 300.5 img/s, bf16
+    # 273.2, onednn 294.9, bf16+onednn 320.8 (1.07x); dcgan64 spec 41.1, bf16 38.2, onednn 43.2,
+    # bf16+onednn 53.6 (1.30x). jaxlib 0.10.2 ignores the runtime flag: there this is bf16 alone.
+    # GPU: the documented fast path, not measured.
+    "jax": {"cpu": ("bf16", "onednn"),
             "gpu": ("bf16",)},
     "chainer": {
         "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "

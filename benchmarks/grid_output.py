@@ -24,12 +24,16 @@ def scaling_figure(doc: dict, rows: list[dict], path: Path) -> None:
     for r in rows:
         if r["status"] == "ok":
             series.setdefault((r["backend"], r["config"]), []).append(r)
+    # One colour per backend, one line style per configuration: with five backends of three
+    # configurations each, matplotlib's 10-colour cycle gave two backends the same colour.
+    names = sorted({name for name, _ in series})
+    colour = {name: f"C{i % 10}" for i, name in enumerate(names)}
     for (name, config), rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["batch"])
         style = "-" if config.startswith("spec") else ":" if config == "bare loop" else "--"
         x = [r["batch"] for r in rs]
-        ax1.plot(x, [r["img/s"] for r in rs], style, marker="o", label=f"{name} {config}")
-        ax2.plot(x, [r["_peak_bytes"] / 2**20 for r in rs], style, marker="o", label=f"{name} {config}")
+        for ax, y in ((ax1, [r["img/s"] for r in rs]), (ax2, [r["_peak_bytes"] / 2**20 for r in rs])):
+            ax.plot(x, y, style, marker="o", color=colour[name], label=f"{name} {config}")
     batches = sorted({r["batch"] for rs in series.values() for r in rs})
     for ax, ylabel, note in ((ax1, "img/s", "median over each cell; higher is better"),
                              (ax2, "peak memory (MiB)", "RSS on a CPU, allocator peak on a GPU")):

@@ -3,8 +3,9 @@
 Differences from the protocol worth knowing:
 - The iteration (training.spec_iteration) is `GAN.train_step` (Keras puts the step on the
   model), and train() is Keras's own loop: `GAN.fit` over a tf.data pipeline that carries the harness's
-  batches unchanged (Dataset.from_generator: order and values as given; no prefetch, so the
-  harness's fetch runs inside the step, serially, and FetchTimer takes its time out). fit keeps
+  batches unchanged (Dataset.from_generator: order and values as given; on the CPU no prefetch,
+  so the harness's fetch runs inside the step, serially, and FetchTimer takes its time out; on
+  one GPU the next batch is prefetched to the device while a step runs). fit keeps
   the order (a dataset is never shuffled) and calls a callback after every step, so no loop of
   our own is needed. train_step() runs the same spec_iteration under its own tf.function.
 - The first step's seconds include tracing and instantiating the step's graph (fit traces on
@@ -170,14 +171,17 @@ class Backend(BackendBase):
 
     def train(self, batches, start, on_step) -> None:
         fetch = FetchTimer(batches)
-        reporter = training.StepReporter(fetch, start, on_step)
+        # On one GPU the batches are prefetched to it (training.dataset); under a strategy its
+        # own input pipeline places the replicas' shards.
+        gpu = self.device if self.on_gpu and not self.replicas else None
+        reporter = training.StepReporter(fetch, start, on_step, overlapped=gpu is not None)
         optimizers = (self.gan.g_optimizer, self.gan.d_optimizer)
         counts = [int(opt.iterations.numpy()) for opt in optimizers]
         with self.on_device(), warnings.catch_warnings():
             # fit reads the harness's finite stream to its end and then says so: expected here.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             try:
-                self.gan.fit(training.dataset(fetch, self.spec.preset), epochs=1, verbose=0, shuffle=False,
+                self.gan.fit(training.dataset(fetch, self.spec.preset, gpu), epochs=1, verbose=0, shuffle=False,
                              callbacks=[reporter])
             finally:
                 # The step fit runs into the end of the data (OutOfRange) still increments each

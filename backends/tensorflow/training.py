@@ -121,8 +121,9 @@ def spec_iteration(gan: GAN, real, z):
     return loss_d, loss_g
 
 
-def dataset(batches, preset) -> tf.data.Dataset:
-    """The harness's (real, z) batches as a tf.data pipeline, in order and unchanged."""
+def dataset(batches, preset, gpu: str | None = None) -> tf.data.Dataset:
+    """The harness's (real, z) batches as a tf.data pipeline, in order and unchanged; on a GPU
+    (`gpu`, its device name) the next batch is made and copied to it while a step runs."""
     signature = (tf.TensorSpec((None, preset.channels, preset.image_size, preset.image_size), tf.float32),
                  tf.TensorSpec((None, preset.nz), tf.float32))
     pipeline = tf.data.Dataset.from_generator(lambda: batches, output_signature=signature)
@@ -131,22 +132,33 @@ def dataset(batches, preset) -> tf.data.Dataset:
     # No background fetch: the harness's time must stay measurable (FetchTimer) and apart
     # from the step's, and no thread may compete with the step for the CPU.
     options.experimental_optimization.inject_prefetch = False
-    return pipeline.with_options(options)
+    pipeline = pipeline.with_options(options)
+    if gpu:
+        # A GPU step does not use the CPU: the harness's next batch and its copy overlap it,
+        # one batch ahead, order unchanged, so the step does not wait for a synchronous copy
+        # from pageable memory. copy_to_device then prefetch, not prefetch_to_device: over
+        # from_generator the latter was reported to prefetch nothing (tensorflow#43905), and
+        # this pair is what it is documented to be. fit makes the iterator in the device's scope.
+        pipeline = pipeline.apply(tf.data.experimental.copy_to_device(gpu)).prefetch(1)
+    return pipeline
 
 
 class StepReporter(keras.callbacks.Callback):
-    """on_step after every step of fit; its seconds exclude the harness's batch fetch, which
-    runs inside the step (from_generator, not prefetched) and is measured by the FetchTimer."""
+    """on_step after every step of fit. On the CPU its seconds exclude the harness's batch
+    fetch, which runs inside the step (from_generator, not prefetched) and is measured by the
+    FetchTimer; on a GPU (`overlapped`) the fetch runs beside the step (dataset's prefetch), so
+    subtracting it would credit the step with time it did not save: the wall time stays whole."""
 
-    def __init__(self, fetch: FetchTimer, start: int, on_step):
+    def __init__(self, fetch: FetchTimer, start: int, on_step, overlapped: bool = False):
         super().__init__()
-        self.fetch, self.iteration, self.on_step = fetch, start, on_step
+        self.fetch, self.iteration, self.on_step, self.overlapped = fetch, start, on_step, overlapped
 
     def on_train_batch_begin(self, batch, logs=None):
         self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         # Keras has already turned logs into floats: the step is done on the device.
-        seconds = time.perf_counter() - self.t0 - self.fetch.pop()
+        fetched = self.fetch.pop()
+        seconds = time.perf_counter() - self.t0 - (0.0 if self.overlapped else fetched)
         self.on_step(self.iteration, logs["loss_d"], logs["loss_g"], seconds)
         self.iteration += 1

@@ -256,3 +256,38 @@ def test_fresh_process_is_quiet_and_sets_threads():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"intra_op": 1, "inter_op": 1}
     assert proc.stderr.strip() == "", proc.stderr[-3000:]
+
+
+def test_the_device_prefetching_pipeline_keeps_the_harness_batches_and_their_order():
+    """training.dataset(..., gpu=device) copies to the device and prefetches (one GPU); here to
+    the CPU, which runs the same pipeline: every batch once, in order, values unchanged."""
+    from backends.tensorflow import training
+    spec = model_spec("mnist32")
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((4, 1, 32, 32)).astype(np.float32),
+                rng.standard_normal((4, spec.preset.nz)).astype(np.float32)) for _ in range(3)]
+    got = [(r.numpy(), z.numpy()) for r, z in training.dataset(iter(batches), spec.preset, "/CPU:0")]
+    assert len(got) == len(batches)
+    for (r, z), (r0, z0) in zip(got, batches):
+        np.testing.assert_array_equal(r, r0)
+        np.testing.assert_array_equal(z, z0)
+
+
+def test_step_reporter_keeps_an_overlapped_fetch_in_the_step_time():
+    """CPU: the harness's fetch ran inside the step and is taken out; GPU (overlapped): it ran
+    beside the step, so taking it out would overstate the speed."""
+    import time
+    from backends.tensorflow import training
+    from common.harness.timing import FetchTimer
+
+    def slow():
+        time.sleep(0.05)
+        yield 0
+
+    for overlapped in (False, True):
+        fetch, steps = FetchTimer(slow()), []
+        reporter = training.StepReporter(fetch, 0, lambda *a: steps.append(a[3]), overlapped=overlapped)
+        reporter.on_train_batch_begin(0)
+        next(fetch)
+        reporter.on_train_batch_end(0, {"loss_d": 0.0, "loss_g": 0.0})
+        assert (steps[0] >= 0.05) == overlapped

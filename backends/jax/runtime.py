@@ -71,7 +71,10 @@ def use_classic_cpu_runtime() -> None:
     with ONEDNN_VERBOSE=1 (jaxlib 0.6.2, mnist32, bf16): the default thunk runtime calls oneDNN
     only as a GEMM, the classic one rewrites every convolution to oneDNN's (brg_conv_fwd:
     avx512_core_bf16 on this AVX512-BF16 CPU). jaxlib 0.10.2 accepts the flag but ignores it,
-    with XLA's warning that it is no longer supported: there the path changes nothing."""
+    with XLA's warning that it is no longer supported: there the path changes nothing. XLA reads
+    XLA_FLAGS once, when its CPU client starts: in a process where JAX has already computed this
+    changes nothing, though XLA_FLAGS (and so thread_info) then names the flag; the CLI's worker
+    and the grid's cells are fresh processes, and the test runs one."""
     _add_xla_flag(CLASSIC_RUNTIME_FLAG, "false")
 
 

@@ -16,14 +16,17 @@ the compute stream after the step that read the slot was queued). Two rules make
 - the host overwrites a slot's pinned buffer only after `copied` of its previous copy completed
   (copied.synchronize(): the one place the host can wait);
 - the copy stream overwrites a slot's device buffer only after `released` of its previous batch
-  (copy_stream.wait_event: a device-side wait), i.e. after the step that read it ran.
+  (copy_stream.wait_event: a device-side wait), i.e. after the step that read it ran; a new
+  slot's `released` is recorded when its buffers are allocated (see below).
 `released` is recorded for batch n when batch n+1 is staged: the updater stages a batch at the
 start of its step, so by then step n is queued whole. With 2 slots the copy of batch n waits for
 step n-2 and overlaps step n-1, and the host runs at most about 4 steps ahead of the device.
 
-The device buffers are the ring's own, not the allocator's: a block a pooling allocator hands
-back after the compute stream freed it could be reused by a copy on another stream while queued
-kernels still read it (CuPy's pool orders reuse within one stream only). The values are the
+The device buffers are the ring's own, held for its life, not one allocation per batch: a block a
+pooling allocator hands back after the compute stream freed it could be written by a copy on
+another stream while kernels queued on the compute stream still read it (CuPy's pool orders
+reuse within one stream only). For the same reason a slot's first copy waits for the work the
+compute stream had queued when the slot was allocated. The values are the
 harness's bytes, in its order: nothing is converted, only copied.
 
 `engine` provides: `copy_stream` and `compute_stream` (each with wait_event(event)),
@@ -74,11 +77,14 @@ class StagingRing:
         turn = self.turn.get(layout, 0)
         if len(ring) <= turn:
             ring.append(Slot(engine, layout))
+            # A new device buffer may be a block the allocator took back from the compute stream
+            # while kernels queued there still read it: the first copy waits for them too.
+            ring[turn].released.record(engine.compute_stream)
         slot = ring[turn]
         self.turn[layout] = (turn + 1) % self.slots
         if slot.used:
             slot.copied.synchronize()  # its last copy read the pinned buffers: done before overwriting
-            engine.copy_stream.wait_event(slot.released)  # the step that read its device buffers ran
+        engine.copy_stream.wait_event(slot.released)  # the step that read its device buffers ran
         for host, array in zip(slot.host, arrays):
             np.copyto(host, array, casting="no")
         for dev, host in zip(slot.device, slot.host):

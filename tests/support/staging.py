@@ -8,7 +8,9 @@
   not when it is queued, and a step reads its device buffers when it runs. An event waited on
   (stream.wait_event, event.synchronize) is its latest record at the time of the call, as in
   CUDA; one never recorded is complete. A ring that overwrites a buffer too early, or a step
-  that runs before its copy, then shows as wrong values.
+  that runs before its copy, then shows as wrong values. A new device buffer models a pooling
+  allocator's reuse: a kernel queued earlier on the compute stream still reads the block, and
+  counts a `violation` if a copy wrote it first.
 """
 from __future__ import annotations
 
@@ -102,7 +104,7 @@ class SimulatedDevice:
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
         self.copy_stream, self.compute_stream = SimStream("copy"), SimStream("compute")
-        self.pinned_allocations = self.device_allocations = self.host_waits = 0
+        self.pinned_allocations = self.device_allocations = self.host_waits = self.violations = 0
 
     # the engine
     def event(self):
@@ -114,7 +116,12 @@ class SimulatedDevice:
 
     def device(self, shape, dtype):
         self.device_allocations += 1
-        return SimArray(shape, dtype)
+        array = SimArray(shape, dtype)
+        self.compute_stream.queue.append(lambda: self.previous_owner_reads(array))
+        return array
+
+    def previous_owner_reads(self, array: SimArray) -> None:
+        self.violations += not np.isnan(array.data).all()
 
     # the device
     def run(self, steps: int) -> None:

@@ -47,8 +47,10 @@ def test_every_step_reads_its_batch_whatever_the_interleaving(slots):
     batches = harness_batches(40)
     deepest = 0
     for seed in range(30):
-        seen, depth = run_staged(SimulatedDevice(seed), batches, slots, seed)
+        sim = SimulatedDevice(seed)
+        seen, depth = run_staged(sim, batches, slots, seed)
         assert same(seen, batches), f"seed {seed}: a step read another batch's values"
+        assert sim.violations == 0, f"seed {seed}: a copy wrote a block queued kernels still read"
         deepest = max(deepest, depth)
     assert deepest >= 3  # copies were in flight while the host staged more: the rules were exercised
 
@@ -62,7 +64,8 @@ def test_one_pinned_and_one_device_buffer_per_array_slot_and_shape_not_per_batch
 
 @pytest.mark.parametrize("missing", ["host waits for the copy before reusing pinned memory",
                                      "copy waits for the step that read the device buffer",
-                                     "step waits for its copy"])
+                                     "step waits for its copy",
+                                     "a new slot's first copy waits for the compute stream"])
 def test_each_wait_of_the_ring_is_needed(monkeypatch, missing):
     """Remove one wait: some interleaving then hands a step wrong values (the simulation can see
     every race the ring guards against)."""
@@ -74,11 +77,24 @@ def test_each_wait_of_the_ring_is_needed(monkeypatch, missing):
             monkeypatch.setattr(SimEvent, "synchronize", lambda self: None)
         elif missing.startswith("copy"):
             sim.copy_stream.wait_event = lambda event: None
-        else:
+        elif missing.startswith("step"):
             sim.compute_stream.wait_event = lambda event: None
+        else:  # the slot's first `released` never recorded: its wait is on a never-recorded event
+            monkeypatch.setattr(SimEvent, "record", record_after_first_copy(SimEvent.record))
         seen, _ = run_staged(sim, batches, 2, seed)
-        failures += not same(seen, batches)
+        failures += not same(seen, batches) or sim.violations > 0
     assert failures > 0
+
+
+def record_after_first_copy(record):
+    """SimEvent.record without each event's first record on the compute stream: for a slot's
+    `released`, the one at allocation (a `copied` is recorded on the copy stream only)."""
+    def patched(self, stream):
+        if stream.name == "compute" and not getattr(self, "first_dropped", False):
+            self.first_dropped = True
+            return None
+        return record(self, stream)
+    return patched
 
 
 def test_the_host_waits_only_when_a_slot_comes_round_again():

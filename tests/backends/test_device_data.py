@@ -53,9 +53,9 @@ def test_jax_batches_staged_one_ahead_train_exactly_as_unstaged():
 
 def _chainer_stager(backend):
     """The Chainer backend's stager: CuPy's on a GPU; on the CPU, where train() uses none, the
-    same ring over numpy buffers (tests/support/staging.py HostEngine), so the path runs here."""
+    same ring over numpy buffers (tests.support.fake_device.py HostEngine), so the path runs here."""
     from backends.staging import StagingRing
-    from tests.support.staging import HostEngine
+    from tests.support.fake_device import HostEngine
     assert (backend.stager is not None) == backend.on_gpu  # the CPU path is device.send, unchanged
     return backend.stager or StagingRing(HostEngine())
 

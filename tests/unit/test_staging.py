@@ -1,4 +1,4 @@
-"""backends/staging.py's ring on a simulated device (tests/support/staging.py): CUDA's ordering
+"""backends/staging.py's ring on a simulated device (tests.support.fake_device.py): CUDA's ordering
 rules with copies and steps that run later, in a random order, reading their buffers when they
 run. The batches the steps see must be the harness's, in order, whatever the interleaving; and
 each of the ring's three waits is shown necessary (without it the same simulation sees wrong
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backends.staging import StagingRing
-from tests.support.staging import HostEngine, SimEvent, SimulatedDevice
+from tests.support.fake_device import HostEngine, SimEvent, SimulatedDevice
 
 SHAPES = [((8, 1, 4, 4), (8, 3)), ((5, 1, 4, 4), (5, 3))]  # two batch sizes: two rings
 

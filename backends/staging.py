@@ -53,7 +53,9 @@ class Slot:
 
 class StagingRing:
     """stage(arrays) -> the arrays on the device, through a ring of pinned and device buffers.
-    Callable as stage(batch, device) too: a Chainer converter."""
+    Callable as stage(batch, device) too: a Chainer converter. The arrays returned are the ring's
+    buffers: valid for work queued on the compute stream before the next stage() call (a step;
+    copy them to keep them longer)."""
 
     def __init__(self, engine, slots: int = SLOTS):
         if slots < 1:

@@ -7,7 +7,9 @@ Differences from the protocol's defaults worth knowing:
   unbiased batch variance to its running variance (as PyTorch does).
 - Train-mode forwards that must not touch the running statistics save and restore them
   (models.frozen_running_statistics): Chainer's BN link always updates them in train mode.
-- On a GPU (CuPy), losses are fetched every `fetch_every_gpu` steps (one sync per fetch).
+- On a GPU (CuPy), losses are fetched every `fetch_every_gpu` steps (one sync per fetch), and
+  train()'s batches reach the device through `stager` (runtime.batch_stager: pinned buffers, a
+  copy stream) instead of device.send; None on the CPU.
 - Data parallel (devices > 1): ChainerMN under mpiexec, see parallel.py.
 """
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Backend(BackendBase):
         self.opt_G, self.opt_D = training.adam(self.G, spec.adam), training.adam(self.D, spec.adam)
         for net in (self.G, self.D):
             net.to_device(self.device)
+        self.stager = runtime.batch_stager(self.device)  # train()'s converter on a GPU
         if self.replicas:  # the optimizers training uses: ChainerMN's gradient-averaging ones
             self.train_opt_G, self.train_opt_D = map(self.replicas.optimizer, (self.opt_G, self.opt_D))
         else:
@@ -80,7 +83,8 @@ class Backend(BackendBase):
             build = runtime.build_info()
             info.update(name=props["name"].decode(), cupy_version=cuda.cupy.__version__,
                         cudnn=bool(build["cudnn"]), cudnn_version=build["cudnn_version"],
-                        cuda_runtime=build["cuda_runtime"])
+                        cuda_runtime=build["cuda_runtime"],
+                        staging=self.stager.info() if self.stager else "device.send")
         else:
             info.update(name=sysinfo.cpu_model(), numpy_version=np.__version__)
         return info
@@ -189,7 +193,8 @@ class Backend(BackendBase):
         batches = FetchTimer(batches)  # the harness's data work is not step time
         iterator = training.HarnessBatches(map(self._replica_slice, batches))
         updater = training.DCGANUpdater(iterator, self.G, self.D, self.train_opt_G, self.train_opt_D,
-                                        self.device, self.spec.loss)
+                                        self.device, self.spec.loss,
+                                        converter=self.stager or training.to_device)
         progress = training.HarnessProgress(on_step, batches, self.fetch_every, start,
                                             reduce=self._global_losses)
         with chainer.using_config("train", True):

@@ -6,11 +6,14 @@ CPU, CuPy on a GPU.
   threadpoolctl, where it is installed.
 - peak_memory on a GPU is CuPy's memory pool: it keeps freed blocks for reuse and returns none
   unless asked, so the bytes it holds now are its high-water mark (the peak of what CuPy
-  reserved, at least the peak of live arrays)."""
+  reserved, at least the peak of live arrays).
+- batch_stager on a GPU: the harness's batches staged through pinned buffers and a copy stream
+  (backends/staging.py), instead of device.send's synchronous copy from pageable memory."""
 from __future__ import annotations
 
 import os
 
+from backends import staging
 from backends.base import wants_gpu
 from backends.compat import prepare_chainer
 
@@ -98,3 +101,28 @@ def peak_memory(device) -> dict | None:
     if not is_gpu(device):
         return None
     return {"bytes": int(cuda.cupy.get_default_memory_pool().total_bytes()), "kind": "device-allocator"}
+
+
+class CupyCopies:
+    """backends/staging.py's engine on CuPy. The compute stream is CuPy's current stream (the
+    null stream unless a caller set another) when the stager is made: Chainer 7.8.1's functions
+    name no stream, CuPy launches its kernels on the current stream and binds its cuBLAS and
+    cuDNN handles to it at every call. The copy stream is non-blocking: a blocking stream would
+    serialise with the legacy null stream and the copy could not overlap a step. Device buffers
+    are allocated here (CuPy's pool, on the device in use) once per ring slot and held."""
+
+    def __init__(self):
+        import cupyx
+        cupy = cuda.cupy
+        self.copy_stream = cupy.cuda.Stream(non_blocking=True)
+        self.compute_stream = cupy.cuda.get_current_stream()
+        self.pinned, self.device = cupyx.empty_pinned, cupy.empty
+
+    def event(self):
+        return cuda.cupy.cuda.Event(disable_timing=True)
+
+
+def batch_stager(device, slots: int = staging.SLOTS):
+    """A converter staging batches through pinned buffers and a copy stream on a GPU; None on
+    the CPU, where device.send is a no-op and nothing needs staging."""
+    return staging.StagingRing(CupyCopies(), slots) if is_gpu(device) else None

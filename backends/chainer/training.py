@@ -78,6 +78,8 @@ class HarnessBatches(chainer.dataset.Iterator):
 
 
 def to_device(batch, device):
+    """The plain converter: device.send (on a GPU a synchronous copy from pageable memory; on
+    the CPU the arrays themselves). On a GPU train() uses runtime.batch_stager instead."""
     real, z = batch
     return device.send(real), device.send(z)
 
@@ -88,9 +90,9 @@ class DCGANUpdater(training.updaters.StandardUpdater):
     D(G(z)) once, before D's update, and takes G's loss from that same output, so its G step
     sees the old D; this one runs D again after D's update, as the spec and PyTorch do."""
 
-    def __init__(self, iterator, G, D, opt_G, opt_D, device, loss: LossSpec):
+    def __init__(self, iterator, G, D, opt_G, opt_D, device, loss: LossSpec, converter=to_device):
         self.G, self.D, self.loss = G, D, loss
-        super().__init__(iterator, {"gen": opt_G, "dis": opt_D}, converter=to_device,
+        super().__init__(iterator, {"gen": opt_G, "dis": opt_D}, converter=converter,
                          device=device, auto_new_epoch=False)
 
     def update_core(self):

@@ -3,7 +3,8 @@
 Differences from the protocol's defaults worth knowing:
 - TF32 is switched off on CUDA (runtime.select_device) so the spec run computes in full float32
   like the other backends.
-- Losses are fetched every `fetch_every_gpu` steps on a GPU (one sync per fetch).
+- Losses are fetched every `fetch_every_gpu` steps on a GPU (one sync per fetch); batches reach
+  it from pinned memory on a copy stream (copy_to_gpu).
 - `dtype` (float32) is what tensor() and targets() make: a test-only float64 reference
   (tests/support/pytorch_reference.py) sets it, with G and D converted.
 - Data parallel (devices > 1): DDP under torchrun, see parallel.py.
@@ -61,6 +62,7 @@ class Backend(BackendBase):
                                          else options.compile_mode)
             self.train_G, self.train_D, self.frozen_D = map(compile_, (self.train_G, self.train_D, self.D))
         self._labels: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.copy_stream = None  # the host-to-device copies' stream on CUDA (copy_to_gpu)
 
     def parallel_info(self) -> dict:
         return self.replicas.info() if self.replicas else super().parallel_info()
@@ -72,7 +74,8 @@ class Backend(BackendBase):
                 "framework_version": runtime.version(), "threads": runtime.thread_info(),
                 "fast_paths": {"channels_last": self.options.channels_last,
                                "bf16_autocast": self.options.bf16, "torch_compile": self.options.compile,
-                               **({"torch_compile_mode": self.options.compile_mode} if self.options.compile else {})}}
+                               **({"torch_compile_mode": self.options.compile_mode} if self.options.compile else {})},
+                **({"staging": "pinned memory, copy stream"} if self.on_gpu else {})}
 
     # ----- weights -----
     def nets(self, copy: int = 0) -> dict[str, nn.Module]:
@@ -132,12 +135,31 @@ class Backend(BackendBase):
             # would stall until the previous step ends and the GPU then idle while the harness
             # makes the next batch. From pinned memory (the caching host allocator: no
             # cudaHostAlloc per batch; a block is reused only after its copy ran) the copy is
-            # queued behind the step and the host goes on. The values are the same bytes.
-            t = t.pin_memory()
-        t = t.to(self.device, non_blocking=True)
+            # queued and the host goes on; on a copy stream it also runs beside the steps still
+            # queued (copy_to_gpu). The values are the same bytes.
+            t = self.copy_to_gpu(t.pin_memory())
+        else:
+            t = t.to(self.device, non_blocking=True)
         if self.dtype != torch.float32:
             t = t.to(self.dtype)
         return t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
+
+    def copy_to_gpu(self, pinned: torch.Tensor) -> torch.Tensor:
+        """A pinned host tensor copied to the GPU on a side stream, PyTorch's idiom for
+        overlapping copies with compute: the compute (current) stream waits for the copy before
+        anything reads the tensor, and record_stream keeps the caching allocator from handing
+        its block to the copy stream again before the compute stream's work queued when it is
+        freed has run (the allocator knows only the stream a block was allocated on). The cost:
+        a freed batch's block is reused a little later (the host runs at most `fetch_every`
+        steps ahead)."""
+        if self.copy_stream is None:
+            self.copy_stream = torch.cuda.Stream(self.device)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self.copy_stream):
+            t = pinned.to(self.device, non_blocking=True)
+        compute.wait_stream(self.copy_stream)
+        t.record_stream(compute)
+        return t
 
     def targets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss's (real, fake) label tensors for a batch of n, in `dtype`."""

@@ -1,6 +1,8 @@
 """Parity tolerances, each derived and measured where it is defined (shared by several test modules)."""
 from __future__ import annotations
 
+import numpy as np
+
 
 # Forward: a conv output is a float32 dot product of K <= 8192 terms (dcgan64 D's last layer:
 # 512 x 4 x 4); its rounding error grows like sqrt(K)·u ≈ 5e-6 relative, and train-mode BN divides
@@ -18,39 +20,37 @@ GRAD_RTOL = 1e-4
 # iterations' losses within 1e-3 absolute of PyTorch.
 #
 # Which PyTorch: Adam's first steps are ~lr·sign(g), so float32 rounding in near-zero gradients
-# flips steps and two float32 runs drift apart chaotically. Measured here (mnist-5k, batch 64):
-# float32 PyTorch against itself with only the thread count changed differs by 2.3e-4 by
-# iteration 4 and 1.7e-3 by iteration 7, and float32 PyTorch against float64 PyTorch (same
-# convention) by up to 4.2e-3 within 5 iterations in the folded convention. Comparing two
-# float32 runs adds both drifts. So the reference is PyTorch computing the spec in float64 (the
-# exact run), in the backend's own Adam convention (SPEC.md "Optimiser": the folded eps alone
-# moves PyTorch's losses by 2.0e-3 within 5 iterations): the check then bounds what each backend
-# itself computes. PyTorch's own float32 run is held to 1e-3 (measured 3.8e-4).
+# flips steps, a ReLU/LeakyReLU input within rounding of its kink takes the other branch, and two
+# float32 runs drift apart chaotically. So the reference is PyTorch computing the spec in float64
+# (the exact run), in the backend's own Adam convention (SPEC.md "Optimiser"): the check then
+# bounds what each backend itself computes.
 #
-# Where PyTorch's own float32 arithmetic, in the backend's convention, already drifts from that
-# exact run by more than 1e-3 (folded: 2.2e-3 at iteration 4), the spec's 1e-3 is below the
-# float32 noise of the reference framework itself: no implementation could be held to it. There a
-# backend may drift up to NOISE_FACTOR times PyTorch's own drift at that iteration (two float32
-# implementations drift by comparable, random amounts; 2x is the margin), never less than 1e-3.
+# How far float32 alone drifts from that exact run is measured in every check, not assumed: the
+# ENSEMBLE of tests/support/pytorch_reference.py, 12 float32 runs of PyTorch itself (1 or all
+# threads, NCHW or channels_last: other oneDNN kernels; initial weights as drawn or moved by one
+# ulp). drift_bound: at iteration k, NOISE_FACTOR times the largest |run - exact| of any member
+# at any iteration <= k (drift grows; a dip at k is chance), never below FIRST5_ATOL; the same
+# rule for all 10 iterations and every backend (PyTorch's own run against the other 11).
+#
+# Why an ensemble (measured, 2-core CPU, mnist-5k, batch 64, seeds 0-7: `python -m tools.parity_seeds
+# 0-7`; numbers in docs/parity.md): one float32 run is one draw of a heavy-tailed drift. The previous rule
+# (twice the drift of the one float32 PyTorch run, 1e-3 at least; fixed per-backend bounds after
+# iteration 5 measured at seed 0) failed MXNet, Chainer and JAX at seed 1 (5.5e-3, 6.4e-3, 1.8e-3
+# at iteration 4, where that one run drifted 5.2e-4), while PyTorch itself with channels_last on
+# one thread drifts 6.1e-3 there. With the ensemble, the largest diff / drift_bound over the 8
+# seeds: PyTorch 0.59, TensorFlow 0.60, MXNet 0.80, JAX 0.49; Chainer 1.29 at seed 2 only (else
+# <= 0.83): one kink flip at iteration 0 (docs/parity.md: Chainer's numpy batch statistics carry
+# 10x the float32 error of the others). So NOISE_FACTOR 2 leaves margin
+# for every backend at every seed but that one, and seed 0, the tests', has all within 0.5.
+# What it can still tell apart at seed 0: Adam's other eps placement moves the exact run by 1.8x
+# and 1.9x this bound (pytorch and folded conventions); at seeds 1-7 by 0.2-0.9x, below float32
+# noise, which is why the optimizer's convention is proven by the optimizer tests, not here.
 FIRST5_ATOL = 1e-3
 NOISE_FACTOR = 2.0
-# Iterations 6-10: each backend's float32 drift from the exact run keeps growing, at a rate that
-# depends on its kernels: a bound per backend, measured (value in the comment), with margin.
-TEN_ITER_ATOL: dict[str, float] = {
-    # pytorch (float32 run vs float64 PyTorch, same convention) measured 2.6e-3, iteration 8.
-    "pytorch": 8e-3,
-    # chainer measured 3.6e-3 against float64 PyTorch (folded), iteration 6 (first 5: 4.2e-4,
-    # iteration 4; 5.9e-3 against the float32 PyTorch run).
-    "chainer": 1e-2,
-    # mxnet measured 5.1e-3 against float64 PyTorch (folded), iteration 8, loss_G (first 5:
-    # 1.1e-3, iteration 4, where float32 PyTorch folded is 2.2e-3 from the same float64 run).
-    "mxnet": 1.5e-2,
-    # tensorflow measured 2.6e-3 against float64 PyTorch (folded), iteration 8 (first 5: 7.5e-4,
-    # iteration 4; 3.0e-3 against the float32 PyTorch run).
-    "tensorflow": 8e-3,
-    # jax measured 4.2e-3 against float64 PyTorch (pytorch convention), iteration 9 (first 5:
-    # 2.1e-4, iteration 3; 5.1e-3 against the float32 PyTorch run, iteration 9); 2-core CPU,
-    # mnist-5k, batch 64, seed 0. (2.7e-3 before the custom-vjp deconv, whose float32 rounding
-    # differs: the run drifts chaotically after iteration 5, as every float32 run does.)
-    "jax": 8e-3,
-}
+
+
+def drift_bound(exact, float32_runs):
+    """Per-iteration bound on |losses - exact| (arrays (iters, 2); float32_runs (members, iters,
+    2)): NOISE_FACTOR times the running maximum of the members' drift, at least FIRST5_ATOL."""
+    drift = np.abs(np.asarray(float32_runs) - np.asarray(exact)).max(axis=2).max(axis=0)
+    return np.maximum(FIRST5_ATOL, NOISE_FACTOR * np.maximum.accumulate(drift))

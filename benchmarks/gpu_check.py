@@ -62,7 +62,7 @@ def parse_args(argv):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
                    help="gpu on a GPU node; cpu only with --smoke (CI's proof of the path)")
-    p.add_argument("--smoke", action="store_true", help="every step, tiny (about 2 minutes on 2 CPU cores)")
+    p.add_argument("--smoke", action="store_true", help="every step, tiny (on 2 idle CPU cores about 4.5 minutes, estimated; docs/gpu.md)")
     p.add_argument("--budget", type=float, help="minutes for everything (default 8, smoke 3)")
     p.add_argument("--backend", default="all", help=f"all or a comma-separated list of {', '.join(backends.NAMES)}")
     p.add_argument("--out", help="results folder to create")

@@ -16,8 +16,8 @@ import backends
 from benchmarks import configs, gpu_check, gpu_probe
 from tests.support.processes import REPO, offline
 
-# The smoke run's default budget is the 3 minutes (measured on the 2-core machine idle:
-# see docs/gpu.md); the machine is shared, so the test gives it room and asserts the work, not a
+# The smoke run's default budget is the 3 minutes, which on the 2-core machine idle leaves
+# half the grid cells out (measured: docs/gpu.md); the machine is shared, so the test gives it room and asserts the work, not a
 # time (times are benchmarks, not tests): a run cut by the budget would fail on status anyway.
 BUDGET_MINUTES = "10"
 

@@ -6,6 +6,8 @@ order and the values; `python -m benchmarks.gpu_check` runs it on the GPU, where
 exercised and several copies are in flight before the first is read back."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -36,16 +38,27 @@ def test_jax_batches_staged_one_ahead_train_exactly_as_unstaged():
     train): the same iterations in order with the same losses as the harness's numpy batches
     handed over one at a time, here on the test device (on a GPU: copies in flight)."""
     require_backend("jax")
+
+    def stage(backend, staged):
+        assert backend.stage_batches == (backend.on_gpu and not backend.replicas)
+        backend.stage_batches = staged  # on the CPU too: the loop is the same
+
+    _assert_staging_changes_no_step("jax", stage)
+
+
+def _assert_staging_changes_no_step(name, stage, context=contextlib.nullcontext):
+    """Iterations 3-14 of backend `name` trained without and with staging (stage(backend, staged)
+    switches it) give the same iterations, in order, with the same losses."""
     images = np.tanh(np.random.default_rng(0).standard_normal((40, 1, 32, 32))).astype(np.float32)
     plan = noise.BatchPlan(len(images), 8, seed=5)
     runs = {}
     for staged in (False, True):
-        backend = shared_init_backend("jax", "mnist32")
-        assert backend.stage_batches == (backend.on_gpu and not backend.replicas)
-        backend.stage_batches = staged  # on the CPU too: the loop is the same
+        backend = shared_init_backend(name, "mnist32")
+        stage(backend, staged)
         steps = []
-        backend.train(noise.iterate_batches(images, plan, 100, 3, 15), 3,
-                      lambda i, d, g, s: steps.append((i, d, g)))
+        with context():
+            backend.train(noise.iterate_batches(images, plan, 100, 3, 15), 3,
+                          lambda i, d, g, s: steps.append((i, d, g)))
         runs[staged] = steps
     assert [i for i, _, _ in runs[True]] == list(range(3, 15))
     assert runs[True] == runs[False]
@@ -86,16 +99,9 @@ def test_chainer_staged_train_matches_device_send():
     CuPy has it) from picking a nondeterministic algorithm in one run and not the other."""
     require_backend("chainer")
     from backends.chainer import runtime
-    images = np.tanh(np.random.default_rng(0).standard_normal((40, 1, 32, 32))).astype(np.float32)
-    plan = noise.BatchPlan(len(images), 8, seed=5)
-    runs = {}
-    for staged in (False, True):
-        backend = shared_init_backend("chainer", "mnist32")
+
+    def stage(backend, staged):
         backend.stager = _chainer_stager(backend) if staged else None
-        steps = []
-        with runtime.chainer.using_config("cudnn_deterministic", True):
-            backend.train(noise.iterate_batches(images, plan, 100, 3, 15), 3,
-                          lambda i, d, g, s: steps.append((i, d, g)))
-        runs[staged] = steps
-    assert [i for i, _, _ in runs[True]] == list(range(3, 15))
-    assert runs[True] == runs[False]
+
+    _assert_staging_changes_no_step("chainer", stage,
+                                    lambda: runtime.chainer.using_config("cudnn_deterministic", True))

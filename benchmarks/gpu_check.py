@@ -11,7 +11,9 @@ leaves complete results of the steps done and says which were not:
 2. parity: the `gpu`-marked tests (forward, gradients and one iteration against the float64
    oracle; TF32 proven off) with DCGAN_BENCH_TEST_DEVICE set to the device;
 3. main job: `run_all.py --device DEVICE --dataset mnist` with every backend that sees it;
-4. grid: benchmarks.throughput at dcgan64, batch 256 then 64, spec then best, one cell per
+4. peak: the device's dense GEMM peak at float32 and bf16, measured once (benchmarks/peak.py),
+   which every grid cell is reported against (`of measured peak`);
+5. grid: benchmarks.throughput at dcgan64 (smoke: mnist32), batch 256 then 64, spec then best, one cell per
    process, with the GPU's power sampled (~10 Hz) for joules per image. First-step (compile)
    time is its own column, apart from img/s.
 Writes benchmarks/results/<gpu>-<date>-gpu-check/ (the smoke run: runs/gpu-check-smoke-<time>/).
@@ -34,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import configs, gpu_probe  # noqa: E402
+from benchmarks import configs, gpu_probe, peak  # noqa: E402
 from benchmarks.throughput import machine_slug  # noqa: E402
 from common import atomic  # noqa: E402
 from common.results.tables import table  # noqa: E402
@@ -45,16 +47,24 @@ EXIT_PARTIAL = 3  # nothing failed, but the budget (or a stop) left steps out: s
 SIZES = {
     "full": {"budget_min": 8.0, "main_dataset": "mnist", "main_iters": 500, "grid_preset": "dcgan64",
              "grid_batches": (256, 64), "grid_images": 256 * 60, "grid_min_iters": 30,
-             "parity_keyword": ""},
-    "smoke": {"budget_min": 3.0, "main_dataset": "mnist-5k", "main_iters": 3, "grid_preset": "dcgan64",
-              "grid_batches": (4,), "grid_images": 8, "grid_min_iters": 2,
+             "peak_seconds": 2.0, "parity_keyword": ""},
+    # the smoke grid at mnist32: its cells start and compile faster (JAX and TF 3-7 s a cell less
+    # than dcgan64's on the 2-core VM, measured) and the code path is the same
+    "smoke": {"budget_min": 3.0, "main_dataset": "mnist-5k", "main_iters": 3, "grid_preset": "mnist32",
+              "grid_batches": (4,), "grid_images": 8, "grid_min_iters": 2, "peak_seconds": 0.5,
               # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)
               "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data"},
 }
 # Steps never started with less than this many seconds left: they could not finish. A
 # max-autotune cell compiles for minutes (Inductor benchmarks kernels for every conv of G's and
 # D's forward and backward graphs): an estimate, never measured (no GPU has run this yet).
-MIN_SECONDS = {"parity": 20, "main": 20, "grid cell": 15, "max-autotune cell": 240}
+MIN_SECONDS = {"parity": 20, "main": 20, "peak": 10, "grid cell": 15, "max-autotune cell": 240}
+# The test files holding `gpu`-marked tests, named rather than collected from tests/backends:
+# collecting the folder imports every framework's own test module (measured: 10.0 s of the
+# smoke run's parity step against 0.8 s for these three); tests/e2e/test_gpu_check.py proves
+# that no other test file carries the marker.
+PARITY_FILES = ("tests/backends/test_backend_parity.py", "tests/backends/test_device_data.py",
+                "tests/backends/test_tf32.py")
 
 
 def parse_args(argv):
@@ -62,7 +72,7 @@ def parse_args(argv):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
                    help="gpu on a GPU node; cpu only with --smoke (CI's proof of the path)")
-    p.add_argument("--smoke", action="store_true", help="every step, tiny (on 2 idle CPU cores about 4.5 minutes, estimated; docs/gpu.md)")
+    p.add_argument("--smoke", action="store_true", help="every step, tiny (on 2 idle CPU cores 2.9-3.5 minutes, measured; docs/gpu.md)")
     p.add_argument("--budget", type=float, help="minutes for everything (default 8, smoke 3)")
     p.add_argument("--backend", default="all", help=f"all or a comma-separated list of {', '.join(backends.NAMES)}")
     p.add_argument("--out", help="results folder to create")
@@ -140,6 +150,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def probe_step(check: Check) -> list[str]:
     """Records the GPU and every backend; returns the backends that can run on the device."""
     from concurrent.futures import ThreadPoolExecutor
+    t0 = time.monotonic()
     record = {"machine": gpu_probe.gpu_record(), "backends": []}
     # In parallel: each probe is a process importing one framework, mostly waiting on the disk.
     with ThreadPoolExecutor(max_workers=len(check.args.backends)) as pool:
@@ -148,6 +159,7 @@ def probe_step(check: Check) -> list[str]:
     ready = [b["backend"] for b in record["backends"] if b.get("status") == "ok"
              and (check.args.device == "cpu" or b.get("sees_gpu"))]
     record["ready"] = ready
+    record["seconds"] = round(time.monotonic() - t0, 1)
     check.step("probe", record)
     return ready
 
@@ -157,7 +169,7 @@ def parity_step(check: Check, ready: list[str]) -> None:
     junit = check.out / "parity.xml"
     keyword = size["parity_keyword"]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu and not slow",
-           *(["-k", keyword] if keyword else []), "tests/backends", f"--junitxml={junit}"]
+           *(["-k", keyword] if keyword else []), *PARITY_FILES, f"--junitxml={junit}"]
     # only the backends that run here (the probe says why the others do not): the rest skip
     env = {"DCGAN_BENCH_TEST_DEVICE": check.args.device, "DCGAN_BENCH_TEST_BACKENDS": ",".join(ready)}
     rc, seconds = check.run(cmd, "parity.log", env)
@@ -206,6 +218,25 @@ def main_step(check: Check, ready: list[str]) -> None:
     check.step("main", record)
 
 
+def peak_step(check: Check) -> dict:
+    """The device's measured dense peak per precision, once for every grid cell: {device:
+    {precision: {...}}} as benchmarks.throughput's `--peaks` reads it, {} if it did not run."""
+    path = check.out / "peak.json"
+    cmd = [sys.executable, "-m", "benchmarks.peak", "--device", check.args.device,
+           "--threads", str(os.cpu_count()), "--precisions", ",".join(peak.PRECISIONS),
+           "--seconds", str(check.args.size["peak_seconds"]), "--out", str(path)]
+    # the cells' thread environment (benchmarks.throughput's default: every core)
+    rc, seconds = check.run(cmd, "peak.log", {"OMP_NUM_THREADS": str(os.cpu_count())})
+    measured = json.loads(path.read_text()) if rc == 0 and path.exists() else {}
+    record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
+              "status": "stopped: budget" if rc is None else ("ok" if measured else "failed"),
+              "peaks": {check.args.device: measured} if measured else {}}
+    check.step("peak", record)
+    if measured:
+        atomic.write_json(check.out / "peaks.json", record["peaks"])
+    return record["peaks"]
+
+
 def grid_plan(args, ready: list[str]) -> list[tuple[str, str, int]]:
     """(backend, config, batch), most valuable first: the largest batch's spec and best of every
     backend (PyTorch first) before any smaller batch; last, at the largest batch, best's
@@ -222,10 +253,16 @@ def cell_seconds(config: str) -> float:
 
 
 def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
-    """Every cell of `plan` (default grid_plan's) that the budget left still fits."""
-    size = check.args.size
+    """Every cell of `plan` (default grid_plan's) that the budget left still fits; a cell with
+    no fast path on the device is a row saying why, without a process."""
+    size, peaks = check.args.size, check.out / "peaks.json"
     for name, config, batch in grid_plan(check.args, ready) if plan is None else plan:
         row = {"backend": name, "config": config, "batch": batch}
+        paths = configs.fast_paths(config, name, check.args.device)
+        if isinstance(paths, str):
+            check.doc["grid"].append(dict(row, status="skipped", reason=paths))
+            check.save()
+            continue
         if check.left() < cell_seconds(config):
             check.doc["grid"].append(dict(row, status="not run: budget", reason=f"needs {cell_seconds(config):.0f} s left"))
             check.save()
@@ -234,7 +271,8 @@ def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
         cmd = [sys.executable, "-m", "benchmarks.throughput", "--backend", name, "--preset", size["grid_preset"],
                "--batch-sizes", str(batch), "--configs", config, "--device", check.args.device,
                "--images", str(size["grid_images"]), "--min-iters", str(size["grid_min_iters"]),
-               "--out", str(cell), "--work", str(check.out / "work" / cell.name)]
+               "--out", str(cell), "--work", str(check.out / "work" / cell.name),
+               *(["--peaks", str(peaks)] if peaks.exists() else ["--peak-seconds", "0"])]
         with gpu_probe.PowerSampler() as power:
             rc, seconds = check.run(cmd, f"grid-{cell.name}.log")
         check.doc["grid"].append(grid_row(row, cell, rc, seconds, power.samples))
@@ -254,8 +292,9 @@ def grid_row(row: dict, cell: Path, rc: int | None, seconds: float, samples: lis
         return dict(row, status=r.get("status"), reason=r.get("reason", ""))
     jpi = gpu_probe.joules_per_image(samples, r.get("img/s"))
     watts = [w for _, w in samples]
-    return dict(row, status="ok", **{k: r.get(k) for k in ("img/s", "first step s", "harness share",
-                                                            "of peak", "peak MiB", "device")},
+    return dict(row, status="ok", **{k: r.get(k) for k in ("img/s", "first step s", "harness share", "GFLOP/s",
+                                                            "of measured peak", "of datasheet peak",
+                                                            "peak MiB", "device")},
                 **{"J/image": round(jpi, 5) if jpi else None,
                    "mean W": round(sum(watts) / len(watts), 1) if watts else None,
                    "power samples": len(samples)})
@@ -291,6 +330,10 @@ def render(doc: dict) -> str:
         rows = [dict(backend=k, **{c: v for c, v in r.items() if c != "final_losses"})
                 for k, r in main["backends"].items()]
         lines.append(table(rows, "github") if rows else "no results.json")
+    measured = steps.get("peak")
+    if measured:
+        lines += ["", f"## Measured peak: {measured['status']} ({measured['seconds']} s)", "",
+                  peak.describe(measured["peaks"]) or "not measured: see logs/peak.log"]
     if doc["grid"]:
         lines += ["", f"## Throughput grid ({doc['device']}; first step = compile and autotune, apart)", "",
                   table(doc["grid"], "github")]
@@ -311,10 +354,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True)
     check = Check(args, out)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill ends like Ctrl-C: summary kept
-    order = ["probe", "parity", "main", "grid"]
+    order = ["probe", "parity", "main", "peak", "grid"]
     try:
         ready = probe_step(check)
-        for name, step in (("parity", parity_step), ("main", main_step), ("grid", grid_step)):
+        for name, step in (("parity", parity_step), ("main", main_step), ("peak", lambda c, _: peak_step(c)),
+                           ("grid", grid_step)):
             if not ready:
                 check.doc["not_run"] = [s for s in order if s not in check.doc["steps"]]
                 break

@@ -67,8 +67,9 @@ def render(doc: dict) -> str:
         "- Model FLOPs per image and iteration: "
         f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py). `of measured peak`: the "
         "cell's model GFLOP/s over the device's dense GEMM rate at the cell's precision (bf16 for "
-        "bf16 paths, else fp32), measured at the start of this grid (benchmarks/peak.py, the fastest "
-        f"block): {peak.describe(doc.get('peaks') or {}) or 'not measured (--peak-seconds 0)'}. "
+        "bf16 paths, else fp32), measured "
+        f"{'earlier in the same session, read from ' + a['peaks'] if a.get('peaks') else 'at the start of this grid'} "
+        f"(benchmarks/peak.py, the fastest block): {peak.describe(doc.get('peaks') or {}) or 'not measured (--peak-seconds 0)'}. "
         "`of datasheet peak` only where the device is a GPU with a known dense peak "
         "(common/metrics/flops.py)",
         "", table(doc["rows"], "github"), ""]

@@ -82,6 +82,10 @@ def parse_args(argv):
     p.add_argument("--peak-seconds", type=float, default=2.0, metavar="S",
                    help="seconds of large GEMMs per precision to measure the device's peak first "
                         "(default 2; 0: off)")
+    p.add_argument("--peaks", metavar="FILE",
+                   help="peaks measured earlier on this machine, as throughput.json's 'peaks' "
+                        "({device: {precision: ...}}), instead of measuring them (the GPU check "
+                        "measures once for all its cells)")
     p.add_argument("--out", metavar="DIR",
                    help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>)")
     p.add_argument("--work", metavar="DIR",
@@ -103,6 +107,16 @@ def parse_args(argv):
             configs.fast_paths(c, args.backends[0], "cpu")
     except configs.ConfigError as exc:
         p.error(str(exc))
+    args.measured_peaks = None
+    if args.peaks:
+        try:
+            args.measured_peaks = json.loads(Path(args.peaks).read_text())
+            if not (isinstance(args.measured_peaks, dict)
+                    and all(isinstance(v, dict) for v in args.measured_peaks.values())):
+                raise ValueError("not {device: {precision: ...}}")
+        except (OSError, ValueError) as exc:
+            p.error(f"--peaks {args.peaks}: {exc}; give a file as throughput.json's 'peaks' "
+                    "(or drop --peaks to measure them)")
     return args
 
 
@@ -128,7 +142,7 @@ def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="
     cmd = [sys.executable, str(REPO / "run_all.py"), "--backend", name, "--dataset", dataset,
            "--preset", args.preset, "--batch-size", str(batch), "--iters", str(iters or iterations(args, batch)),
            "--device", args.device, "--threads", str(args.threads), "--out", str(out), "--quiet",
-           "--quality-every", "0", *configs.flags(paths)]  # no probes inside timed runs
+           "--quality-every", "0", "--no-figures", *configs.flags(paths)]  # no probes inside timed runs; figures unread
     load = os.getloadavg()[0]
     proc = _run(cmd)
     if not (out / "results.json").exists():
@@ -283,7 +297,8 @@ def main(argv=None) -> int:
     command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
     started, t0 = dt.datetime.now().astimezone(), dt.datetime.now()
     rows, provenance = [], None
-    peaks = measure_peaks(args, work) if args.peak_seconds > 0 else {}
+    peaks = (args.measured_peaks if args.measured_peaks is not None
+             else measure_peaks(args, work) if args.peak_seconds > 0 else {})
     plan_rows: list = []  # a cell (name, label, paths, batch), or a row saying why none runs
     for name in args.backends:
         reason = backends.unavailable_reason(name)
@@ -318,7 +333,7 @@ def main(argv=None) -> int:
                     else cell_row(spec, item[0], item[1], item[3], runs[item], peaks))
     add_bare_comparison(rows)
     q_rows = quality_rows(args, work) if args.quality_iters else []
-    doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k != "batches"},
+    doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k not in ("batches", "measured_peaks")},
            "started": started.isoformat(timespec="seconds"),
            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            "grid_seconds": (dt.datetime.now() - t0).total_seconds(),

@@ -194,6 +194,9 @@ class RunOptions:
         stored=True, resume=FREE)
     quiet: bool = option(False, "no progress bars (default: shown)", OUTPUT, resume=FREE,
                          child=True)
+    figures: bool = option(True, "draw the report's figures (default: on; --no-figures writes "
+                                 "results.json, losses.csv and report.md only, as benchmark cells "
+                                 "do; --report DIR draws them later)", OUTPUT, resume=FREE)
     verbose: bool = option(False, "show the frameworks' own log output (default: hidden)", OUTPUT,
                            resume=FREE, backend=True)
     # Stored inside the run's quality configuration ("quality": {"every": K}), which the run

@@ -98,7 +98,7 @@ def run(args) -> int:
 
     results["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     atomic.write_json(run_dir / "results.json", results)
-    if not reporting.finish_run(run_dir, results):
+    if not reporting.finish_run(run_dir, results, figures=args.figures):
         return 1
     if interrupted or interrupts.process.count:
         reporting.how_to_go_on(run_dir, results, interrupts.process.name())

@@ -9,11 +9,11 @@ from common.harness.runfolder import load_run, rel
 from common.results import compare, markdown, tables
 
 
-def finish_run(run_dir: Path, results: dict) -> bool:
-    """Write a finished run's report and print its table; False if the report failed (its
-    results.json is already safe)."""
+def finish_run(run_dir: Path, results: dict, figures: bool = True) -> bool:
+    """Write a finished run's report (with its figures unless `figures` is False) and print its
+    table; False if the report failed (its results.json is already safe)."""
     try:
-        markdown.write_report(run_dir, results)
+        markdown.write_report(run_dir, results, figures)
     except Exception as exc:  # noqa: BLE001 - results.json is already safe; say what failed
         print(f"run_all.py: writing the report failed ({type(exc).__name__}: {exc}); "
               f"results are in {rel(run_dir / 'results.json')}", file=sys.stderr)

@@ -55,8 +55,10 @@ PROSE = {
 }
 
 
-def write_report(run_dir: Path, results: dict) -> list[Path]:
-    """losses.csv, sample grids, plots and report.md from the run folder; returns what it wrote."""
+def write_report(run_dir: Path, results: dict, figures_too: bool = True) -> list[Path]:
+    """losses.csv, sample grids, plots and report.md from the run folder; returns what it wrote.
+    figures_too False (--no-figures): no sample grids or plots, and report.md says how to draw
+    them (matplotlib's import and drawing take about 2 s of a benchmark cell's few, measured)."""
     written = []
     names = list(results["backends"])
     losses = tables.read_losses(run_dir, names)
@@ -64,6 +66,24 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
         losses.to_csv(tmp, index=False, columns=list(LOSS_COLUMNS))
     written.append(run_dir / "losses.csv")
 
+    if figures_too:
+        written += _write_figures(run_dir, results, names, losses)
+    rows, quality = tables.summary_rows(results), tables.quality_rows(results)
+    sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
+                "parity": tables.parity_rows(run_dir, results, losses),
+                "parallel": replica_scaling.parallel_rows(results)}
+    text = report_markdown(results, rows, written, run_dir, sections)
+    if not figures_too:
+        text += ("\nFigures not drawn (--no-figures): `python run_all.py --report "
+                 f"{run_dir}` draws them.\n")
+    atomic.write_text(run_dir / "report.md", text)
+    written.append(run_dir / "report.md")
+    return written
+
+
+def _write_figures(run_dir: Path, results: dict, names: list[str], losses) -> list[Path]:
+    """The sample grids and plots of write_report; returns their paths."""
+    written = []
     context = figures.run_context(results)
     grids, at = {}, {}
     for name in names:
@@ -90,11 +110,6 @@ def write_report(run_dir: Path, results: dict) -> list[Path]:
         written.append(run_dir / "quality.png")
     if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
         written.append(run_dir / "time_to_quality.png")
-    sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
-                "parity": tables.parity_rows(run_dir, results, losses),
-                "parallel": replica_scaling.parallel_rows(results)}
-    atomic.write_text(run_dir / "report.md", report_markdown(results, rows, written, run_dir, sections))
-    written.append(run_dir / "report.md")
     return written
 
 

@@ -110,7 +110,9 @@ def test_the_measured_peak_is_a_large_gemm_with_its_method_recorded():
 
 @pytest.mark.slow
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
-    for bad in (["--batch-sizes", "8,x"], ["--configs", "spec,turbo"], ["--backend", "nosuch"]):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for bad in (["--batch-sizes", "8,x"], ["--configs", "spec,turbo"], ["--backend", "nosuch"],
+                ["--peaks", str(tmp_path / "missing.json")], ["--peaks", str(tmp_path / "list.json")]):
         proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", *bad, "--out", str(tmp_path / "s")],
                               cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 2 and bad[0] in proc.stderr or "unknown" in proc.stderr

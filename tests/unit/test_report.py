@@ -122,6 +122,18 @@ def test_write_report_writes_the_expected_files(run_with_failure):
     assert not list(run_dir.glob(".*.tmp"))         # atomic writes left nothing behind
 
 
+def test_no_figures_writes_the_tables_and_says_how_to_draw_them(tmp_path):
+    """--no-figures (benchmark cells): losses.csv and report.md with every table, no PNG, and the
+    command that draws the figures later."""
+    _write_backend_files(tmp_path, "pytorch")
+    results = _results({"pytorch": _ok_result("pytorch", 1234.5)})
+    written = {p.name for p in markdown.write_report(tmp_path, results, figures_too=False)}
+    assert written == {"losses.csv", "report.md"} and not list(tmp_path.glob("*.png"))
+    report = (tmp_path / "report.md").read_text()
+    assert "1234.5" in report and "## Figures" not in report
+    assert f"python run_all.py --report {tmp_path}" in report
+
+
 def test_merged_losses_csv(run_with_failure):
     run_dir, _, _, ok = run_with_failure
     merged = pd.read_csv(run_dir / "losses.csv")

@@ -25,7 +25,9 @@ BEST = {
     # CPU choices from the ablation on the 2-core AVX-512-BF16 VM, batch 64 (img/s, spec -> path;
     # benchmarks/results/ablations/): PyTorch channels_last+bf16 643 -> 1188 (mnist32), 116 -> 233
     # (dcgan64), torch.compile no faster (626, 129) and adding it to the pair slower; TensorFlow
-    # bf16 669 -> 838 and 122 -> 178, XLA slower on this CPU (457, 88) with or without bf16.
+    # bf16 669 -> 838 and 122 -> 178, XLA slower on this CPU (457, 88) with or without bf16;
+    # Grappler's oneDNN bf16 rewrite as fast as Keras' policy within the noise, and nothing more
+    # on top of it (benchmarks/README.md, "What was tried for TensorFlow's best").
     # GPU choices are the frameworks' documented fast paths, not measured: every grid in
     # benchmarks/results/ ran on a CPU, so no GPU row of spec or best has been timed yet.
     "pytorch": {"cpu": ("channels_last", "bf16"), "gpu": ("channels_last", "bf16", "compile")},

@@ -62,6 +62,10 @@ BEST = {
     # (benchmarks/results/ablations/cpu-2core-2026-12-01-jax-*): mnist32 spec 300.5 img/s, bf16
     # 273.2, onednn 294.9, bf16+onednn 320.8 (1.07x); dcgan64 spec 41.1, bf16 38.2, onednn 43.2,
     # bf16+onednn 53.6 (1.30x). jaxlib 0.10.2 ignores the runtime flag: there this is bf16 alone.
+    # Also tried on top of best, mnist32 batch 64, 3 interleaved rounds of run_all with XLA_FLAGS,
+    # idle, 2026-12-01: --xla_cpu_enable_fast_math=true 385/358/338 img/s against best's
+    # 361/346/361 (spec 314/335/320): no gain; --xla_cpu_use_mkl_dnn is no flag of jaxlib 0.6.2
+    # (XLA aborts: "Unknown flag in XLA_FLAGS").
     # GPU: the documented fast path, not measured.
     "jax": {"cpu": ("bf16", "onednn"),
             "gpu": ("bf16",)},

@@ -222,11 +222,11 @@ def peak_step(check: Check) -> dict:
     """The device's measured dense peak per precision, once for every grid cell: {device:
     {precision: {...}}} as benchmarks.throughput's `--peaks` reads it, {} if it did not run."""
     path = check.out / "peak.json"
-    cmd = [sys.executable, "-m", "benchmarks.peak", "--device", check.args.device,
-           "--threads", str(os.cpu_count()), "--precisions", ",".join(peak.PRECISIONS),
-           "--seconds", str(check.args.size["peak_seconds"]), "--out", str(path)]
-    # the cells' thread environment (benchmarks.throughput's default: every core)
-    rc, seconds = check.run(cmd, "peak.log", {"OMP_NUM_THREADS": str(os.cpu_count())})
+    # the cells' threads (benchmarks.throughput's default: every core); run by check.run, so the
+    # budget can stop it
+    cmd, env = peak.command(peak.PRECISIONS, check.args.device, os.cpu_count(),
+                            check.args.size["peak_seconds"], path)
+    rc, seconds = check.run(cmd, "peak.log", env)
     measured = json.loads(path.read_text()) if rc == 0 and path.exists() else {}
     record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
               "status": "stopped: budget" if rc is None else ("ok" if measured else "failed"),

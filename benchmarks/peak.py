@@ -116,16 +116,22 @@ def measure(precisions, device: str = "cpu", threads: int = 0, seconds: float = 
     return out
 
 
-def measure_in_subprocess(precisions, device: str, threads: int, seconds: float, work: Path) -> dict:
-    """measure() in a fresh process with the cells' thread environment (OMP_NUM_THREADS is read
-    at import); {precision: {...}} as measure() returns, or each precision's failure."""
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / f"peak-{device}.json"
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+def command(precisions, device: str, threads: int, seconds: float, path: Path) -> tuple[list[str], dict]:
+    """The measuring process's command line and the environment it adds: the cells' thread
+    environment (OMP_NUM_THREADS is read at import). Used by the grid and the GPU check alike."""
     cmd = [sys.executable, "-m", "benchmarks.peak", "--device", device, "--threads", str(threads),
            "--precisions", ",".join(precisions), "--seconds", str(seconds), "--out", str(path)]
+    return cmd, ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+
+
+def measure_in_subprocess(precisions, device: str, threads: int, seconds: float, work: Path) -> dict:
+    """measure() in a fresh process (command()); {precision: {...}} as measure() returns, or each
+    precision's failure."""
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"peak-{device}.json"
+    cmd, env = command(precisions, device, threads, seconds, path)
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
-                          text=True, env=env)
+                          text=True, env=dict(os.environ, **env))
     if proc.returncode or not path.exists():
         reason = f"benchmarks.peak failed: {proc.stderr.strip()[-300:]}"
         return {p: {"flops": None, "reason": reason} for p in precisions}

@@ -66,9 +66,9 @@ def write_report(run_dir: Path, results: dict, figures_too: bool = True) -> list
         losses.to_csv(tmp, index=False, columns=list(LOSS_COLUMNS))
     written.append(run_dir / "losses.csv")
 
-    if figures_too:
-        written += _write_figures(run_dir, results, names, losses)
     rows, quality = tables.summary_rows(results), tables.quality_rows(results)
+    if figures_too:
+        written += _write_figures(run_dir, results, names, losses, rows, quality)
     sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
                 "parity": tables.parity_rows(run_dir, results, losses),
                 "parallel": replica_scaling.parallel_rows(results)}
@@ -81,7 +81,8 @@ def write_report(run_dir: Path, results: dict, figures_too: bool = True) -> list
     return written
 
 
-def _write_figures(run_dir: Path, results: dict, names: list[str], losses) -> list[Path]:
+def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows: list[dict],
+                   quality: list[dict]) -> list[Path]:
     """The sample grids and plots of write_report; returns their paths."""
     written = []
     context = figures.run_context(results)
@@ -100,11 +101,9 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses) -> li
     if len(losses):
         figures.loss_curves(losses, run_dir / "loss_curves.png", context)
         written.append(run_dir / "loss_curves.png")
-    rows = tables.summary_rows(results)
     if any(r["img/s"] for r in rows):
         figures.throughput_chart(rows, run_dir / "throughput.png", context)
         written.append(run_dir / "throughput.png")
-    quality = tables.quality_rows(results)
     if quality:
         figures.quality_chart(quality, run_dir / "quality.png", context)
         written.append(run_dir / "quality.png")

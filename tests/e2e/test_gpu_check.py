@@ -45,12 +45,12 @@ def test_smoke_run_proves_every_step(tmp_path):
     assert parity["status"] == "ok" and parity["failed"] == 0 and parity["passed"] >= 3 * len(ready), parity
     assert any("TF32" in reason for reason in parity["skips"])  # skipped on a CPU, with why
     assert {n: r["status"] for n, r in doc["steps"]["main"]["backends"].items()} == {n: "ok" for n in ready}
-    # every spec cell measured; a best cell too where the backend has a fast path on this device,
-    # else it says why (benchmarks/configs.py)
     # the peak measured once, and every measured cell reported against it at its precision
     peaks = doc["steps"]["peak"]["peaks"]["cpu"]
     assert doc["steps"]["peak"]["status"] == "ok" and peaks["fp32"]["flops"] > 0, doc["steps"]["peak"]
     assert all(r["of measured peak"].endswith("%") for r in doc["grid"] if r["status"] == "ok"), doc["grid"]
+    # every spec cell measured; a best cell too where the backend has a fast path on this device,
+    # else it says why (benchmarks/configs.py)
     has_best = {n for n in ready if not isinstance(configs.BEST[n]["cpu"], str)}
     cells = {(r["backend"], r["config"]) for r in doc["grid"] if r["status"] == "ok"}
     assert cells == {(n, "spec") for n in ready} | {(n, "best") for n in has_best}, doc["grid"]
@@ -103,9 +103,8 @@ def test_the_parity_step_names_every_file_with_gpu_marked_tests():
 def test_a_cell_without_a_fast_path_is_a_row_saying_why_without_a_process(tmp_path):
     args = gpu_check.parse_args(["--device", "cpu", "--smoke", "--backend", "chainer"])
     check = gpu_check.Check(args, tmp_path)
-    t0 = time.monotonic()
     gpu_check.grid_step(check, ["chainer"], plan=[("chainer", "best", 4)])
-    assert time.monotonic() - t0 < 1 and not (tmp_path / "logs").exists()
+    assert not (tmp_path / "logs").exists()  # check.run writes a log for every process it starts
     assert check.doc["grid"] == [{"backend": "chainer", "config": "best", "batch": 4, "status": "skipped",
                                   "reason": configs.BEST["chainer"]["cpu"]}]
 

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs, grid_output, peak  # noqa: E402
 from common import atomic, sysinfo  # noqa: E402
+from common.harness import child  # noqa: E402
 from common.metrics import flops  # noqa: E402
 from common.results import schema  # noqa: E402
 from common.spec import PRESETS, model_spec  # noqa: E402
@@ -154,9 +155,9 @@ def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="
 
 
 def bare_cell(args, name: str, batch: int, out: Path) -> dict:
-    """The framework's bare loop in a fresh process with the harness's thread environment."""
+    """The framework's bare loop in a fresh process with the environment a harness worker gets."""
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TF_CPP_MIN_LOG_LEVEL="2")
+    env = child.process_env(args.threads)
     device = "cpu" if args.device == "auto" and backend_device(args, name) == "cpu" else args.device
     cmd = [sys.executable, "-m", "benchmarks.bare", "--backend", name, "--preset", args.preset,
            "--batch-size", str(batch), "--iters", str(iterations(args, batch)), "--threads",

@@ -31,6 +31,11 @@ MEASURED_ENV = {
     "MXNET_OMP_MAX_THREADS": "MXNet's OpenMP thread cap",
     "TF_NUM_INTEROP_THREADS": "TensorFlow's inter-op thread pool",
     "TF_NUM_INTRAOP_THREADS": "TensorFlow's intra-op thread pool",
+    # memory: glibc's allocator (every backend's process gets common/harness/child.py ALLOCATOR_ENV)
+    "MALLOC_MMAP_THRESHOLD_": "glibc: allocations above it are mmapped, and unmapped when freed (page faults per step)",
+    "MALLOC_TRIM_THRESHOLD_": "glibc: free heap above it is returned to the OS (page faults per step)",
+    "MALLOC_TOP_PAD_": "glibc: extra heap kept on each growth (page faults per step)",
+    "MALLOC_ARENA_MAX": "glibc: malloc arenas for threads (memory and contention)",
     # math switches: which kernels run and at what precision (changes losses and speed)
     "TF_ENABLE_ONEDNN_OPTS": "TensorFlow's oneDNN kernels on/off (different rounding, speed)",
     "MXNET_MKLDNN_ENABLED": "MXNet's oneDNN (MKL-DNN) kernels on/off",

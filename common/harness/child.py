@@ -12,11 +12,33 @@ import threading
 import time
 from pathlib import Path
 
-from common import atomic
+from common import atomic, sysinfo
 from common.harness import interrupts, replicas
 from common.harness.runfolder import REPO
 
 STDERR_TAIL_LINES = 40
+
+# glibc malloc settings for every backend's process and every bare loop (benchmarks/throughput.py):
+# one allocator setting for all, as with the thread count. With glibc's defaults the heap is
+# trimmed and large buffers unmapped after each step: TensorFlow's dcgan64 step behind
+# Dataset.from_generator then took ~33,100 page faults (its spec run 6% slower, its bare loop not),
+# and Chainer's and JAX's runs at mnist32 were ~10% slower, harness and bare alike
+# (benchmarks/README.md, "Idiom cost"). The cost: memory once mapped stays with the process (peak
+# RSS can read higher). A value exported by the user wins; other C libraries ignore the names.
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4_000_000_000),
+                 "MALLOC_TOP_PAD_": str(256 << 20)}
+
+
+def process_env(threads, quiet: bool = True) -> dict[str, str]:
+    """The environment a backend's process starts with: the repository importable, its thread
+    count and the allocator settings (each unless exported), TensorFlow's chatter off if quiet."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    if quiet:  # frameworks' own start-up chatter stays out of the user's terminal
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name, value in ALLOCATOR_ENV.items():
+        env.setdefault(name, value)
+    return env
 
 
 def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, verbose: bool
@@ -26,10 +48,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     out.mkdir(parents=True, exist_ok=True)
     config = dict(config, backend=name, out_dir=str(out))
     atomic.write_json(out / "config.json", config)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    env.setdefault("OMP_NUM_THREADS", str(config["options"]["threads"]))
-    if not verbose:  # frameworks' own start-up chatter stays out of the user's terminal
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env = process_env(config["options"]["threads"], quiet=not verbose)
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
     command = replicas.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
@@ -65,6 +84,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
             pass
     pump.join(5)
     result = finish_child(name, out, proc, tail, status, time.perf_counter() - t0)
+    result["process_env"] = sysinfo.measured_env(env)  # what it ran with, beyond the parent's own
     if launcher and not status and result["status"] in ("failed", "interrupted"):
         # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
         # replica it was; rank 0's own error (a lost peer, a stop) follows from it.

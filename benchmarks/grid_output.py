@@ -63,7 +63,9 @@ def render(doc: dict) -> str:
         f"{a['threads']} threads for every framework; warm-up excluded from img/s; `threads` is "
         "each framework's own setting as it reported it; `load before` is the 1-minute load "
         "average when the cell started, which includes the grid's own previous cell (up to about "
-        "the thread count): a value well above that means something else was running",
+        "the thread count): a value well above that means something else was running; `CPU stolen` "
+        "is the largest share of CPU time a hypervisor took during any of the cell's runs "
+        "(/proc/stat), which slows a run without showing in the load",
         "- Model FLOPs per image and iteration: "
         f"{doc['flops_per_image'] / 1e9:.3f} GFLOP (common/metrics/flops.py). `of measured peak`: the "
         "cell's model GFLOP/s over the device's dense GEMM rate at the cell's precision (bf16 for "

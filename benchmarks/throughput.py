@@ -234,8 +234,15 @@ def cell_row(spec, name: str, config: str, batch: int, runs: list[dict], peaks: 
         "device": dev.get("device", ""),
         "threads": _threads(dev.get("threads")),
         "load before": round(max(r["load_before"] for r in runs), 2),
+        "CPU stolen": _stolen(runs),
     })
     return row
+
+
+def _stolen(runs: list[dict]) -> str:
+    """The most CPU time a hypervisor took during any of the cell's runs, '' where not known."""
+    known = [r["cpu_stolen"] for r in runs if r.get("cpu_stolen") is not None]
+    return f"{100 * max(known):.1f}%" if known else ""
 
 
 def _threads(settings: dict | None) -> str:
@@ -325,8 +332,13 @@ def main(argv=None) -> int:
             name, label, paths, batch = item
             print(f"{name} {label} batch {batch} run {k + 1}/{args.repeats}", file=sys.stderr, flush=True)
             cell = work / f"{name}-{label.split(' ')[0].replace('+', '-')}-b{batch}-r{k + 1}"
+            before = sysinfo.load_sample()
             r = (bare_cell(args, name, batch, cell) if paths == "bare"
                  else harness_cell(args, name, paths, batch, cell))
+            # a hypervisor taking the CPU slows a run without raising the load average: measured
+            # per run (2026-12-01, a mnist32 grid: two of three TensorFlow runs at batch 64 lost
+            # 4.5% and 12.7% of the CPU and were its slowest)
+            r["cpu_stolen"] = sysinfo.machine_load(before, sysinfo.load_sample()).get("cpu_steal_fraction")
             provenance = r.pop("provenance", None) or provenance
             runs.setdefault(item, []).append(r)
     for item in plan_rows:

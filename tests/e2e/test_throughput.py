@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
@@ -41,6 +42,8 @@ def test_grid_writes_rows_figure_and_table(tmp_path):
         # the cell against the GEMM peak measured at the grid's start (a rough bound: a conv
         # net's model FLOP rate can exceed a short GEMM's on a loaded machine, never by far)
         assert 0 < float(r["of measured peak"].rstrip("%")) / 100 <= 1.5
+        if Path("/proc/stat").exists():  # measured around every run, bare loops too
+            assert r["CPU stolen"].endswith("%")
     assert doc["peaks"]["cpu"]["fp32"]["flops"] > 0 and "matmul" in doc["peaks"]["cpu"]["fp32"]["method"]
     for spec_row, bare_row in zip(rows[:2], rows[3:]):  # the harness's cost against the bare loop
         assert float(spec_row["vs bare"].rstrip("%")) == pytest.approx(
@@ -64,6 +67,10 @@ def test_a_cell_is_the_median_over_repeats_with_their_range():
     assert (row["runs"], row["img/s"], row["range across runs"], row["first step s"]) == (3, 200.0, "100.0-300.0", 0.3)
     assert row["load before"] == 3.0 and row["peak MiB"] == "100 (rss)" and row["of datasheet peak"] == ""
     assert row["of measured peak"] == ""  # no peak measured: no fraction
+    assert row["CPU stolen"] == ""  # not known for any run: nothing claimed
+    runs = [dict(run(100.0, 0.5), cpu_stolen=0.045), dict(run(90.0, 0.5), cpu_stolen=0.127),
+            dict(run(95.0, 0.5), cpu_stolen=None)]
+    assert cell_row(model_spec("mnist32"), "tensorflow", "spec (float32)", 64, runs)["CPU stolen"] == "12.7%"
 
 
 def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():

@@ -13,8 +13,8 @@ large square matrix multiply, and reports each cell as a fraction of that:
 Each method runs blocks of back-to-back multiplies (device synchronised at each block's end) at
 a few sizes for about `seconds` per precision after one warm-up multiply; the peak is the fastest
 block (the least disturbed: on a shared machine the median is below it, and is recorded too),
-with its method, size, threads and every block's rate. Run in its own process, with the grid's
-thread environment, as the cells are:
+with its method, size, threads and every block's rate. Run in its own process, with the
+environment every cell starts with (threads and allocator settings, common/harness/child.py):
 
     python -m benchmarks.peak --device cpu --threads 2 --precisions fp32,bf16 --out peak.json
 """
@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common.harness import child
 
 PRECISIONS = ("fp32", "bf16")
 SIZES = {"cpu": (1024, 2048), "gpu": (4096, 8192)}  # one multiply well under a block
@@ -117,11 +119,13 @@ def measure(precisions, device: str = "cpu", threads: int = 0, seconds: float = 
 
 
 def command(precisions, device: str, threads: int, seconds: float, path: Path) -> tuple[list[str], dict]:
-    """The measuring process's command line and the environment it adds: the cells' thread
-    environment (OMP_NUM_THREADS is read at import). Used by the grid and the GPU check alike."""
+    """The measuring process's command line and its environment: the one every cell starts with
+    (child.process_env: OMP_NUM_THREADS, read at import, and the allocator settings), so the peak
+    and the cells it divides are measured alike. Used by the grid and the GPU check alike."""
     cmd = [sys.executable, "-m", "benchmarks.peak", "--device", device, "--threads", str(threads),
            "--precisions", ",".join(precisions), "--seconds", str(seconds), "--out", str(path)]
-    return cmd, ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    env = child.process_env(threads) if threads else {}
+    return cmd, env
 
 
 def measure_in_subprocess(precisions, device: str, threads: int, seconds: float, work: Path) -> dict:

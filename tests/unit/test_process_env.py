@@ -41,3 +41,17 @@ def test_the_bare_loop_starts_with_the_workers_environment(monkeypatch, tmp_path
     assert throughput.bare_cell(args, "pytorch", 8, tmp_path)["status"] == "failed"
     assert seen["env"] == child.process_env(2)
 
+
+
+def test_the_peak_process_starts_with_the_cells_environment(monkeypatch, tmp_path):
+    """The GEMM peak divides every cell's rate: it is measured with the allocator settings and
+    thread count the cells get (the user's exports win there too), not the grid's bare env."""
+    from benchmarks import peak
+    monkeypatch.delenv("MALLOC_TOP_PAD_", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "123")
+    _, env = peak.command(["fp32"], "cpu", 3, 1.0, tmp_path / "p.json")
+    assert env == child.process_env(3)
+    assert env["OMP_NUM_THREADS"] == "3"
+    assert env["MALLOC_TOP_PAD_"] == child.ALLOCATOR_ENV["MALLOC_TOP_PAD_"]
+    assert env["MALLOC_TRIM_THRESHOLD_"] == "123"

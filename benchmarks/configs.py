@@ -40,7 +40,14 @@ BEST = {
     # mnist32 trains like spec (losses at step 10: 0.778/4.383 against 0.760/4.397) but its step
     # took 1632 ms against spec's 796 (2.05x slower); dcgan64 crashes (segfault in the next
     # host-to-device copy after a few bf16 steps). `python -m benchmarks.throughput --backend
-    # mxnet --configs spec,bf16` runs it as an ablation.
+    # mxnet --configs spec,bf16` runs it as an ablation. Also tried: oneDNN's fpmath mode bf16
+    # (DNNL_DEFAULT_FPMATH_MODE=BF16: float32 tensors, bf16 math inside oneDNN, no graph change):
+    # MXNet's oneDNN 2.4.4 takes it (DNNL_VERBOSE prints attr-fpmath_mode:fpmath_mode_bf16 on every
+    # convolution) and picks the same float32 kernels (jit:avx512_common, x64:gemm:jit), 2 bare
+    # steps at mnist32 batch 64, 2026-12-01: the mode permits the down-conversion, and neither
+    # oneDNN build has a kernel that takes it on this CPU (no AMX). jaxlib 0.6.2's oneDNN 3.7.3 the same
+    # (ONEDNN_DEFAULT_FPMATH_MODE=BF16, classic runtime: brg_conv_fwd:avx512_core with
+    # attr-fpmath:bf16, float32 gemm_api), so it is no fast path for JAX here either.
     "mxnet": {
         "cpu": "none: its bf16 graph (AMP, oneDNN) was 2x slower than spec on mnist32 and "
                "crashes on dcgan64; bf16 Deconvolution segfaults (measured, benchmarks/configs.py)",
@@ -65,7 +72,10 @@ BEST = {
     # Also tried on top of best, mnist32 batch 64, 3 interleaved rounds of run_all with XLA_FLAGS,
     # idle, 2026-12-01: --xla_cpu_enable_fast_math=true 385/358/338 img/s against best's
     # 361/346/361 (spec 314/335/320): no gain; --xla_cpu_use_mkl_dnn is no flag of jaxlib 0.6.2
-    # (XLA aborts: "Unknown flag in XLA_FLAGS").
+    # (XLA aborts: "Unknown flag in XLA_FLAGS"). Why bf16 gains so little (ONEDNN_VERBOSE exec
+    # times, docs/jax.md): oneDNN runs a third of the step's time as bf16 convolutions (1.7x their
+    # float32 speed); the input-dilated ones (G's transposed convolutions, D's input gradients)
+    # stay float32 in Eigen's convolution, 56% (mnist32) and 46% (dcgan64) of the bf16 step.
     # GPU: the documented fast path, not measured.
     "jax": {"cpu": ("bf16", "onednn"),
             "gpu": ("bf16",)},

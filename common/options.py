@@ -158,8 +158,9 @@ class RunOptions:
     xla: bool = option(False, "XLA-compiled step (TensorFlow; default off)", SPEED,
                        stored=True, backend=True)
     onednn: bool = option(
-        False, "XLA:CPU's classic runtime, whose convolutions run in oneDNN (JAX on a CPU; "
-               "jaxlib 0.6 has it, newer ones ignore it; default off)", SPEED,
+        False, "XLA:CPU's classic runtime, whose convolutions run in oneDNN, and the stride-2 "
+               "transposed convolutions as stride-1 phases that oneDNN takes (JAX on a CPU; "
+               "jaxlib 0.6 has the runtime, newer ones ignore it; default off)", SPEED,
         stored=True, stored_when=bool, late=True, backend=True)
     compile: bool = option(False, "torch.compile'd G and D (PyTorch; default off)", SPEED,
                            stored=True, late=True, backend=True)

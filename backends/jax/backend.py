@@ -12,9 +12,11 @@ Differences from the protocol worth knowing:
 - options.bf16: Flax's compute dtype bfloat16 for every conv and BN (parameters, BN statistics,
   Adam and the losses stay float32). options.threads pins the process's CPUs (runtime.py).
 - options.onednn: XLA:CPU's classic runtime, whose convolutions run in oneDNN (runtime.py says
-  what was measured; newer jaxlibs ignore it).
+  what was measured; newer jaxlibs ignore it), and the input-dilated convolutions (G's stride-2
+  transposed ones, D's input gradients) as stride-1 phases, the form oneDNN takes
+  (models.transpose_by_phases; without it they stayed float32 in Eigen, half the bf16 step).
 - The first step's seconds include tracing and XLA's compilation of the step (timed as warm-up),
-  except for a later Backend of the same spec and bf16 in one process: at the same batch shape it
+  except for a later Backend of the same spec, bf16 and onednn in one process: at the same batch shape it
   reuses the compiled step (_COMPILED).
 - Data parallel (devices > 1): shard_map over a jax.sharding Mesh in this one process, see
   parallel.py.
@@ -34,7 +36,7 @@ from common import sysinfo
 from common.spec import ModelSpec
 
 NETS = ("G", "D")
-# Every single-device Backend of one (spec, bf16) in a process shares its jitted functions: a
+# Every single-device Backend of one (spec, bf16, onednn) in a process shares its jitted functions: a
 # rebuild makes new NNX GraphDefs that never compare equal (they hold the initializers, new
 # closures each build) though they describe the same computation, so fresh jits would trace and
 # compile the step again (1.5-3 s on the 2-core CPU; a CLI child builds one Backend, the tests
@@ -71,13 +73,15 @@ class Backend(BackendBase):
         # the next batch copied while a step runs (train): on one GPU
         self.stage_batches = runtime.is_gpu(self.device) and not self.replicas
         dtype = jnp.bfloat16 if options.bf16 else None
-        self.G, self.D = models.build(spec, options.seed, dtype, self.replicas and self.replicas.bn_axis)
+        # onednn: the input-dilated convolutions in the form oneDNN runs (models.transpose_by_phases)
+        self.G, self.D = models.build(spec, options.seed, dtype, self.replicas and self.replicas.bn_axis,
+                                      options.onednn)
         self.graphs = tuple(nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in (self.G, self.D))
         # Passes outside the mesh (evaluation, gradients) use BN without the mesh axis: the same
         # state, per-pass statistics (synchronised BN exists only inside the step).
         self.local_graphs = self.graphs if not options.sync_bn else tuple(
-            nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in models.build(spec, options.seed, dtype))
-        shared = _COMPILED.get((spec, options.bf16)) if not self.replicas else None
+            nnx.split(net, nnx.Param, nnx.BatchStat)[0] for net in models.build(spec, options.seed, dtype, phases=options.onednn))
+        shared = _COMPILED.get((spec, options.bf16, options.onednn)) if not self.replicas else None
         if shared:  # the same computation: its jitted functions, with the graphs they were traced with
             self.graphs = self.local_graphs = shared[0]
             self.tx, self._step, self._gradients, self._forward, self._apply = shared[1:]
@@ -90,7 +94,7 @@ class Backend(BackendBase):
             self._forward = jax.jit(training.forward, static_argnums=(0, 4, 5))
             self._apply = jax.jit(functools.partial(training.apply_gradients, self.tx))
             if not self.replicas:
-                _COMPILED[spec, options.bf16] = (self.graphs, self.tx, self._step, self._gradients,
+                _COMPILED[spec, options.bf16, options.onednn] = (self.graphs, self.tx, self._step, self._gradients,
                                                  self._forward, self._apply)
         self.opt = {n: self.tx.init(nnx.state(net, nnx.Param)) for n, net in zip(NETS, (self.G, self.D))}
         self._carry = None  # the carry after the last step; None: the modules are current

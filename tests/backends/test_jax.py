@@ -92,31 +92,90 @@ def test_threads_pin_the_cpus_xla_sizes_its_pool_by():
 
 
 @pytest.mark.slow
-def test_onednn_path_sets_the_classic_runtime_and_keeps_float32_forward_parity():
-    """--onednn (XLA:CPU's classic runtime, oneDNN convolutions) in a fresh process, as XLA reads
-    its flags once: the flag is recorded, and in float32 the train-mode forward still meets the
-    oracle bound (a different convolution kernel, not a different computation)."""
+def test_onednn_path_sets_the_classic_runtime_and_keeps_float32_parity():
+    """--onednn (XLA:CPU's classic runtime, oneDNN convolutions, the input-dilated convolutions
+    by phases) in a fresh process, as XLA reads its flags once: the flag is recorded, and in
+    float32 the train-mode forward of G and D and every gradient still meet the oracle's bounds
+    (other kernels and another order of the same sums, not another computation)."""
     from common import canonical
     from tests.support import oracle
-    from tests.support.tolerances import FORWARD_ATOL
+    from tests.support.tolerances import FORWARD_ATOL, GRAD_RTOL
     proc = run_python("""
         import json
         import numpy as np
         from tests.support.backends import shared_init_backend
         b = shared_init_backend("jax", onednn=True)
-        z = np.random.default_rng(3).standard_normal((8, 100)).astype(np.float32)
+        rng = np.random.default_rng(3)
+        z = rng.standard_normal((8, 100)).astype(np.float32)
+        real = np.tanh(rng.standard_normal((8, 1, 32, 32))).astype(np.float32)
         info = b.device_info()
+        grads = b.gradients(real, z)
         print(json.dumps({"flags": info["threads"]["XLA_FLAGS"], "paths": info["fast_paths"],
-                          "g": b.generate(z, train=True).tolist()}))
-    """, block=False, timeout=180)
+                          "g": b.generate(z, train=True).tolist(),
+                          "d": b.discriminate(real, train=True).tolist(),
+                          "losses": [grads["loss_d"], grads["loss_g"]],
+                          "grads": {k: v.tolist() for k, v in grads["grads"].items()}}))
+    """, block=False, timeout=240)
     out = last_json(proc)
     assert "--xla_cpu_use_thunk_runtime=false" in out["flags"].split()
     assert out["paths"]["classic_cpu_runtime_onednn"] is True
     spec = model_spec("mnist32")
-    z = np.random.default_rng(3).standard_normal((8, 100)).astype(np.float32)
-    ref, _ = oracle.forward(spec, canonical.draw_initial_weights(spec, 0), "G", z, train=True)
-    g = np.asarray(out["g"], dtype=np.float32)
-    assert np.abs(g - ref).max() <= FORWARD_ATOL * max(1.0, np.abs(ref).max())
+    w = canonical.draw_initial_weights(spec, 0)
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((8, 100)).astype(np.float32)
+    real = np.tanh(rng.standard_normal((8, 1, 32, 32))).astype(np.float32)
+    for net, x in (("G", z), ("D", real)):
+        ref, _ = oracle.forward(spec, w, net, x, train=True)
+        got = np.asarray(out[net.lower()], dtype=np.float32).reshape(ref.shape)
+        assert np.abs(got - ref).max() <= FORWARD_ATOL * max(1.0, np.abs(ref).max()), net
+    # the bounds and kink slack of tests/backends/test_backend_parity.py's gradient check
+    ref = oracle.gradients(spec, w, real, z)
+    slack = oracle.kink_slack(spec, w, real, z, FORWARD_ATOL)
+    assert np.abs(np.asarray(out["losses"]) - [ref["loss_d"], ref["loss_g"]]).max() <= FORWARD_ATOL
+    assert set(out["grads"]) == set(ref["grads"])
+    for key, g in ref["grads"].items():
+        excess = np.abs(np.asarray(out["grads"][key]) - g) - slack[key]
+        assert excess.max() <= GRAD_RTOL * np.abs(g).max(), key
+
+
+@pytest.mark.parametrize("n,h,c_in,c_out", [(2, 4, 256, 128), (3, 8, 64, 1), (2, 16, 8, 3)])
+def test_phases_compute_the_transposed_convolution_and_the_strided_input_gradient(n, h, c_in, c_out):
+    """transpose_by_phases is conv_transpose (stride 2, pad 1, 4x4) with its sums in another
+    order: equal to the forward bound (each output sums 4·c_in products, far under FORWARD_ATOL's
+    8192). conv_by_phases' gradients are the plain strided conv's, within GRAD_RTOL."""
+    from tests.support.tolerances import FORWARD_ATOL, GRAD_RTOL
+    rng = np.random.default_rng(n * h)
+    x = jnp.asarray(rng.standard_normal((n, h, h, c_in)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((4, 4, c_out, c_in)) * 0.1, jnp.float32)
+    ref = models.conv_transpose(x, kernel, 2, 1)
+    got = models.transpose_by_phases(x, kernel, 2, 1)
+    assert got.shape == ref.shape == (n, 2 * h, 2 * h, c_out)
+    assert float(jnp.abs(got - ref).max()) <= FORWARD_ATOL * max(1.0, float(jnp.abs(ref).max()))
+    # the strided conv this is the adjoint of: (N, 2H, 2W, c_out) -> (N, H, W, c_in)
+    y = jnp.asarray(rng.standard_normal((n, 2 * h, 2 * h, c_out)), jnp.float32)
+    cot = jnp.asarray(rng.standard_normal((n, h, h, c_in)), jnp.float32)
+    plain = jax.vjp(lambda a, k: models._conv_nhwc(a, k, 2, 1), y, kernel)
+    phased = jax.vjp(lambda a, k: models.conv_by_phases(a, k, 2, 1), y, kernel)
+    assert float(jnp.abs(phased[0] - plain[0]).max()) == 0.0  # the same forward op
+    for want, have in zip(plain[1](cot), phased[1](cot)):
+        assert float(jnp.abs(have - want).max()) <= GRAD_RTOL * float(jnp.abs(want).max())
+    # and the transposed conv's gradients are conv_transpose's own
+    for want, have in zip(jax.vjp(lambda a, k: models.conv_transpose(a, k, 2, 1), x, kernel)[1](got),
+                          jax.vjp(lambda a, k: models.conv_transpose_by_phases(a, k, 2, 1), x, kernel)[1](got)):
+        assert float(jnp.abs(have - want).max()) == 0.0
+
+
+def test_only_the_onednn_path_builds_the_phase_form():
+    spec = model_spec("dcgan64")
+    G, D = models.build(spec)
+    assert not any(isinstance(m, models.PhaseGradConv) for _, m in models.layers({"G": G, "D": D}, spec))
+    assert not any(getattr(m, "phases", False) for _, m in models.layers({"G": G, "D": D}, spec))
+    G, D = models.build(spec, phases=True)
+    strided = {layer.name for layer in spec.layers if models.by_phases(layer.stride, layer.kernel, layer.pad)}
+    phased = {name for name, m in models.layers({"G": G, "D": D}, spec)
+              if isinstance(m, models.PhaseGradConv) or getattr(m, "phases", False)}
+    assert phased == strided and len(strided) == 8  # G's deconv1-4, D's conv0-3 (dcgan64)
+    assert not models.by_phases(1, 4, 0)  # G's first layer (1x1 to 4x4) and D's last stay as they are
 
 
 def test_the_carry_and_the_modules_stay_one_state():

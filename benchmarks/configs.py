@@ -76,6 +76,11 @@ BEST = {
     # times, docs/jax.md): oneDNN runs a third of the step's time as bf16 convolutions (1.7x their
     # float32 speed); the input-dilated ones (G's transposed convolutions, D's input gradients)
     # stay float32 in Eigen's convolution, 56% (mnist32) and 46% (dcgan64) of the bf16 step.
+    # So `onednn` writes them as stride-1 phases oneDNN runs (backends/jax/models.py,
+    # transpose_by_phases; 6173753): batch 64, 3 interleaved repeats, idle VM, 2026-12-01
+    # (results/ablations/cpu-2core-2026-12-01-jax-phases-*): mnist32 spec 335.1, onednn 328.5,
+    # bf16+onednn 462.0 (1.38x; FD at 300 iterations 569.7 against spec's 598.8); dcgan64 spec
+    # 42.6, onednn 47.6, bf16+onednn 80.7 (1.89x).
     # GPU: the documented fast path, not measured.
     "jax": {"cpu": ("bf16", "onednn"),
             "gpu": ("bf16",)},

@@ -14,7 +14,8 @@ many iterations on real digits in both configurations and the evaluator scores t
 faster path that generates worse samples shows. Per cell the table gives the median over repeats
 of each run's median img/s (warm-up excluded; IQR and range beside it), first-step seconds, peak
 memory, harness share, the loss against the bare loop, GFLOP/s (common/metrics/flops.py) and the
-fractions of the GEMM peak measured first (benchmarks/peak.py) and of a GPU's datasheet peak.
+fractions of the GEMM peak measured first (benchmarks/peak.py) and of a GPU's datasheet peak;
+with repeats, spec against bare and every fast path against spec are paired per repeat.
 Writes OUT/throughput.{json,md} and OUT/scaling.png; publishing: docs/publish.md.
 """
 from __future__ import annotations
@@ -266,6 +267,23 @@ def add_bare_comparison(rows: list[dict]) -> None:
                                         f"({1 / max(ratios):.3f}-{1 / min(ratios):.3f})")
 
 
+def add_spec_comparison(rows: list[dict]) -> None:
+    """`speed / spec` on every fast-path cell: its img/s over spec's at the same backend and batch;
+    with repeats the median of the per-repeat ratios (repeat k against repeat k, the same pass of
+    the interleaved grid) with their range, as `step / bare step` pairs spec with the bare loop."""
+    spec_label = configs.label(())
+    spec = {(r["backend"], r["batch"]): r for r in rows if r["config"] == spec_label and r["status"] == "ok"}
+    for r in rows:
+        s = spec.get((r["backend"], r["batch"]))
+        if r["status"] != "ok" or r["config"] in (spec_label, "bare loop") or not s:
+            continue
+        ratios = [x / y for x, y in zip(r["_run_img_s"], s["_run_img_s"]) if x and y]
+        if len(ratios) > 1:
+            r["speed / spec"] = f"{float(np.median(ratios)):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        else:
+            r["speed / spec"] = f"{r['img/s'] / s['img/s']:.2f}x"
+
+
 def quality_rows(args, work: Path) -> list[dict]:
     """Spec and best trained alike on real digits, both scored: does the fast path cost quality?"""
     rows = []
@@ -345,6 +363,7 @@ def main(argv=None) -> int:
         rows.append(item if isinstance(item, dict)
                     else cell_row(spec, item[0], item[1], item[3], runs[item], peaks))
     add_bare_comparison(rows)
+    add_spec_comparison(rows)
     q_rows = quality_rows(args, work) if args.quality_iters else []
     doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k not in ("batches", "measured_peaks")},
            "started": started.isoformat(timespec="seconds"),

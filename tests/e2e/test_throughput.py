@@ -89,6 +89,28 @@ def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
     assert cell["step / bare step"] == "1.100 (1.000-1.250)" and cell["vs bare"] == "+0.0%"
 
 
+def test_a_fast_path_pairs_with_spec_per_repeat():
+    from benchmarks.throughput import add_spec_comparison, cell_row
+
+    def run(img_s):
+        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
+                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
+                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
+    spec = model_spec("mnist32")
+    # per repeat 150/100, 120/80, 130/100 -> 1.50, 1.50, 1.30: median 1.50, range 1.30-1.50; the
+    # cells' own medians (130 over 100) would say 1.30
+    base = cell_row(spec, "pytorch", "spec (float32)", 64, [run(100.0), run(80.0), run(100.0)])
+    fast = cell_row(spec, "pytorch", "channels_last+bf16", 64, [run(150.0), run(120.0), run(130.0)])
+    bare = cell_row(spec, "pytorch", "bare loop", 64, [run(100.0), run(100.0), run(100.0)])
+    other = cell_row(spec, "pytorch", "channels_last+bf16", 16, [run(1.0)])  # no spec at batch 16
+    add_spec_comparison([base, fast, bare, other])
+    assert fast["speed / spec"] == "1.50x (1.30-1.50)"
+    assert "speed / spec" not in base and "speed / spec" not in bare and "speed / spec" not in other
+    one = cell_row(spec, "pytorch", "channels_last+bf16", 64, [run(150.0)])
+    add_spec_comparison([cell_row(spec, "pytorch", "spec (float32)", 64, [run(100.0)]), one])
+    assert one["speed / spec"] == "1.50x"  # one repeat: the ratio of the two cells, no range
+
+
 def test_a_cell_is_a_fraction_of_the_measured_peak_at_its_precision():
     from benchmarks import peak
     from benchmarks.throughput import cell_row

@@ -10,14 +10,21 @@ from common.results.figures import figure_title, legend_below, pyplot, save_figu
 from common.results.tables import table
 
 
-def scaling_figure(doc: dict, rows: list[dict], path: Path) -> None:
-    """img/s and peak memory against batch size, one line per backend and configuration, titled
-    with what the grid measured (preset, images per cell, repeats, device, date)."""
+def _context(doc: dict, rows: list[dict]) -> str:
+    """What the grid measured, for a figure's title: preset, images per cell, repeats, device, date."""
     a, prov = doc["args"], doc["provenance"]
     where = ", ".join(prov.get("gpus") or []) or prov.get("cpu")
     devices = "/".join(sorted({r["device"] for r in rows if r.get("device")}))
-    context = (f"preset {a['preset']}, {a['images']} images per cell, {a['repeats']} repeat(s), "
-               f"{devices} ({where}), {doc['started'][:10]}")
+    return (f"preset {a['preset']}, {a['images']} images per cell, {a['repeats']} repeat(s), "
+            f"{devices} ({where}), {doc['started'][:10]}")
+
+
+def scaling_figure(doc: dict, rows: list[dict], path: Path) -> None:
+    """img/s and peak memory against batch size, one line per backend and configuration; a grid
+    of one batch size has no such lines and gets the runs figure instead."""
+    if len({r["batch"] for r in rows if r["status"] == "ok"}) == 1:
+        return runs_figure(doc, rows, path)
+    context = _context(doc, rows)
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     series: dict[tuple[str, str], list[dict]] = {}
@@ -48,6 +55,51 @@ def scaling_figure(doc: dict, rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def runs_figure(doc: dict, rows: list[dict], path: Path) -> None:
+    """A grid of one batch size (the paired batch-64 grids): every run's img/s as a dot, one
+    column per backend and configuration, the cell's median as a bar across it, so the spread
+    behind each median is visible, and a faint line joins one backend's runs of the same pass (the
+    pairs behind `step / bare step` and `speed / spec`). Lines against batch size would stack
+    every cell on one x."""
+    cells = [r for r in rows if r["status"] == "ok"]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    names = list(dict.fromkeys(r["backend"] for r in cells))
+    colour = {"spec": "C0", "bare": "C7", "fast": "C1"}
+    kinds = set()
+    for i, name in enumerate(names):
+        mine = [r for r in cells if r["backend"] == name]
+        xs = [i + (j - (len(mine) - 1) / 2) * 0.25 for j in range(len(mine))]
+        per_run = [r.get("img/s per run") or [] for r in mine]
+        for k in range(max(map(len, per_run), default=0)):  # pass k across this backend's cells
+            pts = [(x, v[k]) for x, v in zip(xs, per_run) if k < len(v) and v[k] is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color="0.6", alpha=0.35, linewidth=0.7)
+        for j, r in enumerate(mine):
+            x = xs[j]
+            kind = "spec" if r["config"].startswith("spec") else "bare" if r["config"] == "bare loop" else "fast"
+            runs = [v for v in r.get("img/s per run") or [r["img/s"]] if v is not None]
+            label = {"spec": "spec (float32)", "bare": "bare loop", "fast": "fast path (named below)"}[kind]
+            ax.plot([x] * len(runs), runs, "o", color=colour[kind], alpha=0.45, markersize=4,
+                    label=None if kind in kinds else f"{label}: one run each")
+            ax.plot([x - 0.1, x + 0.1], [r["img/s"]] * 2, "-", color=colour[kind], linewidth=2.5)
+            kinds.add(kind)
+            ax.annotate(r["config"].replace(" (float32)", "").replace("bare loop", "bare"), (x, 0),
+                        xycoords=("data", "axes fraction"), xytext=(0, -14), textcoords="offset points",
+                        ha="center", va="top", fontsize=7, rotation=20)
+    ax.set_xticks(range(len(names)), names)
+    ax.tick_params(axis="x", pad=34)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(bottom=0)
+    ax.set(ylabel="img/s (each run's median step)")
+    ax.set_title("bar: the cell's median over runs; higher is better", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    batch = cells[0]["batch"] if cells else ""
+    figure_title(fig, f"img/s per run at batch {batch}", _context(doc, rows))
+    legend_below(fig, ax, columns=3)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    save_figure(fig, path)
+
+
 def render(doc: dict) -> str:
     prov, a = doc["provenance"], doc["args"]
     gpu = ", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"
@@ -57,7 +109,8 @@ def render(doc: dict) -> str:
         f"- Software: Python {prov.get('python')}; "
         + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
         f"- Code: git {(prov.get('git') or {}).get('commit')}; started {doc['started']}, "
-        f"finished {doc['finished']} ({doc['grid_seconds'] / 60:.1f} min for the whole grid)",
+        f"finished {doc['finished']} ({doc['grid_seconds'] / 60:.1f} min for the whole grid)"
+        + (f"; redrawn later: {doc['redrawn']}" if doc.get("redrawn") else ""),
         f"- Cells: preset {a['preset']}, synthetic data, {a['images']} images per cell "
         f"(ceil(images/batch) iterations, at least {a['min_iters']}), {a['repeats']} run(s) per cell, "
         f"{a['threads']} threads for every framework; warm-up excluded from img/s; `threads` is "
@@ -74,7 +127,8 @@ def render(doc: dict) -> str:
         f"(benchmarks/peak.py, the fastest block): {peak.describe(doc.get('peaks') or {}) or 'not measured (--peak-seconds 0)'}. "
         "`of datasheet peak` only where the device is a GPU with a known dense peak "
         "(common/metrics/flops.py)",
-        "", table(doc["rows"], "github"), ""]
+        "", table([{k: (", ".join("-" if x is None else f"{x}" for x in v) if isinstance(v, list) else v)
+                    for k, v in r.items()} for r in doc["rows"]], "github"), ""]
     if doc.get("quality_rows"):
         lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
                   f"{a['quality_iters']} iterations, seed 0, shared initial weights; FD and "

@@ -222,11 +222,14 @@ def cell_row(spec, name: str, config: str, batch: int, runs: list[dict], peaks: 
         "status": "ok", "runs": len(ok), "iters": s["steps"], "img/s": round(img_s, 1),
         "IQR (run 1)": f"{s['img_per_s_iqr'][0]:.1f}-{s['img_per_s_iqr'][1]:.1f}",
         "range across runs": f"{min(medians):.1f}-{max(medians):.1f}",
+        # in pass order, a failed run as None: the pairs behind `step / bare step` and `speed / spec`
+        "img/s per run": [round(r["summary"]["img_per_s_median"], 1) if r["status"] == "ok" else None
+                          for r in runs],
         "first step s": round(float(np.median([r["summary"]["first_step_seconds"] for r in ok])), 3),
         "peak MiB": f"{max(r['summary']['peak_memory']['bytes'] for r in ok) / 2**20:.0f} "
                     f"({s['peak_memory']['kind']})",
         "_peak_bytes": max(r["summary"]["peak_memory"]["bytes"] for r in ok),
-        "_run_img_s": [r["summary"]["img_per_s_median"] if r["status"] == "ok" else None for r in runs],
+        "_run_img_s": [r["summary"]["img_per_s_median"] if r["status"] == "ok" else None for r in runs],  # unrounded
         "harness share": (f"{100 * max(r['summary']['harness_overhead_fraction'] for r in ok):.2f}%"
                           if "harness_overhead_fraction" in s else ""),
         "GFLOP/s": float(f"{gflops:.3g}"),

@@ -111,6 +111,38 @@ def test_a_fast_path_pairs_with_spec_per_repeat():
     assert one["speed / spec"] == "1.50x"  # one repeat: the ratio of the two cells, no range
 
 
+def test_a_grid_of_one_batch_size_draws_every_run(tmp_path, monkeypatch):
+    """Lines against batch size would stack a one-batch grid's cells on one x: it draws each
+    run as a dot in its cell's column, the median as a bar, and the table lists the runs."""
+    from benchmarks import grid_output
+    from benchmarks.throughput import cell_row
+
+    def run(img_s):
+        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
+                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
+                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
+    spec = model_spec("mnist32")
+    rows = [cell_row(spec, "pytorch", "spec (float32)", 64, [run(100.0), run(80.04), {"status": "failed", "load_before": 0}]),
+            cell_row(spec, "pytorch", "bare loop", 64, [run(110.0), run(90.0), run(95.0)]),
+            cell_row(spec, "jax", "spec (float32)", 64, [run(50.0), run(60.0), run(55.0)])]
+    assert rows[0]["img/s per run"] == [100.0, 80.0, None]
+    doc = {"args": {"preset": "mnist32", "images": 64, "repeats": 3, "min_iters": 8, "threads": 2,
+                    "quality_iters": 0},
+           "provenance": {"cpu": "test CPU", "cpu_count": 2}, "started": "2026-12-02T00:00:00",
+           "finished": "2026-12-02T00:01:00", "grid_seconds": 60, "command": "x", "flops_per_image": 1e9,
+           "peaks": {}, "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}
+    drawn = {}
+    monkeypatch.setattr(grid_output, "save_figure", lambda fig, path: drawn.update(fig=fig))
+    grid_output.scaling_figure(doc, rows, tmp_path / "scaling.png")
+    ax = drawn["fig"].axes[0]
+    dots = sorted(round(float(y), 1) for line in ax.lines if line.get_marker() == "o" for y in line.get_ydata())
+    assert dots == [50.0, 55.0, 60.0, 80.0, 90.0, 95.0, 100.0, 110.0]  # every run, the failed one left out
+    bars = sorted(float(line.get_ydata()[0]) for line in ax.lines if line.get_linewidth() == 2.5)
+    assert bars == sorted(r["img/s"] for r in rows)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["pytorch", "jax"]
+    assert "| 100.0, 80.0, - " in grid_output.render(doc)  # the runs in pass order, the failed one as -
+
+
 def test_a_cell_is_a_fraction_of_the_measured_peak_at_its_precision():
     from benchmarks import peak
     from benchmarks.throughput import cell_row

@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     if any("img/s per run" in r for r in doc["rows"]):
         print(f"tools.grid_runs: {args.grid} already has each run's img/s", file=sys.stderr)
         return 2
+    had_pairs = any("speed / spec" in r for r in doc["rows"])  # grids since git 7194157 have them
     try:
         rows = add_runs(doc, args.work)
     except (ValueError, OSError) as exc:
@@ -82,9 +83,10 @@ def main(argv=None) -> int:
     commit = (sysinfo.git_state() or {}).get("commit")
     doc["rows"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     one_batch = len({r["batch"] for r in rows if r["status"] == "ok"}) == 1
-    doc["redrawn"] = (f"`img/s per run` and `speed / spec` added from the grid's run folders by git "
-                      f"{commit} (python -m tools.grid_runs, every run checked against the cell's "
-                      "median and range)" + ("; the runs figure drawn" if one_batch else ""))
+    doc["redrawn"] = (f"`img/s per run`{'' if had_pairs else ' and `speed / spec`'} added from the "
+                      f"grid's run folders by git {commit} (python -m tools.grid_runs, every run "
+                      "checked against the cell's median and range)"
+                      + ("; the runs figure drawn" if one_batch else ""))
     if one_batch:  # a figure against batch size is unchanged by this and needs data not kept
         grid_output.runs_figure(doc, rows, args.grid / "scaling.png")
     atomic.write_json(args.grid / "throughput.json", doc)

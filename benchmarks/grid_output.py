@@ -69,7 +69,7 @@ def runs_figure(doc: dict, rows: list[dict], path: Path) -> None:
     kinds = set()
     for i, name in enumerate(names):
         mine = [r for r in cells if r["backend"] == name]
-        xs = [i + (j - (len(mine) - 1) / 2) * 0.25 for j in range(len(mine))]
+        xs = [i + (j - (len(mine) - 1) / 2) * 0.3 for j in range(len(mine))]
         per_run = [r.get("img/s per run") or [] for r in mine]
         for k in range(max(map(len, per_run), default=0)):  # pass k across this backend's cells
             pts = [(x, v[k]) for x, v in zip(xs, per_run) if k < len(v) and v[k] is not None]
@@ -83,11 +83,12 @@ def runs_figure(doc: dict, rows: list[dict], path: Path) -> None:
                     label=None if kind in kinds else f"{label}: one run each")
             ax.plot([x - 0.1, x + 0.1], [r["img/s"]] * 2, "-", color=colour[kind], linewidth=2.5)
             kinds.add(kind)
-            ax.annotate(r["config"].replace(" (float32)", "").replace("bare loop", "bare"), (x, 0),
-                        xycoords=("data", "axes fraction"), xytext=(0, -14), textcoords="offset points",
-                        ha="center", va="top", fontsize=7, rotation=20)
+            # one line per fast path ("channels_last\n+bf16"): a long name ran into its neighbours
+            ax.annotate(r["config"].replace(" (float32)", "").replace("bare loop", "bare").replace("+", "\n+"),
+                        (x, 0), xycoords=("data", "axes fraction"), xytext=(0, -5), textcoords="offset points",
+                        ha="center", va="top", fontsize=7)
     ax.set_xticks(range(len(names)), names)
-    ax.tick_params(axis="x", pad=34)
+    ax.tick_params(axis="x", pad=30, length=0)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(bottom=0)
     ax.set(ylabel="img/s (each run's median step)")

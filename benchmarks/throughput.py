@@ -167,13 +167,22 @@ def bare_cell(args, name: str, batch: int, out: Path) -> dict:
     proc = _run(cmd, env)
     if proc.returncode or not (out / "bare.json").exists():
         return {"status": "failed", "reason": f"bare loop: {proc.stderr.strip()[-300:]}", "load_before": load}
-    from common.harness.timing import summarize
-    bare = json.loads((out / "bare.json").read_text())
-    summary = summarize(bare["step_seconds"], batch)
-    summary["peak_memory"] = bare["peak_memory"]
+    bare, summary = bare_summary(out, batch)
     return {"status": "ok", "summary": summary, "load_before": load,
             "device": {"device": device if device != "auto" else "cpu", "threads": bare.get("threads"),
                        "framework_version": bare.get("framework_version")}}
+
+
+def bare_summary(out: Path, batch: int) -> tuple[dict, dict]:
+    """A bare loop's bare.json in run folder `out`, and its steps summarised as a harness run's."""
+    from common.harness.timing import summarize
+    bare = json.loads((out / "bare.json").read_text())
+    return bare, dict(summarize(bare["step_seconds"], batch), peak_memory=bare["peak_memory"])
+
+
+def run_folder(work: Path, name: str, label: str, batch: int, k: int) -> Path:
+    """Repeat k (from 1) of one cell's run folder under --work."""
+    return work / f"{name}-{label.split(' ')[0].replace('+', '-')}-b{batch}-r{k}"
 
 
 _DEVICES: dict[str, str] = {}
@@ -352,7 +361,7 @@ def main(argv=None) -> int:
                 continue
             name, label, paths, batch = item
             print(f"{name} {label} batch {batch} run {k + 1}/{args.repeats}", file=sys.stderr, flush=True)
-            cell = work / f"{name}-{label.split(' ')[0].replace('+', '-')}-b{batch}-r{k + 1}"
+            cell = run_folder(work, name, label, batch, k + 1)
             before = sysinfo.load_sample()
             r = (bare_cell(args, name, batch, cell) if paths == "bare"
                  else harness_cell(args, name, paths, batch, cell))

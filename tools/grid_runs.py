@@ -20,20 +20,19 @@ import numpy as np
 
 from benchmarks import grid_output, throughput
 from common import atomic, sysinfo
-from common.harness.timing import summarize
+from common.results import schema
 
 
 def run_img_s(work: Path, row: dict, repeats: int) -> list[float | None]:
-    """Each repeat's img/s of one cell, in pass order (None for a failed run), named as the grid
-    names its run folders."""
+    """Each repeat's img/s of one cell, in pass order (None for a failed run), read from the run
+    folders the grid named and as the grid read them."""
     out = []
     for k in range(1, repeats + 1):
-        cell = work / f"{row['backend']}-{row['config'].split(' ')[0].replace('+', '-')}-b{row['batch']}-r{k}"
+        cell = throughput.run_folder(work, row["backend"], row["config"], row["batch"], k)
         if (cell / "bare.json").exists():
-            bare = json.loads((cell / "bare.json").read_text())
-            out.append(summarize(bare["step_seconds"], row["batch"])["img_per_s_median"])
+            out.append(throughput.bare_summary(cell, row["batch"])[1]["img_per_s_median"])
         elif (cell / "results.json").exists():
-            r = json.loads((cell / "results.json").read_text())["backends"][row["backend"]]
+            r = schema.load_results(cell / "results.json")["backends"][row["backend"]]
             out.append(r["summary"]["img_per_s_median"] if r["status"] == "ok" else None)
         else:
             out.append(None)
@@ -80,7 +79,7 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as exc:
         print(f"tools.grid_runs: {exc}", file=sys.stderr)
         return 1
-    commit = (sysinfo.git_state() or {}).get("commit")
+    commit = sysinfo.git_state()["commit"]
     doc["rows"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     one_batch = len({r["batch"] for r in rows if r["status"] == "ok"}) == 1
     doc["redrawn"] = (f"`img/s per run`{'' if had_pairs else ' and `speed / spec`'} added from the "

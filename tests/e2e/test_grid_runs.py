@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from common.results import schema
 from tools import grid_runs
 
 
@@ -15,10 +16,12 @@ def _grid(tmp_path, bare_steps):
             d = work / f"pytorch-{label}-b64-r{k}"
             d.mkdir(parents=True)
             (d / "results.json").write_text(json.dumps(
-                {"backends": {"pytorch": {"status": "ok", "summary": {"img_per_s_median": img_s}}}}))
+                {"schema_version": schema.SCHEMA_VERSION, "config": {},
+                 "backends": {"pytorch": {"status": "ok", "summary": {"img_per_s_median": img_s}}}}))
         d = work / f"pytorch-bare-b64-r{k}"
         d.mkdir(parents=True)
-        (d / "bare.json").write_text(json.dumps({"step_seconds": bare_steps[k - 1]}))
+        (d / "bare.json").write_text(json.dumps({"step_seconds": bare_steps[k - 1],
+                                                 "peak_memory": {"bytes": 1, "kind": "rss"}}))
     rows = [{"backend": "pytorch", "config": "spec (float32)", "batch": 64, "status": "ok",
              "img/s": 100.0, "range across runs": "80.0-100.0", "first step s": 0.1},
             {"backend": "pytorch", "config": "channels_last+bf16", "batch": 64, "status": "ok",

@@ -17,6 +17,13 @@ from tests.support.backends import require_backend
 from tests.support.processes import REPO
 
 
+def _run(img_s):
+    """One ok run of a cell at img_s, as the grid records it (the pairing tests' unit)."""
+    return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
+            "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
+                        "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
+
+
 @pytest.mark.slow
 def test_grid_writes_rows_figure_and_table(tmp_path):
     require_backend("pytorch")
@@ -76,15 +83,11 @@ def test_a_cell_is_the_median_over_repeats_with_their_range():
 def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
     from benchmarks.throughput import add_bare_comparison, cell_row
 
-    def run(img_s):
-        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
-                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
-                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
     spec = model_spec("mnist32")
     # repeat k of spec against repeat k of bare: step-time ratios 1.0, 1.25, 1.1, median 1.1;
     # the cells' own medians (100 and 100 img/s) would hide that cost
-    cell = cell_row(spec, "mxnet", "spec (float32)", 64, [run(100.0), run(80.0), run(100.0)])
-    bare = cell_row(spec, "mxnet", "bare loop", 64, [run(100.0), run(100.0), run(110.0)])
+    cell = cell_row(spec, "mxnet", "spec (float32)", 64, [_run(100.0), _run(80.0), _run(100.0)])
+    bare = cell_row(spec, "mxnet", "bare loop", 64, [_run(100.0), _run(100.0), _run(110.0)])
     add_bare_comparison([cell, bare])
     assert cell["step / bare step"] == "1.100 (1.000-1.250)" and cell["vs bare"] == "+0.0%"
 
@@ -92,22 +95,18 @@ def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
 def test_a_fast_path_pairs_with_spec_per_repeat():
     from benchmarks.throughput import add_spec_comparison, cell_row
 
-    def run(img_s):
-        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
-                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
-                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
     spec = model_spec("mnist32")
     # per repeat 150/100, 120/80, 130/100 -> 1.50, 1.50, 1.30: median 1.50, range 1.30-1.50; the
     # cells' own medians (130 over 100) would say 1.30
-    base = cell_row(spec, "pytorch", "spec (float32)", 64, [run(100.0), run(80.0), run(100.0)])
-    fast = cell_row(spec, "pytorch", "channels_last+bf16", 64, [run(150.0), run(120.0), run(130.0)])
-    bare = cell_row(spec, "pytorch", "bare loop", 64, [run(100.0), run(100.0), run(100.0)])
-    other = cell_row(spec, "pytorch", "channels_last+bf16", 16, [run(1.0)])  # no spec at batch 16
+    base = cell_row(spec, "pytorch", "spec (float32)", 64, [_run(100.0), _run(80.0), _run(100.0)])
+    fast = cell_row(spec, "pytorch", "channels_last+bf16", 64, [_run(150.0), _run(120.0), _run(130.0)])
+    bare = cell_row(spec, "pytorch", "bare loop", 64, [_run(100.0), _run(100.0), _run(100.0)])
+    other = cell_row(spec, "pytorch", "channels_last+bf16", 16, [_run(1.0)])  # no spec at batch 16
     add_spec_comparison([base, fast, bare, other])
     assert fast["speed / spec"] == "1.50x (1.30-1.50)"
     assert "speed / spec" not in base and "speed / spec" not in bare and "speed / spec" not in other
-    one = cell_row(spec, "pytorch", "channels_last+bf16", 64, [run(150.0)])
-    add_spec_comparison([cell_row(spec, "pytorch", "spec (float32)", 64, [run(100.0)]), one])
+    one = cell_row(spec, "pytorch", "channels_last+bf16", 64, [_run(150.0)])
+    add_spec_comparison([cell_row(spec, "pytorch", "spec (float32)", 64, [_run(100.0)]), one])
     assert one["speed / spec"] == "1.50x"  # one repeat: the ratio of the two cells, no range
 
 
@@ -117,14 +116,10 @@ def test_a_grid_of_one_batch_size_draws_every_run(tmp_path, monkeypatch):
     from benchmarks import grid_output
     from benchmarks.throughput import cell_row
 
-    def run(img_s):
-        return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu"},
-                "summary": {"img_per_s_median": img_s, "img_per_s_iqr": [img_s, img_s],
-                            "first_step_seconds": 0.1, "steps": 10, "peak_memory": {"bytes": 1, "kind": "rss"}}}
     spec = model_spec("mnist32")
-    rows = [cell_row(spec, "pytorch", "spec (float32)", 64, [run(100.0), run(80.04), {"status": "failed", "load_before": 0}]),
-            cell_row(spec, "pytorch", "bare loop", 64, [run(110.0), run(90.0), run(95.0)]),
-            cell_row(spec, "jax", "spec (float32)", 64, [run(50.0), run(60.0), run(55.0)])]
+    rows = [cell_row(spec, "pytorch", "spec (float32)", 64, [_run(100.0), _run(80.04), {"status": "failed", "load_before": 0}]),
+            cell_row(spec, "pytorch", "bare loop", 64, [_run(110.0), _run(90.0), _run(95.0)]),
+            cell_row(spec, "jax", "spec (float32)", 64, [_run(50.0), _run(60.0), _run(55.0)])]
     assert rows[0]["img/s per run"] == [100.0, 80.0, None]
     doc = {"args": {"preset": "mnist32", "images": 64, "repeats": 3, "min_iters": 8, "threads": 2,
                     "quality_iters": 0},

@@ -34,6 +34,19 @@ def _stub_numpy_distutils() -> None:
         sys.modules["numpy.distutils.system_info"] = system_info
 
 
+def cudnn_removed(cupy_version: str | None) -> bool:
+    """CuPy 14 removed cuDNN (its upgrade guide): no CuPy of that line can ever use it."""
+    return bool(cupy_version) and int(cupy_version.split(".")[0]) >= 14
+
+
+def _cupy_version() -> str | None:
+    try:
+        import cupy  # chainer imports it next anyway (after NVIDIA_TF32_OVERRIDE is set)
+    except Exception:  # noqa: BLE001 - absent, or a CUDA it cannot load: chainer then runs on numpy
+        return None
+    return getattr(cupy, "__version__", None)
+
+
 def prepare_chainer():
     """Import chainer with what 7.8.1 needs on this numpy, and return it. Call it instead of a
     bare first `import chainer`; later imports get the prepared module."""
@@ -47,6 +60,12 @@ def prepare_chainer():
                                 category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
                                 category=UserWarning)
+        # "cuDNN is not enabled. Please reinstall CuPy after you install cudnn", at import, where
+        # CuPy has no cuDNN: on CuPy >= 14 (none at all, removed upstream) the advice cannot
+        # help, and whether cuDNN is used is recorded (runtime.build_info, each result's device).
+        # Seen on the GPU node's stack rehearsed here (cupy-cuda13x 14.2, docs/gpu.md).
+        if cudnn_removed(_cupy_version()):
+            warnings.filterwarnings("ignore", message="cuDNN is not enabled", category=UserWarning)
         _stub_numpy_distutils()
         # numpy 2 removed np.sctypes, which chainer.functions reads at import (as_strided.py:
         # the 'int' and 'float' lists): numpy 1.x's lists; nothing else in chainer needs it.

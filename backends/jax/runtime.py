@@ -34,13 +34,47 @@ def version() -> str:
 
 
 def gpu_unavailable_reason() -> str | None:
+    errors = _PluginErrors()
+    bridge = logging.getLogger("jax._src.xla_bridge")
+    bridge.addHandler(errors)
     try:
         if jax.devices("gpu"):
             return None
     except RuntimeError:
         pass
-    return (f"JAX {jax.__version__} sees no GPU (platforms: {sorted({d.platform for d in jax.devices()})}; "
-            "the CUDA build is pip install '.[gpu-jax]')")
+    finally:
+        bridge.removeHandler(errors)
+    platforms = sorted({d.platform for d in jax.devices()})
+    plugins = cuda_plugins()
+    if not plugins:
+        return f"JAX {jax.__version__} sees no GPU (platforms: {platforms}; the CUDA build is pip install '.[gpu-jax]')"
+    # The plugin is there but did not start (no driver, a CUDA or cuDNN it cannot load): JAX only
+    # logs why, once, when its backends first start; the reason keeps the last line of that.
+    why = f": {errors.messages[-1]}" if errors.messages else " (its error is logged when JAX first starts)"
+    return f"JAX {jax.__version__} sees no GPU (platforms: {platforms}; {', '.join(plugins)} did not start{why})"
+
+
+class _PluginErrors(logging.Handler):
+    """The exceptions JAX logs when a PJRT plugin fails to initialise."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.messages.append(str(record.exc_info[1]).strip().splitlines()[-1][:300])
+
+
+def cuda_plugins() -> list[str]:
+    """The installed JAX CUDA plugin distributions, 'name version' (jax-cuda13-plugin ...)."""
+    from importlib import metadata
+    found = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name.startswith("jax-cuda") and name.endswith("-plugin"):
+            found[name] = dist.version
+    return [f"{n} {v}" for n, v in sorted(found.items())]
 
 
 def select_device(requested: str):

@@ -21,8 +21,9 @@ def gpu_unavailable_reason() -> str | None:
 
 
 def build_info() -> dict:
-    """The CUDA and cuDNN torch was built with, and the spec run's TF32 switches (for the GPU
-    check's record; optional in the runtime contract)."""
+    """The CUDA and cuDNN torch was built with, and its TF32 switches as they are now (after
+    select_device on a GPU: the spec run's; before it, torch's defaults), for the GPU check's
+    record; optional in the runtime contract."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     info = {"cuda": torch.version.cuda, "cudnn": cudnn,
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}

@@ -77,6 +77,15 @@ def test_import_is_quiet_and_survives_numpy_without_sctypes():
     assert proc.stderr == ""
 
 
+def test_cudnn_advice_is_silenced_only_where_no_cudnn_can_exist():
+    """Chainer's import warns 'cuDNN is not enabled. Please reinstall CuPy after you install
+    cudnn' wherever CuPy has none (seen with cupy-cuda13x 14.2, the GPU node's). On CuPy 14 that
+    cannot help (cuDNN removed); on CuPy 13 and older it can, so there the warning stays."""
+    from backends.compat import cudnn_removed
+    assert cudnn_removed("14.2.0") and cudnn_removed("15.0.0a1")
+    assert not cudnn_removed("13.6.0") and not cudnn_removed("7.8.0") and not cudnn_removed(None)
+
+
 @pytest.mark.skipif(cuda.available, reason="checks the no-CuPy error path")
 def test_gpu_requested_without_cupy_is_a_clear_error():
     with pytest.raises(BackendUnavailable, match="--device gpu: chainer cannot use a GPU: CuPy"):

@@ -1,6 +1,7 @@
 """JAX-specific checks: what the shared parity tests cannot see from outside."""
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -76,6 +77,29 @@ def test_gpu_request_without_a_gpu_is_a_clear_error():
         pytest.skip("a GPU is visible to JAX here")
     with pytest.raises(BackendUnavailable, match="--device gpu: JAX .* sees no GPU"):
         runtime.select_device("gpu")
+
+
+def test_an_installed_cuda_plugin_that_does_not_start_is_named_with_its_error(monkeypatch):
+    """Seen with jax 0.11.2 and jax-cuda13-plugin on a machine without a driver: JAX logs the
+    plugin's exception (cuInit failed) and goes on with the CPU only; 'pip install .[gpu-jax]'
+    would then be the wrong advice. The reason names the plugin and the last line of its error."""
+    def devices(platform=None):
+        if platform == "gpu":
+            try:
+                raise RuntimeError("Traceback line\noperation cuInit(0) failed: Unknown CUDA error 303")
+            except RuntimeError:
+                logging.getLogger("jax._src.xla_bridge").exception("Jax plugin configuration error")
+            raise RuntimeError("Unknown backend: 'gpu' requested")
+        return cpu
+
+    cpu = jax.devices("cpu")
+    monkeypatch.setattr(jax, "devices", devices)
+    monkeypatch.setattr(runtime, "cuda_plugins", lambda: ["jax-cuda13-plugin 0.11.2"])
+    reason = runtime.gpu_unavailable_reason()
+    assert "jax-cuda13-plugin 0.11.2 did not start: operation cuInit(0) failed: Unknown CUDA error 303" in reason
+    assert "pip install" not in reason
+    monkeypatch.setattr(runtime, "cuda_plugins", lambda: [])
+    assert "pip install '.[gpu-jax]'" in runtime.gpu_unavailable_reason()
 
 
 @pytest.mark.slow

@@ -32,7 +32,8 @@ NAMES = tuple(REGISTRY)
 
 
 def install_command(name: str) -> str:
-    return f'PIP_CONSTRAINT="$PWD/constraints.txt" pip install ".[{REGISTRY[name].extra}]"'
+    constraints = '"$PWD/constraints.txt"'  # both variables: README says why
+    return f'PIP_CONSTRAINT={constraints} PIP_BUILD_CONSTRAINT={constraints} pip install ".[{REGISTRY[name].extra}]"'
 
 
 # Tests only: frameworks to treat as not installed (comma-separated import names), so the

@@ -45,8 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pip(*args: str) -> None:
     cmd = [sys.executable, "-m", "pip", *args]
-    # PIP_CONSTRAINT, unlike -c, reaches pip's isolated build environment (setuptools<81 there)
-    env = dict(os.environ, PIP_CONSTRAINT=str(REPO / "constraints-numpy2.txt"))
+    # setuptools<81 in pip's isolated build environment too: PIP_CONSTRAINT reaches it on older
+    # pips (23.2.1 here), PIP_BUILD_CONSTRAINT on newer ones: pip 26.3 applies only that one
+    # there ("No module named 'pkg_resources'" from chainer's setup.py otherwise, seen here).
+    constraints = str(REPO / "constraints-numpy2.txt")
+    env = dict(os.environ, PIP_CONSTRAINT=constraints, PIP_BUILD_CONSTRAINT=constraints)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"tools.wheelhouse: {' '.join(cmd[2:])} failed:\n{proc.stderr.strip()[-2000:]}")

@@ -5,10 +5,17 @@ launched by torchrun (common.harness.replicas.worker_command); NCCL on GPUs, glo
   D's two forwards (real, fake) of the D step, which share one backward. The G step runs the
   plain D (its parameters frozen, as on one device): no D gradient is computed there, so DDP
   would have nothing to reduce and must not see that pass.
-- BN is per replica by default (statistics over the replica's slice). DDP broadcasts rank 0's
-  buffers before every forward (broadcast_buffers, its default), so the BN running statistics
-  every replica holds, and rank 0 exports, are rank 0's: updated from rank 0's slice only, and
-  then G's by rank 0's G pass, D's by rank 0's three D passes. sync_bn converts every BN to
+- BN is per replica by default (statistics over the replica's slice). The BN running statistics
+  rank 0 exports are rank 0's: updated from rank 0's slice only, G's by rank 0's G pass, D's by
+  rank 0's three D passes. Each replica keeps its own (broadcast_buffers=False). DDP's default
+  copies rank 0's buffers to every replica before each forward, which leaves rank 0's the same;
+  but on torch 2.11 (the GPU node's) the D step's backward then fails: "one of the variables
+  needed for gradient computation has been modified by an inplace operation: [256] is at
+  version 7; expected version 6" (D's last BN; the copy before the second forward writes its
+  running statistics in place). Measured on the CPU with gloo; torch 2.13 does not fail. Rank
+  0's weights and losses are bit for bit those of the default (checked on torch 2.13); only a
+  replica's own diagnosis folder (replicas/rankN) now holds its own running statistics.
+  Exported weights, samples and checkpoints are rank 0's. sync_bn converts every BN to
   torch's SyncBatchNorm (statistics and running averages over the global batch); torch
   implements it for CUDA only, so on the CPU it is refused with that reason.
 - Losses: each replica's batch means, averaged over replicas by one all_reduce.
@@ -69,7 +76,7 @@ class Replicas:
         if self.sync_bn:
             G, D = (nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in (G, D))
         ids = [self.local_rank] if self.device.type == "cuda" else None
-        return (DistributedDataParallel(G, device_ids=ids), DistributedDataParallel(D, device_ids=ids))
+        return tuple(DistributedDataParallel(m, device_ids=ids, broadcast_buffers=False) for m in (G, D))
 
     def rows(self, batch_size: int) -> slice:
         return replica_rows(batch_size, self.world, self.rank)

@@ -1,6 +1,6 @@
 """What the GPU check records before it runs anything: the GPU, driver and CUDA as nvidia-smi
 reports them, and per backend its framework's version, CUDA/cuDNN build and the devices it sees;
-plus the power sampler behind joules per image.
+plus the power sampler and the joules per image of a grid cell, over its timed steps.
 
     python -m benchmarks.gpu_probe NAME     # one backend, one JSON line (its own process)
 
@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
+from common.results import schema  # noqa: E402
 
 SMI_FIELDS = ("name", "driver_version", "memory.total", "power.limit", "clocks.max.sm", "pci.bus_id")
 
@@ -79,6 +80,10 @@ def _probe_here(name: str) -> dict:
     runtime = backend.runtime
     build = getattr(runtime, "build_info", None)  # optional: CUDA/cuDNN build where it knows
     gpu_reason = runtime.gpu_unavailable_reason()
+    if gpu_reason is None:
+        # The device as a run selects it, so the build record shows the switches spec runs use
+        # (PyTorch's TF32 flags are the framework's defaults until then: cuDNN's on).
+        runtime.select_device("gpu")
     return {"backend": name, "status": "ok", **backend.probe(),
             "build": build() if build else {}, "sees_gpu": gpu_reason is None, "gpu_reason": gpu_reason}
 
@@ -125,14 +130,60 @@ class PowerSampler:
             proc.wait(timeout=5)
 
 
-def joules_per_image(samples: list[tuple[float, float]], img_per_s: float | None) -> float | None:
-    """Steady-state energy per image: the median power of the later half of the samples (start-up,
-    import and compile draw less and come first) divided by the measured throughput. None without
-    samples or throughput."""
-    if not samples or not img_per_s:
+# nvidia-smi's power.draw is, on Ampere and newer GPUs, the average of the last second (NVML's
+# nvmlDeviceGetPowerUsage), and on A100 and H100 that average itself samples about a quarter of
+# the time (Yang et al., SC24, "Accurate and Convenient Energy Measurements for GPUs"): a reading
+# says little about a window much shorter than a few seconds. So the samples of the first second
+# of the timed steps are left out (they average in the warm-up), and a window with less than
+# POWER_MIN_SECONDS left gives no joules per image, with why.
+POWER_LAG_SECONDS = 1.0
+POWER_MIN_SECONDS = 2.0
+
+
+def window_watts(samples: list[tuple[float, float]], window: list[float] | None) -> tuple[list[float], str]:
+    """The watts sampled while the timed steps ran (window: [start, end] on time.monotonic, the
+    run's summary.timed_window_monotonic), after the first POWER_LAG_SECONDS; or [] and why."""
+    if not samples:
+        return [], "no power samples (no nvidia-smi, or no reading)"
+    if not window:
+        return [], "no timed window in the run's results"
+    start, end = window[0] + POWER_LAG_SECONDS, window[1]
+    if end - start < POWER_MIN_SECONDS:
+        return [], (f"the timed steps ran {window[1] - window[0]:.1f} s, under the "
+                    f"{POWER_LAG_SECONDS + POWER_MIN_SECONDS:.0f} s a power reading needs")
+    watts = [w for t, w in samples if start <= t <= end]
+    return watts, "" if watts else "no power sample inside the timed steps"
+
+
+def joules_per_image(watts: list[float], img_per_s: float | None) -> float | None:
+    """Steady-state energy per image: the median of the watts sampled while the timed steps ran
+    (window_watts) divided by their throughput. None without either."""
+    if not watts or not img_per_s:
         return None
-    watts = sorted(w for _, w in samples[len(samples) // 2:])
-    return watts[len(watts) // 2] / img_per_s
+    ordered = sorted(watts)
+    return ordered[len(ordered) // 2] / img_per_s
+
+
+def timed_window(work: Path, backend: str) -> list[float] | None:
+    """When a grid cell's timed steps ran (time.monotonic), from its one run's results.json
+    under the cell's --work folder."""
+    for path in sorted(work.glob("*/results.json")):
+        try:
+            result = schema.load_results(path)["backends"][backend]
+        except (OSError, ValueError, KeyError):
+            continue
+        return (result.get("summary") or {}).get("timed_window_monotonic")
+    return None
+
+
+def cell_power(samples: list[tuple[float, float]], work: Path, backend: str, img_per_s: float | None) -> dict:
+    """A grid cell's power columns: joules per image and mean watts over its timed steps, the
+    number of samples behind them, and why there are none where there are none."""
+    watts, why = window_watts(samples, timed_window(work, backend))
+    jpi = joules_per_image(watts, img_per_s)
+    return {"J/image": round(jpi, 5) if jpi else None,
+            "mean W": round(sum(watts) / len(watts), 1) if watts else None,
+            "power samples": len(watts), "power": why}
 
 
 if __name__ == "__main__":

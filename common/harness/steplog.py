@@ -54,6 +54,9 @@ class StepLog:
         self.probe, self.probe_every, self.probe_seconds = probe, probe_every, 0.0
         self.start, self.stop, self.next_iteration = start, stop, start
         self.step_seconds: list[float] = []
+        # When each step was reported, on time.monotonic (one clock for every process of a Linux
+        # machine): the window of the timed steps, which the GPU check's power samples are cut to.
+        self.step_clock: list[float] = []
         self.overhead_seconds: list[float] = []
         self.last = None  # (iteration, loss_d, loss_g)
         new = not csv_path.exists() or csv_path.stat().st_size == 0
@@ -74,6 +77,7 @@ class StepLog:
                                f"expected {self.next_iteration}")
         self.next_iteration += 1
         self.step_seconds.append(seconds)
+        self.step_clock.append(time.monotonic())
         self._csv.write(f"{self.backend},{iteration},{loss_d!r},{loss_g!r},{seconds!r}\n")
         self.last = (iteration, loss_d, loss_g)
         if (iteration - self.start + 1) % self.flush_every == 0:

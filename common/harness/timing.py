@@ -12,11 +12,15 @@ def warmup_steps(n_steps: int) -> int:
     return min(n_steps, max(1, min(10, n_steps // 10)))
 
 
-def summarize(step_seconds, batch_size: int, overhead_seconds=None) -> dict:
+def summarize(step_seconds, batch_size: int, overhead_seconds=None, step_clock=None) -> dict:
     """img/s median and interquartile range over the steps after warm-up.
 
     Per-step throughput is batch/seconds; its quartiles come from the step times' quartiles
     (img/s is monotone in seconds, so the 25th percentile of time is the 75th of img/s).
+    With step_clock (when each step was reported, time.monotonic), also the timed steps' window
+    on that clock, from the report of the last warm-up step to the last report: the GPU check
+    keeps the power samples inside it. Steps reported in groups (the losses of K queued steps
+    fetched at once) share one report, so the window may start up to K-1 timed steps late.
     """
     t = np.asarray(step_seconds, dtype=np.float64)
     if t.size == 0:
@@ -33,6 +37,8 @@ def summarize(step_seconds, batch_size: int, overhead_seconds=None) -> dict:
         "img_per_s_iqr": [float(batch_size / q3), float(batch_size / q1)],
         "train_seconds": float(t.sum()),
     }
+    if step_clock is not None and len(step_clock) == t.size and t.size > w:
+        summary["timed_window_monotonic"] = [float(step_clock[w - 1]), float(step_clock[-1])]
     if overhead_seconds is not None and len(overhead_seconds):
         o = np.asarray(overhead_seconds, dtype=np.float64)[w:]
         if o.size:

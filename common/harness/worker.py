@@ -117,7 +117,8 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
             result["loss_tail"] = loss_tail(out / "losses.csv")
             # The model's iterations (a resumed run's step timings cover this process only).
             result["iterations_done"] = log.next_iteration
-            result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds)
+            result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds,
+                                          log.step_clock)
             result["summary"]["quality_probe_seconds"] = log.probe_seconds
             if log.last:
                 result["final_losses"] = dict(zip(("iteration", "loss_d", "loss_g"), log.last))

@@ -2,6 +2,7 @@
 a GPU, tiny, so CI proves the command before it meets a GPU; plus its pure parts."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -57,9 +59,25 @@ def test_smoke_run_proves_every_step(tmp_path):
     assert all(r["status"] == "skipped" and r["reason"] for r in doc["grid"]
                if r["config"] == "best" and r["backend"] not in has_best)
     if not shutil.which("nvidia-smi"):  # no power to sample: no joules, rather than a made-up number
-        assert all(r["J/image"] is None and r["power samples"] == 0 for r in doc["grid"] if r["status"] == "ok")
+        assert all(r["J/image"] is None and r["power samples"] == 0 and r["power"].startswith("no power samples")
+                   for r in doc["grid"] if r["status"] == "ok")
+    # every measured cell's run recorded when its timed steps ran: what the power samples are cut to
+    for r in (r for r in doc["grid"] if r["status"] == "ok"):
+        window = gpu_probe.timed_window(tmp_path / "check" / "work" / f"{r['backend']}-{r['config']}-b{r['batch']}",
+                                        r["backend"])
+        assert window and window[0] <= window[1], r
     summary = (tmp_path / "check" / "summary.md").read_text()
     assert summary in proc.stdout and "## Throughput grid" in summary
+    # what is committed and brought back (the folder less its .gitignore's patterns, packed as
+    # tools/gpu_session.sh packs it) is small, and has what the summary and tables read: the
+    # smoke folder holds about 100 MB in all, nearly all of it weights and run folders
+    packed = subprocess.run(["tar", "cf", "-", "--exclude-from", str(tmp_path / "check" / ".gitignore"),
+                             "-C", str(tmp_path), "check"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+        members = {m.name: m.size for m in tar.getmembers() if m.isfile()}
+    assert {"check/summary.md", "check/summary.json", "check/main/results.json", "check/peaks.json"} <= set(members)
+    assert not [n for n in members if "/work/" in n or n.endswith((".npz", ".npy"))]
+    assert sum(members.values()) < 2 * 2**20, sorted((s, n) for n, s in members.items())[-5:]
 
 
 @pytest.mark.slow
@@ -149,12 +167,22 @@ def test_bad_usage_is_one_line_naming_the_fix(argv, message):
     assert message in proc.stderr.strip().splitlines()[-1]
 
 
-def test_joules_per_image_uses_the_steady_state_half():
-    # start-up at 100 W, then the steady state at 600 W: 600 W / 1000 img/s = 0.6 J per image
-    samples = [(t, 100.0) for t in range(10)] + [(t, 600.0) for t in range(10, 30)]
-    assert gpu_probe.joules_per_image(samples, 1000.0) == pytest.approx(0.6)
-    assert gpu_probe.joules_per_image([], 1000.0) is None
-    assert gpu_probe.joules_per_image(samples, None) is None
+def test_joules_per_image_uses_only_the_timed_steps():
+    """A cell's process draws little while it imports and compiles (30 s at 100 W here), full
+    power while its timed steps run (10 s at 600 W) and little again as it writes its results:
+    only samples inside the timed window, after its first second (power.draw's 1 s average),
+    count. The later half of all samples, the rule before, gave 100 W here: 0.1 J per image."""
+    samples = [(float(t), 100.0) for t in range(30)] + [(float(t), 600.0) for t in range(30, 40)] + \
+        [(float(t), 50.0) for t in range(40, 50)]
+    watts, why = gpu_probe.window_watts(samples, [29.5, 39.5])
+    assert watts == [600.0] * 9 and why == ""  # 31..39: the first second (29.5-30.5) left out
+    assert gpu_probe.joules_per_image(watts, 1000.0) == pytest.approx(0.6)
+    assert gpu_probe.joules_per_image([], 1000.0) is None and gpu_probe.joules_per_image(watts, None) is None
+    # too short a window for a reading, no window, no samples: no number, and why
+    assert gpu_probe.window_watts(samples, [30.0, 32.5]) == (
+        [], "the timed steps ran 2.5 s, under the 3 s a power reading needs")
+    assert gpu_probe.window_watts(samples, None) == ([], "no timed window in the run's results")
+    assert gpu_probe.window_watts([], [0.0, 100.0])[1].startswith("no power samples")
 
 
 def test_junit_counts(tmp_path):

@@ -174,3 +174,13 @@ def test_the_staged_loop_takes_and_stages_the_next_batch_before_the_fetch():
     events.clear()
     staged_loop(iter(()), step, stage, lambda losses: events.append(("fetch", losses)))
     assert events == []
+
+
+def test_timed_window_runs_from_the_last_warmup_report_to_the_last():
+    """20 steps: 2 warm-up. The window starts at step 1's report (the end of warm-up), not step
+    0's (compile) or step 2's (a timed step), and ends at the last report."""
+    steps = [9.0, 0.001] + [0.1] * 18
+    clock = [100.0 + i for i in range(20)]
+    assert summarize(steps, BATCH, step_clock=clock)["timed_window_monotonic"] == [101.0, 119.0]
+    assert "timed_window_monotonic" not in summarize(steps, BATCH)  # no clock, no window
+    assert "timed_window_monotonic" not in summarize([9.0], BATCH, step_clock=[1.0])  # all warm-up

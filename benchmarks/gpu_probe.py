@@ -9,6 +9,7 @@ frameworks in one process can fight over the GPU.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -89,45 +90,61 @@ def _probe_here(name: str) -> dict:
 
 
 class PowerSampler:
-    """nvidia-smi's power.draw of GPU `index` about every `interval` seconds, in a thread:
+    """nvidia-smi's power.draw of GPU `index` about every `interval` seconds, read in a thread:
     `with PowerSampler() as p: ...` then p.samples [(monotonic seconds, watts)]. A no-op without
-    nvidia-smi (the CPU smoke run): samples stay empty."""
+    nvidia-smi (the CPU smoke run): samples stay empty.
+
+    Each sample's time is nvidia-smi's own timestamp of its query, not when its line was read: the
+    samples are cut to a cell's timed steps (cell_power), and a piped program's output may arrive
+    in bursts. stdbuf asks for a line at a time; the rest of the output is read after the stop."""
 
     def __init__(self, index: int = 0, interval: float = 0.1):
         self.index, self.interval, self.samples = index, interval, []
-        self._stop = threading.Event()
-        self._thread = None
+        self._proc = self._thread = None
 
     def __enter__(self):
         if shutil.which("nvidia-smi"):
-            self._thread = threading.Thread(target=self._loop, daemon=True)
+            # One long-lived `nvidia-smi -lms`: a process per sample would cost more than 100 ms.
+            cmd = [*(["stdbuf", "-oL"] if shutil.which("stdbuf") else []), "nvidia-smi", f"--id={self.index}",
+                   "--query-gpu=timestamp,power.draw", "--format=csv,noheader,nounits",
+                   f"-lms={int(self.interval * 1000)}"]
+            try:
+                self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            except OSError:
+                return self
+            self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
+        if self._proc:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
         if self._thread:
             self._thread.join(timeout=5)
 
-    def _loop(self):
-        # One long-lived `nvidia-smi -lms`: a process per sample would cost more than 100 ms.
-        cmd = ["nvidia-smi", f"--id={self.index}", "--query-gpu=power.draw", "--format=csv,noheader,nounits",
-               f"-lms={int(self.interval * 1000)}"]
-        try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        except OSError:
-            return
-        try:
-            for line in proc.stdout:
-                if self._stop.is_set():
-                    break
-                try:
-                    self.samples.append((time.monotonic(), float(line.strip())))
-                except ValueError:
-                    continue  # '[N/A]' on GPUs that do not report power
-        finally:
-            proc.terminate()
-            proc.wait(timeout=5)
+    def _read(self):
+        wall_minus_monotonic = time.time() - time.monotonic()
+        for line in self._proc.stdout:  # to the end: what was written before the stop counts
+            sample = power_sample(line, wall_minus_monotonic)
+            if sample:
+                self.samples.append(sample)
+
+
+def power_sample(line: str, wall_minus_monotonic: float) -> tuple[float, float] | None:
+    """(monotonic seconds, watts) from a line of `nvidia-smi --query-gpu=timestamp,power.draw
+    --format=csv,noheader,nounits` ('2026/12/02 09:40:01.123, 312.45'; its timestamp is local
+    time); None for '[N/A]' (GPUs that do not report power) or any other line."""
+    try:
+        stamp, watts = (part.strip() for part in line.split(","))
+        wall = dt.datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").timestamp()
+        return wall - wall_minus_monotonic, float(watts)
+    except ValueError:
+        return None
 
 
 # nvidia-smi's power.draw is, on Ampere and newer GPUs, the average of the last second (NVML's

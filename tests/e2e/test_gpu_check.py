@@ -185,6 +185,40 @@ def test_joules_per_image_uses_only_the_timed_steps():
     assert gpu_probe.window_watts([], [0.0, 100.0])[1].startswith("no power samples")
 
 
+FAKE_SMI = """#!{python}
+import datetime, sys, time
+now = datetime.datetime.now()
+# five samples queried 0.4 s apart, all written at once (as a block-buffered pipe delivers them)
+for i in range(5):
+    stamp = now - datetime.timedelta(seconds=0.4 * (4 - i))
+    print(f"{{stamp:%Y/%m/%d %H:%M:%S}}.{{stamp.microsecond // 1000:03d}}, {{300 + i}}.5")
+print(f"{{now:%Y/%m/%d %H:%M:%S}}.000, [N/A]")
+sys.stdout.flush()
+time.sleep(60)
+"""
+
+
+def test_power_samples_carry_nvidia_smis_own_times_and_survive_a_burst(tmp_path, monkeypatch):
+    """The samples are cut to a cell's timed steps, so each needs the time it was measured, not
+    the time its line was read: five lines written at once keep their 0.4 s spacing, an '[N/A]'
+    is left out, and lines written before the stop are all read."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(FAKE_SMI.format(python=sys.executable))
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    before = time.monotonic()
+    with gpu_probe.PowerSampler() as power:
+        deadline = time.monotonic() + 20
+        while len(power.samples) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [w for _, w in power.samples] == [300.5, 301.5, 302.5, 303.5, 304.5]
+    times = [t for t, _ in power.samples]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(abs(g - 0.4) < 0.01 for g in gaps), gaps  # read at once, measured 0.4 s apart
+    assert before - 2.5 < times[0] < times[-1] < time.monotonic() + 0.5
+    assert gpu_probe.power_sample("garbage", 0.0) is None
+
+
 def test_junit_counts(tmp_path):
     (tmp_path / "j.xml").write_text(
         '<testsuites><testsuite><testcase classname="tests.backends.test_x" name="a[pytorch]"/>'

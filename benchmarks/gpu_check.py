@@ -275,7 +275,7 @@ def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
             check.doc["grid"].append(dict(row, status="not run: budget", reason=f"needs {cell_seconds(config):.0f} s left"))
             check.save()
             continue
-        cell = check.out / "grid" / f"{name}-{config.replace('+', '-')}-b{batch}"
+        cell = check.out / "grid" / cell_name(name, config, batch)
         work = check.out / "work" / cell.name
         cmd = [sys.executable, "-m", "benchmarks.throughput", "--backend", name, "--preset", size["grid_preset"],
                "--batch-sizes", str(batch), "--configs", config, "--device", check.args.device,
@@ -287,6 +287,10 @@ def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
             rc, seconds = check.run(cmd, f"grid-{cell.name}.log")
         check.doc["grid"].append(grid_row(row, cell, work, rc, seconds, power.samples))
         check.save()
+
+
+def cell_name(backend: str, config: str, batch: int) -> str:  # under grid/ (its table), work/ (its run)
+    return f"{backend}-{config.replace('+', '-')}-b{batch}"
 
 
 def grid_row(row: dict, cell: Path, work: Path, rc: int | None, seconds: float, samples: list) -> dict:

@@ -69,7 +69,12 @@ def main(argv=None) -> int:
     p.add_argument("grid", type=Path, help="the grid's results folder (throughput.json inside)")
     p.add_argument("work", type=Path, help="the grid's --work folder (its run folders)")
     args = p.parse_args(argv)
-    doc = json.loads((args.grid / "throughput.json").read_text())
+    try:
+        doc = json.loads((args.grid / "throughput.json").read_text())
+    except (ValueError, OSError) as exc:
+        print(f"tools.grid_runs: {args.grid}: no readable throughput.json ({exc}); give a grid's "
+              "results folder", file=sys.stderr)
+        return 1
     if any("img/s per run" in r for r in doc["rows"]):
         print(f"tools.grid_runs: {args.grid} already has each run's img/s", file=sys.stderr)
         return 2

@@ -63,8 +63,8 @@ def test_smoke_run_proves_every_step(tmp_path):
                    for r in doc["grid"] if r["status"] == "ok")
     # every measured cell's run recorded when its timed steps ran: what the power samples are cut to
     for r in (r for r in doc["grid"] if r["status"] == "ok"):
-        window = gpu_probe.timed_window(tmp_path / "check" / "work" / f"{r['backend']}-{r['config']}-b{r['batch']}",
-                                        r["backend"])
+        work = tmp_path / "check" / "work" / gpu_check.cell_name(r["backend"], r["config"], r["batch"])
+        window = gpu_probe.timed_window(work, r["backend"])
         assert window and window[0] <= window[1], r
     summary = (tmp_path / "check" / "summary.md").read_text()
     assert summary in proc.stdout and "## Throughput grid" in summary

@@ -8,10 +8,13 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from benchmarks import gpu_check
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Stands in for python3: `-m benchmarks.gpu_check ARGS` writes a results folder with heavy files
-# its .gitignore names, prints its arguments and "written: DIR" as the real one does, exits 3.
+# its .gitignore (the check's HEAVY_OUTPUTS) names, prints its arguments and "written: DIR" as
+# the real one does, and exits 3.
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 [ "$1" = -m ] && [ "$2" = pip ] && exit 0
 [ "$2" = benchmarks.gpu_check ] || exit 9
@@ -20,7 +23,7 @@ echo "gpu_check args: $*"
 d=$FAKE_DIR
 mkdir -p "$d/work/cell-b256/run" "$d/main/backends/pytorch" "$d/grid/cell-b256"
 printf '# GPU check: partial\n' > "$d/summary.md"
-printf '# heavy\nwork\n*.npz\n*.npy\n' > "$d/.gitignore"
+printf '%s' "$FAKE_GITIGNORE" > "$d/.gitignore"
 printf 'x%.0s' $(seq 1000) > "$d/work/cell-b256/run/results.json"
 printf 'x' > "$d/main/backends/pytorch/weights.npz"
 printf 'x' > "$d/main/backends/pytorch/quality_samples.npy"
@@ -36,7 +39,8 @@ def _session(tmp_path, *args):
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHON=str(fake), OUT=str(out), FAKE_DIR=str(tmp_path / "results" / "h200-gpu-check"))
+    env = dict(os.environ, PYTHON=str(fake), OUT=str(out), FAKE_DIR=str(tmp_path / "results" / "h200-gpu-check"),
+               FAKE_GITIGNORE=gpu_check.HEAVY_OUTPUTS)  # the check's own, as it writes it
     proc = subprocess.run(["bash", str(REPO / "tools" / "gpu_session.sh"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     return proc, out

@@ -144,7 +144,9 @@ class Backend(BackendBase):
 
     # ----- compute -----
     def array(self, array: np.ndarray) -> mx.nd.NDArray:
-        """A host array as this backend's input: float32 on its (first) device."""
+        """A host array as this backend's input: float32 on its (first) device. On a GPU the
+        engine copies it on its copy workers' own stream, after no queued step: nothing to stage
+        (docs/gpu.md, "The data path")."""
         return mx.nd.array(array, ctx=self.device, dtype=np.float32)
 
     def targets(self, n: int) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:

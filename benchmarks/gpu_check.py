@@ -17,6 +17,9 @@ leaves complete results of the steps done and says which were not:
    process, with the GPU's power sampled (~10 Hz) for joules per image. First-step (compile)
    time is its own column, apart from img/s.
 Writes benchmarks/results/<gpu>-<date>-gpu-check/ (the smoke run: runs/gpu-check-smoke-<time>/).
+`--resume DIR` continues such a folder, on this machine or a fresh one: its finished steps and
+cells are kept, the rest run (the probe and the peak again, as the machine may be another); each
+run's files carry a suffix (-r2, ...) and each record its run's number.
 Exit status: 0 all done and passed, 1 a step failed (or no backend can run), 2 bad usage,
 3 nothing failed but the budget or a stop left steps out.
 """
@@ -36,10 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import configs, gpu_probe, peak  # noqa: E402
+from benchmarks import configs, gpu_probe, gpu_summary, peak  # noqa: E402
 from benchmarks.throughput import machine_slug  # noqa: E402
 from common import atomic  # noqa: E402
-from common.results.tables import table  # noqa: E402
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3  # nothing failed, but the budget (or a stop) left steps out: see summary.md
@@ -84,6 +86,8 @@ def parse_args(argv):
     p.add_argument("--budget", type=float, help="minutes for everything (default 8, smoke 3)")
     p.add_argument("--backend", default="all", help=f"all or a comma-separated list of {', '.join(backends.NAMES)}")
     p.add_argument("--out", help="results folder to create")
+    p.add_argument("--resume", metavar="DIR", help="continue an earlier check's results folder: keep its finished "
+                   "steps and grid cells, run the rest (the probe and the peak again)")
     args = p.parse_args(argv)
     args.size = SIZES["smoke" if args.smoke else "full"]
     args.budget = args.budget if args.budget is not None else args.size["budget_min"]
@@ -95,6 +99,8 @@ def parse_args(argv):
         p.error("--device cpu measures nothing worth the time: add --smoke (the path's proof)")
     if args.budget <= 0:
         p.error("--budget must be positive minutes")
+    if args.resume and args.out:
+        p.error("--resume writes into the folder it continues: leave out --out")
     # PyTorch first: its rows (spec and best) are the goals' yardstick.
     args.backends = sorted(names, key=lambda n: n != "pytorch")
     return args
@@ -103,23 +109,54 @@ def parse_args(argv):
 class Check:
     """The run's state: the deadline, the summary, and the folder it is written to."""
 
-    def __init__(self, args, out: Path):
+    def __init__(self, args, out: Path, earlier: dict | None = None):
+        """earlier: the summary of the check this run continues (--resume), else None."""
         self.args, self.out = args, out
         self.deadline = time.monotonic() + 60 * args.budget
-        self.doc = {"command": "python -m benchmarks.gpu_check " + " ".join(sys.argv[1:]),
-                    "device": args.device, "smoke": args.smoke, "budget_minutes": args.budget,
-                    "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                    "status": "running", "steps": {}, "grid": []}
+        run = {"command": "python -m benchmarks.gpu_check " + " ".join(sys.argv[1:]), "budget_minutes": args.budget,
+               "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        self.doc = earlier or {"device": args.device, "smoke": args.smoke, "steps": {}, "grid": [], "runs": []}
+        self.run_no = len(self.doc["runs"]) + 1
+        self.suffix = "" if self.run_no == 1 else f"-r{self.run_no}"  # this run's files, beside earlier runs'
+        self.doc["runs"].append(dict(run=self.run_no, **run))
+        self.doc.update(run, status="running")
+        for stale in ("not_run", "finished"):
+            self.doc.pop(stale, None)
+
+    def finished(self, name: str) -> bool:
+        """Whether an earlier run finished step `name` and it passed: a resumed check keeps it."""
+        return self.doc["steps"].get(name, {}).get("status") == "ok"
+
+    def cell_done(self, row: dict) -> bool:
+        """Whether an earlier run measured this grid cell, or skipped it with why: kept."""
+        return any(r.get("status") in ("ok", "skipped") for r in self.doc["grid"] if _same_cell(r, row))
+
+    def record_cell(self, row: dict) -> None:
+        """Records a cell, in place of an earlier run's unfinished row of it (one that failed or
+        was stopped is kept in `replaced`)."""
+        grid = self.doc["grid"]
+        at = next((i for i, r in enumerate(grid) if _same_cell(r, row)), None)
+        if at is None:
+            grid.append(row)
+        elif "not run" not in row["status"]:  # else the earlier row says more
+            if "not run" not in str(grid[at].get("status")):
+                self.doc.setdefault("replaced", []).append(
+                    dict(grid[at], step=f"grid {row['backend']} {row['config']} b{row['batch']}"))
+            grid[at] = row
+        self.save()
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
     def save(self) -> None:
         atomic.write_json(self.out / "summary.json", self.doc)
-        atomic.write_text(self.out / "summary.md", render(self.doc))
+        atomic.write_text(self.out / "summary.md", gpu_summary.render(self.doc))
 
     def step(self, name: str, record: dict) -> None:
-        self.doc["steps"][name] = record
+        earlier = self.doc["steps"].get(name)
+        if earlier and earlier.get("run", 1) != self.run_no and "not run" not in str(earlier.get("status")):
+            self.doc.setdefault("replaced", []).append(dict(earlier, step=name))
+        self.doc["steps"][name] = dict(record, run=self.run_no)
         self.save()
 
     def run(self, cmd: list[str], log: str, env: dict | None = None) -> tuple[int | None, float]:
@@ -140,6 +177,10 @@ class Check:
             if rc is None:
                 _stop(proc)
         return rc, round(time.monotonic() - t0, 1)
+
+
+def _same_cell(a: dict, b: dict) -> bool:
+    return (a["backend"], a["config"], a["batch"]) == (b["backend"], b["config"], b["batch"])
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -166,7 +207,7 @@ def probe_step(check: Check) -> list[str]:
             lambda name: gpu_probe.probe_backend(name, timeout=max(10.0, check.left())), check.args.backends))
     ready = [b["backend"] for b in record["backends"] if b.get("status") == "ok"
              and (check.args.device == "cpu" or b.get("sees_gpu"))]
-    record["ready"] = ready
+    record["ready"], record["status"] = ready, "ok" if ready else "no backend can run on the device"
     record["seconds"] = round(time.monotonic() - t0, 1)
     check.step("probe", record)
     return ready
@@ -174,44 +215,24 @@ def probe_step(check: Check) -> list[str]:
 
 def parity_step(check: Check, ready: list[str]) -> None:
     size = check.args.size
-    junit = check.out / "parity.xml"
+    junit = check.out / f"parity{check.suffix}.xml"
     keyword = size["parity_keyword"]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu and not slow",
            *(["-k", keyword] if keyword else []), *PARITY_FILES, f"--junitxml={junit}"]
     # only the backends that run here (the probe says why the others do not): the rest skip
     env = {"DCGAN_BENCH_TEST_DEVICE": check.args.device, "DCGAN_BENCH_TEST_BACKENDS": ",".join(ready)}
-    rc, seconds = check.run(cmd, "parity.log", env)
+    rc, seconds = check.run(cmd, f"parity{check.suffix}.log", env)
     record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
               "status": "stopped: budget" if rc is None else ("ok" if rc == 0 else "failed")}
-    record.update(junit_counts(junit))
+    record.update(gpu_summary.junit_counts(junit))
     check.step("parity", record)
 
 
-def junit_counts(path: Path) -> dict:
-    """{'passed': n, 'failed': n, 'skipped': n, 'failures': [test ids]} from pytest's junit xml."""
-    if not path.exists():
-        return {}
-    import xml.etree.ElementTree as ET
-    counts = {"passed": 0, "failed": 0, "skipped": 0, "failures": [], "skips": {}}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        test_id = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
-        if case.find("failure") is not None or case.find("error") is not None:
-            counts["failed"] += 1
-            counts["failures"].append(test_id)
-        elif case.find("skipped") is not None:
-            counts["skipped"] += 1
-            reason = (case.find("skipped").get("message") or "")[:200]
-            counts["skips"][reason] = counts["skips"].get(reason, 0) + 1
-        else:
-            counts["passed"] += 1
-    return counts
-
-
 def main_step(check: Check, ready: list[str]) -> None:
-    size, out = check.args.size, check.out / "main"
+    size, out = check.args.size, check.out / f"main{check.suffix}"
     cmd = [sys.executable, "run_all.py", "--backend", ",".join(ready), "--dataset", size["main_dataset"],
            "--iters", str(size["main_iters"]), "--device", check.args.device, "--out", str(out), "--quiet"]
-    rc, seconds = check.run(cmd, "main.log")
+    rc, seconds = check.run(cmd, f"main{check.suffix}.log")
     record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
               "status": "stopped: budget" if rc is None else ("ok" if rc == 0 else "failed"), "backends": {}}
     results = out / "results.json"
@@ -229,19 +250,19 @@ def main_step(check: Check, ready: list[str]) -> None:
 def peak_step(check: Check) -> dict:
     """The device's measured dense peak per precision, once for every grid cell: {device:
     {precision: {...}}} as benchmarks.throughput's `--peaks` reads it, {} if it did not run."""
-    path = check.out / "peak.json"
+    path = check.out / f"peak{check.suffix}.json"
     # the cells' threads (benchmarks.throughput's default: every core); run by check.run, so the
     # budget can stop it
     cmd, env = peak.command(peak.PRECISIONS, check.args.device, os.cpu_count(),
                             check.args.size["peak_seconds"], path)
-    rc, seconds = check.run(cmd, "peak.log", env)
+    rc, seconds = check.run(cmd, f"peak{check.suffix}.log", env)
     measured = json.loads(path.read_text()) if rc == 0 and path.exists() else {}
     record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
               "status": "stopped: budget" if rc is None else ("ok" if measured else "failed"),
               "peaks": {check.args.device: measured} if measured else {}}
     check.step("peak", record)
     if measured:
-        atomic.write_json(check.out / "peaks.json", record["peaks"])
+        atomic.write_json(check.out / f"peaks{check.suffix}.json", record["peaks"])
     return record["peaks"]
 
 
@@ -261,21 +282,22 @@ def cell_seconds(config: str) -> float:
 
 
 def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
-    """Every cell of `plan` (default grid_plan's) that the budget left still fits; a cell with
-    no fast path on the device is a row saying why, without a process."""
-    size, peaks = check.args.size, check.out / "peaks.json"
+    """Every cell of `plan` (default grid_plan's) that the budget left still fits, less those an
+    earlier run measured (or skipped, with why); a cell with no fast path on the device is a row
+    saying why, without a process."""
+    size, peaks = check.args.size, check.out / f"peaks{check.suffix}.json"
     for name, config, batch in grid_plan(check.args, ready) if plan is None else plan:
-        row = {"backend": name, "config": config, "batch": batch}
+        row = {"backend": name, "config": config, "batch": batch, "run": check.run_no}
+        if check.cell_done(row):
+            continue
         paths = configs.fast_paths(config, name, check.args.device)
         if isinstance(paths, str):
-            check.doc["grid"].append(dict(row, status="skipped", reason=paths))
-            check.save()
+            check.record_cell(dict(row, status="skipped", reason=paths))
             continue
         if check.left() < cell_seconds(config):
-            check.doc["grid"].append(dict(row, status="not run: budget", reason=f"needs {cell_seconds(config):.0f} s left"))
-            check.save()
+            check.record_cell(dict(row, status="not run: budget", reason=f"needs {cell_seconds(config):.0f} s left"))
             continue
-        cell = check.out / "grid" / cell_name(name, config, batch)
+        cell = check.out / "grid" / (cell_name(name, config, batch) + check.suffix)
         work = check.out / "work" / cell.name
         cmd = [sys.executable, "-m", "benchmarks.throughput", "--backend", name, "--preset", size["grid_preset"],
                "--batch-sizes", str(batch), "--configs", config, "--device", check.args.device,
@@ -285,8 +307,7 @@ def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
                *(["--peaks", str(peaks)] if peaks.exists() else ["--peak-seconds", "0"])]
         with gpu_probe.PowerSampler() as power:
             rc, seconds = check.run(cmd, f"grid-{cell.name}.log")
-        check.doc["grid"].append(grid_row(row, cell, work, rc, seconds, power.samples))
-        check.save()
+        check.record_cell(grid_row(row, cell, work, rc, seconds, power.samples))
 
 
 def cell_name(backend: str, config: str, batch: int) -> str:  # under grid/ (its table), work/ (its run)
@@ -310,60 +331,26 @@ def grid_row(row: dict, cell: Path, work: Path, rc: int | None, seconds: float, 
                 **gpu_probe.cell_power(samples, work, row["backend"], r.get("img/s")))
 
 
-# ----- the summary -----
-def render(doc: dict) -> str:
-    steps = doc["steps"]
-    lines = [f"# GPU check ({'smoke, ' if doc['smoke'] else ''}device {doc['device']}): {doc['status']}", "",
-             f"`{doc['command']}` started {doc['started']}, budget {doc['budget_minutes']} min.", ""]
-    machine = steps.get("probe", {}).get("machine", {})
-    for gpu in machine.get("gpus", []):
-        lines.append(f"GPU: {gpu.get('name')}, driver {gpu.get('driver_version')}, "
-                     f"CUDA (driver) {machine.get('driver_cuda')}, {gpu.get('memory.total')} MiB")
-    if not machine.get("gpus"):
-        lines.append("GPU: none seen by nvidia-smi")
-    probe_rows = [{"backend": b["backend"], "status": b.get("status"), "version": b.get("version", ""),
-                   "devices": ", ".join(map(str, b.get("devices", []))),
-                   "build": ", ".join(f"{k}={v}" for k, v in (b.get("build") or {}).items()),
-                   "GPU": "yes" if b.get("sees_gpu") else (b.get("gpu_reason") or b.get("reason") or "")}
-                  for b in steps.get("probe", {}).get("backends", [])]
-    if probe_rows:
-        lines += ["", "## Backends", "", table(probe_rows, "github")]
-    parity = steps.get("parity")
-    if parity:
-        lines += ["", f"## Parity on the device: {parity['status']} ({parity.get('passed', 0)} passed, "
-                      f"{parity.get('failed', 0)} failed, {parity.get('skipped', 0)} skipped, {parity['seconds']} s)"]
-        lines += [f"- failed: {t}" for t in parity.get("failures", [])]
-        lines += [f"- skipped {n}x: {reason}" for reason, n in parity.get("skips", {}).items()]
-    main = steps.get("main")
-    if main:
-        lines += ["", f"## Main job: {main['status']} ({main['seconds']} s)", ""]
-        rows = [dict(backend=k, **{c: v for c, v in r.items() if c != "final_losses"})
-                for k, r in main["backends"].items()]
-        lines.append(table(rows, "github") if rows else "no results.json")
-    measured = steps.get("peak")
-    if measured:
-        lines += ["", f"## Measured peak: {measured['status']} ({measured['seconds']} s)", "",
-                  peak.describe(measured["peaks"]) or "not measured: see logs/peak.log"]
-    if doc["grid"]:
-        lines += ["", f"## Throughput grid ({doc['device']}; first step = compile and autotune, apart)", "",
-                  table(doc["grid"], "github")]
-    if doc.get("not_run"):
-        lines += ["", "Not run: " + ", ".join(doc["not_run"])]
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     today = dt.date.today().isoformat()
-    out = Path(args.out) if args.out else (
+    out = Path(args.resume or args.out or (
         REPO / "runs" / f"gpu-check-smoke-{dt.datetime.now():%Y%m%d-%H%M%S}" if args.smoke
-        else REPO / "benchmarks" / "results" / f"{machine_slug()}-{today}-gpu-check")
-    if out.exists():
-        print(f"benchmarks.gpu_check: {out} already exists; choose a new --out", file=sys.stderr)
+        else REPO / "benchmarks" / "results" / f"{machine_slug()}-{today}-gpu-check"))
+    if args.resume:
+        earlier, why = gpu_summary.load(out, args.device, args.smoke)
+        if why:
+            print(f"benchmarks.gpu_check: --resume {out}: {why}", file=sys.stderr)
+            return EXIT_USAGE
+    elif out.exists():
+        print(f"benchmarks.gpu_check: {out} already exists; choose a new --out, or continue it with "
+              f"--resume {out}", file=sys.stderr)
         return EXIT_USAGE
-    out.mkdir(parents=True)
-    atomic.write_text(out / ".gitignore", HEAVY_OUTPUTS)
-    check = Check(args, out)
+    else:
+        earlier = None
+        out.mkdir(parents=True)
+        atomic.write_text(out / ".gitignore", HEAVY_OUTPUTS)
+    check = Check(args, out, earlier)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill ends like Ctrl-C: summary kept
     order = ["probe", "parity", "main", "peak", "grid"]
     try:
@@ -373,8 +360,11 @@ def main(argv=None) -> int:
             if not ready:
                 check.doc["not_run"] = [s for s in order if s not in check.doc["steps"]]
                 break
+            if name in ("parity", "main") and check.finished(name):
+                continue  # an earlier run's, passed (--resume); the probe and the peak are of this machine
             if name != "grid" and check.left() < MIN_SECONDS[name]:
-                check.step(name, {"status": "not run: budget", "seconds": 0})
+                if name not in check.doc["steps"]:  # else the earlier run's record says more
+                    check.step(name, {"status": "not run: budget", "seconds": 0})
                 continue
             step(check, ready)
         cut = [s for s, r in check.doc["steps"].items() if "budget" in str(r.get("status"))] + \
@@ -385,9 +375,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         check.doc["status"] = "interrupted"
         check.doc["not_run"] = [s for s in order if s not in check.doc["steps"]]
-    check.doc["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    check.doc["finished"] = check.doc["runs"][-1]["finished"] = dt.datetime.now().astimezone().isoformat(
+        timespec="seconds")
     check.save()
-    print(render(check.doc))
+    print(gpu_summary.render(check.doc))
     print(f"written: {out}", file=sys.stderr)
     failed = [s for s, r in check.doc["steps"].items() if r.get("status") == "failed"] + \
         [r for r in check.doc["grid"] if r.get("status") == "failed"]

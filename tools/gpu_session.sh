@@ -5,6 +5,8 @@
 # beside the node's own stack with --target, runs the GPU check, and leaves in $OUT what comes
 # back: the check's log, its summary.md, and its results folder as gpu-check.tgz without the
 # heavy files its own .gitignore names (weights, samples, run folders): what is committed.
+# A rerun continues a check the budget cut short: `--resume benchmarks/results/<folder> --budget 3`
+# with that folder untarred into the checkout first, so it travels.
 # Exit status: the GPU check's (0 done, 1 a step failed, 2 bad usage, 3 partial).
 set -uo pipefail
 cd "$(dirname "$0")/.."

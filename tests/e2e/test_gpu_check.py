@@ -16,7 +16,7 @@ import time
 import pytest
 
 import backends
-from benchmarks import configs, gpu_check, gpu_probe
+from benchmarks import configs, gpu_check, gpu_probe, gpu_summary
 from tests.support.processes import REPO, offline
 
 # The smoke run's default budget is the issue's 3 minutes, which the 2-core machine meets idle only
@@ -123,8 +123,64 @@ def test_a_cell_without_a_fast_path_is_a_row_saying_why_without_a_process(tmp_pa
     check = gpu_check.Check(args, tmp_path)
     gpu_check.grid_step(check, ["chainer"], plan=[("chainer", "best", 4)])
     assert not (tmp_path / "logs").exists()  # check.run writes a log for every process it starts
-    assert check.doc["grid"] == [{"backend": "chainer", "config": "best", "batch": 4, "status": "skipped",
+    assert check.doc["grid"] == [{"backend": "chainer", "config": "best", "batch": 4, "run": 1, "status": "skipped",
                                   "reason": configs.BEST["chainer"]["cpu"]}]
+
+
+@pytest.mark.slow
+def test_a_resumed_check_keeps_what_was_finished_and_runs_the_rest(tmp_path):
+    """A GPU lease may end a check partway (the budget): --resume continues its folder, maybe on
+    a fresh machine, running only what is unfinished, with the probe and the peak of the machine
+    it runs on; each run's files are apart and each record names its run."""
+    folder = tmp_path / "check"
+    cmd, env = _smoke(tmp_path, "--backend", "pytorch", "--budget", "0.25")  # the probe, little more
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == gpu_check.EXIT_PARTIAL, first.stderr[-2000:]
+    resume = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--smoke", "--backend", "pytorch",
+              "--resume", str(folder)]
+    wrong = subprocess.run(resume[:3] + resume[5:], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == gpu_check.EXIT_USAGE and "resume it so" in wrong.stderr.splitlines()[-1]
+
+    second = subprocess.run([*resume, "--budget", BUDGET_MINUTES], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    doc = json.loads((folder / "summary.json").read_text())
+    assert doc["status"] == "done" and [r["run"] for r in doc["runs"]] == [1, 2]
+    assert {name: (r["status"], r["run"]) for name, r in doc["steps"].items()} == {
+        name: ("ok", 2) for name in ("probe", "parity", "main", "peak")}
+    assert [(r["config"], r["status"], r["run"]) for r in doc["grid"]] == [("spec", "ok", 2), ("best", "ok", 2)]
+    assert (folder / "main-r2" / "results.json").exists() and (folder / "logs" / "parity-r2.log").exists()
+    assert (folder / "grid" / (gpu_check.cell_name("pytorch", "spec", 4) + "-r2") / "throughput.json").exists()
+
+    third = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-2000:]
+    again = json.loads((folder / "summary.json").read_text())
+    assert again["status"] == "done" and len(again["runs"]) == 3
+    # nothing measured twice: the second run's parity, main job and cells kept as they were
+    assert {n: again["steps"][n] for n in ("parity", "main")} == {n: doc["steps"][n] for n in ("parity", "main")}
+    assert again["grid"] == doc["grid"]
+    assert again["steps"]["probe"]["run"] == again["steps"]["peak"]["run"] == 3  # of the machine it ran on
+    assert [(r["step"], r["run"]) for r in again["replaced"] if r["step"] == "probe"] == [("probe", 1), ("probe", 2)]
+    summary = (folder / "summary.md").read_text()
+    assert "Run 3: " in summary and "| run " in summary
+
+
+def test_a_resumed_grid_keeps_an_earlier_row_until_its_cell_is_measured_again(tmp_path):
+    """Without processes: a cell the budget leaves out keeps the earlier run's row (here a
+    failure); a row measured again takes its place, and the earlier one is kept in `replaced`."""
+    failed = {"backend": "chainer", "config": "spec", "batch": 4, "status": "failed", "reason": "see logs"}
+    earlier = {"device": "cpu", "smoke": True, "steps": {}, "runs": [{"run": 1, "command": "c", "started": "s",
+                                                                      "budget_minutes": 3}],
+               "grid": [failed, {"backend": "chainer", "config": "best", "batch": 4, "status": "not run: budget"}]}
+    check = gpu_check.Check(gpu_check.parse_args(["--device", "cpu", "--smoke", "--budget", "0.001"]), tmp_path,
+                            json.loads(json.dumps(earlier)))
+    time.sleep(0.1)
+    gpu_check.grid_step(check, ["chainer"])
+    assert check.doc["grid"] == [failed, {"backend": "chainer", "config": "best", "batch": 4, "run": 2,
+                                          "status": "skipped", "reason": configs.BEST["chainer"]["cpu"]}]
+    assert "replaced" not in check.doc
+    check.record_cell(dict(failed, run=2, status="ok", reason=None))
+    assert check.doc["grid"][0]["status"] == "ok" and check.doc["replaced"] == [dict(failed, step="grid chainer spec b4")]
 
 
 def test_grid_plan_puts_the_large_batch_and_pytorch_first():
@@ -154,12 +210,13 @@ def test_max_autotune_comes_last_and_only_with_minutes_left(tmp_path):
     check.deadline = time.monotonic() + gpu_check.MIN_SECONDS["max-autotune cell"] - 30
     gpu_check.grid_step(check, args.backends, plan=plan[-1:])
     assert check.doc["grid"] == [{"backend": "pytorch", "config": "channels_last+bf16+max_autotune", "batch": 256,
-                                  "status": "not run: budget", "reason": "needs 240 s left"}]
+                                  "run": 1, "status": "not run: budget", "reason": "needs 240 s left"}]
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--device", "cpu"], "add --smoke"), (["--backend", "caffe"], "unknown backend"),
-    (["--budget", "0"], "positive")])
+    (["--budget", "0"], "positive"), (["--resume", "a", "--out", "b"], "leave out --out"),
+    (["--device", "cpu", "--smoke", "--resume", "/nonexistent"], "not a GPU check's results folder")])
 def test_bad_usage_is_one_line_naming_the_fix(argv, message):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", *argv], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
@@ -225,6 +282,6 @@ def test_junit_counts(tmp_path):
         '<testcase classname="tests.backends.test_x" name="b[chainer]"><failure message="m"/></testcase>'
         '<testcase classname="tests.backends.test_x" name="c"><skipped message="why"/></testcase>'
         '</testsuite></testsuites>')
-    counts = gpu_check.junit_counts(tmp_path / "j.xml")
+    counts = gpu_summary.junit_counts(tmp_path / "j.xml")
     assert (counts["passed"], counts["failed"], counts["skipped"]) == (1, 1, 1)
     assert counts["failures"] == ["test_x::b[chainer]"] and counts["skips"] == {"why": 1}

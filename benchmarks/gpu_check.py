@@ -15,7 +15,9 @@ leaves complete results of the steps done and says which were not:
    which every grid cell is reported against (`of measured peak`);
 5. grid: benchmarks.throughput at dcgan64 (smoke: mnist32), batch 256 then 64, spec then best, one cell per
    process, with the GPU's power sampled (~10 Hz) for joules per image. First-step (compile)
-   time is its own column, apart from img/s.
+   time is its own column, apart from img/s;
+6. quality: each backend's best configuration trained as the main job trained spec, both scored
+   for sample quality (benchmarks/gpu_quality.py).
 Writes benchmarks/results/<gpu>-<date>-gpu-check/ (the smoke run: runs/gpu-check-smoke-<time>/).
 `--resume DIR` continues such a folder, on this machine or a fresh one: its finished steps and
 cells are kept, the rest run (the probe and the peak again, as the machine may be another); each
@@ -39,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import configs, gpu_probe, gpu_summary, peak  # noqa: E402
+from benchmarks import configs, gpu_probe, gpu_quality, gpu_summary, peak  # noqa: E402
 from benchmarks.throughput import machine_slug  # noqa: E402
 from common import atomic  # noqa: E402
 
@@ -52,18 +54,21 @@ SIZES = {
              # 3 s (best) of timed steps at the issue's goals (10,000 and 50,000 img/s), which a
              # power reading needs (gpu_probe.POWER_MIN_SECONDS); a slower cell runs longer
              "grid_batches": (256, 64), "grid_images": {"spec": 256 * 160, "best": 256 * 640}, "grid_min_iters": 30,
-             "peak_seconds": 2.0, "parity_keyword": ""},
+             "peak_seconds": 2.0, "parity_keyword": "", "quality_backends": None},
     # the smoke grid at mnist32: its cells start and compile faster (JAX and TF 3-7 s a cell less
     # than dcgan64's on the 2-core VM, measured) and the code path is the same
     "smoke": {"budget_min": 3.0, "main_dataset": "mnist-5k", "main_iters": 3, "grid_preset": "mnist32",
               "grid_batches": (4,), "grid_images": {"spec": 8, "best": 8}, "grid_min_iters": 2, "peak_seconds": 0.5,
               # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)
-              "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data"},
+              "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data",
+              # the first backend with fast paths only: each adds a main-job process, 9-16 s here
+              "quality_backends": 1},
 }
 # Steps never started with less than this many seconds left: they could not finish. A
 # max-autotune cell compiles for minutes (Inductor benchmarks kernels for every conv of G's and
 # D's forward and backward graphs): an estimate, never measured (no GPU has run this yet).
-MIN_SECONDS = {"parity": 20, "main": 20, "peak": 10, "grid cell": 15, "max-autotune cell": 240}
+MIN_SECONDS = {"parity": 20, "main": 20, "peak": 10, "grid cell": 15, "max-autotune cell": 240,
+               "quality": gpu_quality.MIN_SECONDS}
 # What `git add` of the results folder leaves out, written there as its .gitignore (and what
 # tools/gpu_session.sh leaves out of the tarball it brings back): the cells' run folders and the
 # main job's weights and samples, hundreds of MB at dcgan64; everything the summary, the tables
@@ -228,12 +233,18 @@ def parity_step(check: Check, ready: list[str]) -> None:
     check.step("parity", record)
 
 
+def main_command(check: Check, names: list[str], out: Path) -> list[str]:
+    """The main job's command line (the quality step runs it again, with fast paths added)."""
+    size = check.args.size
+    return [sys.executable, "run_all.py", "--backend", ",".join(names), "--dataset", size["main_dataset"],
+            "--iters", str(size["main_iters"]), "--device", check.args.device, "--out", str(out), "--quiet"]
+
+
 def main_step(check: Check, ready: list[str]) -> None:
-    size, out = check.args.size, check.out / f"main{check.suffix}"
-    cmd = [sys.executable, "run_all.py", "--backend", ",".join(ready), "--dataset", size["main_dataset"],
-           "--iters", str(size["main_iters"]), "--device", check.args.device, "--out", str(out), "--quiet"]
+    out = check.out / f"main{check.suffix}"
+    cmd = main_command(check, ready, out)
     rc, seconds = check.run(cmd, f"main{check.suffix}.log")
-    record = {"command": " ".join(cmd[1:]), "seconds": seconds, "exit": rc,
+    record = {"command": " ".join(cmd[1:]), "out": out.name, "seconds": seconds, "exit": rc,
               "status": "stopped: budget" if rc is None else ("ok" if rc == 0 else "failed"), "backends": {}}
     results = out / "results.json"
     if results.exists():
@@ -307,28 +318,11 @@ def grid_step(check: Check, ready: list[str], plan: list | None = None) -> None:
                *(["--peaks", str(peaks)] if peaks.exists() else ["--peak-seconds", "0"])]
         with gpu_probe.PowerSampler() as power:
             rc, seconds = check.run(cmd, f"grid-{cell.name}.log")
-        check.record_cell(grid_row(row, cell, work, rc, seconds, power.samples))
+        check.record_cell(gpu_summary.cell_row(row, cell, work, rc, seconds, power.samples))
 
 
 def cell_name(backend: str, config: str, batch: int) -> str:  # under grid/ (its table), work/ (its run)
     return f"{backend}-{config.replace('+', '-')}-b{batch}"
-
-
-def grid_row(row: dict, cell: Path, work: Path, rc: int | None, seconds: float, samples: list) -> dict:
-    row = dict(row, seconds=seconds)
-    doc_path = cell / "throughput.json"
-    if rc is None or not doc_path.exists():
-        return dict(row, status="stopped: budget" if rc is None else "failed",
-                    reason=f"see logs/grid-{cell.name}.log")
-    cells = [r for r in json.loads(doc_path.read_text())["rows"] if r.get("batch") != "all"] or \
-        json.loads(doc_path.read_text())["rows"]
-    r = cells[0]
-    if r.get("status") != "ok":
-        return dict(row, status=r.get("status"), reason=r.get("reason", ""))
-    return dict(row, status="ok", **{k: r.get(k) for k in ("img/s", "first step s", "harness share", "GFLOP/s",
-                                                            "of measured peak", "of datasheet peak",
-                                                            "peak MiB", "device")},
-                **gpu_probe.cell_power(samples, work, row["backend"], r.get("img/s")))
 
 
 def main(argv=None) -> int:
@@ -352,15 +346,15 @@ def main(argv=None) -> int:
         atomic.write_text(out / ".gitignore", HEAVY_OUTPUTS)
     check = Check(args, out, earlier)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill ends like Ctrl-C: summary kept
-    order = ["probe", "parity", "main", "peak", "grid"]
+    order = ["probe", "parity", "main", "peak", "grid", "quality"]
     try:
         ready = probe_step(check)
         for name, step in (("parity", parity_step), ("main", main_step), ("peak", lambda c, _: peak_step(c)),
-                           ("grid", grid_step)):
+                           ("grid", grid_step), ("quality", lambda c, r: gpu_quality.quality_step(c, r, main_command))):
             if not ready:
                 check.doc["not_run"] = [s for s in order if s not in check.doc["steps"]]
                 break
-            if name in ("parity", "main") and check.finished(name):
+            if name in ("parity", "main", "quality") and check.finished(name):
                 continue  # an earlier run's, passed (--resume); the probe and the peak are of this machine
             if name != "grid" and check.left() < MIN_SECONDS[name]:
                 if name not in check.doc["steps"]:  # else the earlier run's record says more

@@ -9,7 +9,9 @@ run's results.json (numbers, machine, versions, command). The third
 rewrites the README's benchmark section, between its markers, with the headline table made from
 every benchmarks/results/*/throughput.json (the throughput grid's output): img/s at batch 64 in
 spec and best-available per backend and grid, each grid's machine, date and command, and a link
-to its full table (throughput.md beside it); --check only says whether the README is stale (exit 1).
+to its full table (throughput.md beside it); then a table per GPU check on a GPU
+(benchmarks/results/*/summary.json of benchmarks.gpu_check, not its smoke runs); --check only
+says whether the README is stale (exit 1).
 """
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ def _cell(row: dict | None) -> str:
     return f"{row['img/s']}" + ("" if row["config"].startswith("spec") else f" ({row['config']})")
 
 
-def headline(docs: list[tuple[str, dict]]) -> str:
+def headline(docs: list[tuple[str, dict]], gpu_checks: bool = False) -> str:
     """The README's headline: per backend, img/s at HEADLINE_BATCH in spec and best-available
     for every grid of benchmarks/results/ (folder, throughput.json), then what each grid
     measured on which machine, when, with which command, and where its full table is."""
@@ -113,7 +115,8 @@ def headline(docs: list[tuple[str, dict]]) -> str:
              "excluded). `spec`: full float32, what the parity tests hold to the float64 oracle; "
              "`best`: the framework's own fast paths on that device (benchmarks/configs.py). "
              f"Measured on: {', '.join(devices) or 'nothing yet'}"
-             + ("" if "gpu" in devices else "; no GPU measurement is published") + ".", "",
+             + ("" if "gpu" in devices else "; GPU: the GPU checks below" if gpu_checks
+                else "; no GPU measurement is published") + ".", "",
              tables.table(rows, "github"), ""]
     for tag, (folder, doc) in zip(tags, docs):
         prov = doc["provenance"]
@@ -129,10 +132,56 @@ def headline(docs: list[tuple[str, dict]]) -> str:
     return "\n".join(lines + [""])
 
 
+# A GPU check's grid in the README: what a reader compares, and where each number comes from.
+GPU_CHECK_COLUMNS = ("backend", "config", "batch", "img/s", "as run", "of measured peak", "of datasheet peak",
+                     "first step s", "harness share", "J/image")
+
+
+def gpu_checks() -> list[tuple[str, dict]]:
+    """(folder, summary) of every GPU check on a GPU under benchmarks/results/ (its smoke runs and
+    CPU runs prove the command, not a GPU, and are left out)."""
+    found = []
+    for path in sorted(RESULTS_DIR.glob("*/summary.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("device") == "gpu" and not doc.get("smoke") and "grid" in doc:
+            found.append((path.parent.name, doc))
+    return found
+
+
+def gpu_headline(checks: list[tuple[str, dict]]) -> str:
+    """Per GPU check: the GPU, driver and CUDA, its date, status and parity on the device, and its
+    grid (every cell, with why where one has no number); its full summary linked."""
+    lines = ["GPU checks (`python -m benchmarks.gpu_check`, [docs/gpu.md](docs/gpu.md)): training img/s at "
+             "dcgan64 on synthetic data, median step; the first step (compile, autotune) apart; joules per "
+             "image from nvidia-smi's power over the timed steps.", ""]
+    for folder, doc in checks:
+        machine = doc["steps"].get("probe", {}).get("machine", {})
+        gpus = ", ".join(f"{g.get('name')} (driver {g.get('driver_version')}, {g.get('memory.total')} MiB)"
+                         for g in machine.get("gpus", [])) or "no GPU recorded"
+        parity = doc["steps"].get("parity") or {}
+        runs = doc.get("runs") or [doc]
+        lines += [f"- {folder}: {gpus}, CUDA (driver) {machine.get('driver_cuda')}; {runs[0]['started'][:10]}; "
+                  f"{doc['status']}; parity on the device {parity.get('status', 'not run')} "
+                  f"({parity.get('passed', 0)} passed, {parity.get('failed', 0)} failed); "
+                  + "; ".join(f"`{run['command']}`" for run in runs)
+                  + f" ([summary](benchmarks/results/{folder}/summary.md))", ""]
+        rows = [{c: (r.get(c) if r.get("status") == "ok" or c in GPU_CHECK_COLUMNS[:3] else "")
+                 for c in GPU_CHECK_COLUMNS} | ({} if r.get("status") == "ok" else {"img/s": r.get("status")})
+                for r in doc["grid"]]
+        lines += [tables.table(rows, "github"), ""]
+        lines += list(dict.fromkeys(f"- {r['backend']} {r['config']}, {r['status']}: {r.get('reason')}"
+                                    for r in doc["grid"] if r.get("status") != "ok" and r.get("reason")))
+    return "\n".join(lines + [""])
+
+
 def readme_section() -> str:
     docs = [(path.parent.name, json.loads(path.read_text()))
             for path in sorted(RESULTS_DIR.glob("*/throughput.json"))]
-    return "\n".join([START, "", headline(docs), END]) if docs else "\n".join([START, "(no results yet)", END])
+    checks = gpu_checks()
+    if not docs and not checks:
+        return "\n".join([START, "(no results yet)", END])
+    return "\n".join([START, "", *([headline(docs, gpu_checks=bool(checks))] if docs else []),
+                      *([gpu_headline(checks)] if checks else []), END])
 
 
 def update_readme(check: bool) -> int:

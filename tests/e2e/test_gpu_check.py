@@ -16,7 +16,7 @@ import time
 import pytest
 
 import backends
-from benchmarks import configs, gpu_check, gpu_probe, gpu_summary
+from benchmarks import configs, gpu_check, gpu_probe, gpu_summary, publish
 from tests.support.processes import REPO, offline
 
 # The smoke run's default budget is the issue's 3 minutes, which the 2-core machine meets idle only
@@ -66,8 +66,14 @@ def test_smoke_run_proves_every_step(tmp_path):
         work = tmp_path / "check" / "work" / gpu_check.cell_name(r["backend"], r["config"], r["batch"])
         window = gpu_probe.timed_window(work, r["backend"])
         assert window and window[0] <= window[1], r
+    # best against spec in sample quality, trained alike (the smoke run: the first backend with
+    # fast paths only, gpu_check.SIZES)
+    quality = doc["steps"]["quality"]
+    first = [n for n in doc["steps"]["probe"]["ready"] if n in has_best][:1]
+    assert quality["status"] == "ok" and [r["backend"] for r in quality["rows"]] == first, quality
+    assert all(r["FD spec"] and r["FD best"] and r["as run"] != "spec (float32)" for r in quality["rows"])
     summary = (tmp_path / "check" / "summary.md").read_text()
-    assert summary in proc.stdout and "## Throughput grid" in summary
+    assert summary in proc.stdout and "## Throughput grid" in summary and "## Best against spec" in summary
     # what is committed and brought back (the folder less its .gitignore's patterns, packed as
     # tools/gpu_session.sh packs it) is small, and has what the summary and tables read: the
     # smoke folder holds about 100 MB in all, nearly all of it weights and run folders
@@ -78,6 +84,10 @@ def test_smoke_run_proves_every_step(tmp_path):
     assert {"check/summary.md", "check/summary.json", "check/main/results.json", "check/peaks.json"} <= set(members)
     assert not [n for n in members if "/work/" in n or n.endswith((".npz", ".npy"))]
     assert sum(members.values()) < 2 * 2**20, sorted((s, n) for n, s in members.items())[-5:]
+    # the README's GPU table reads the check's own rows (here as if it had run on a GPU)
+    text = publish.gpu_headline([("x-gpu-check", dict(doc, device="gpu", smoke=False))])
+    measured = [r for r in doc["grid"] if r["status"] == "ok"]
+    assert all(f"| {r['img/s']} " in text and f"| {r['as run']} " in text for r in measured), text
 
 
 @pytest.mark.slow
@@ -97,7 +107,7 @@ def test_a_stop_keeps_the_finished_steps(tmp_path):
     doc = json.loads(summary.read_text())
     assert doc["status"] == "interrupted"
     assert doc["steps"]["probe"]["ready"] == ["pytorch"]
-    assert doc["not_run"] == ["parity", "main", "peak", "grid"] and doc["grid"] == []
+    assert doc["not_run"] == ["parity", "main", "peak", "grid", "quality"] and doc["grid"] == []
 
 
 def test_a_short_budget_runs_the_most_valuable_first_and_says_what_it_left_out(tmp_path):
@@ -147,7 +157,7 @@ def test_a_resumed_check_keeps_what_was_finished_and_runs_the_rest(tmp_path):
     doc = json.loads((folder / "summary.json").read_text())
     assert doc["status"] == "done" and [r["run"] for r in doc["runs"]] == [1, 2]
     assert {name: (r["status"], r["run"]) for name, r in doc["steps"].items()} == {
-        name: ("ok", 2) for name in ("probe", "parity", "main", "peak")}
+        name: ("ok", 2) for name in ("probe", "parity", "main", "peak", "quality")}
     assert [(r["config"], r["status"], r["run"]) for r in doc["grid"]] == [("spec", "ok", 2), ("best", "ok", 2)]
     assert (folder / "main-r2" / "results.json").exists() and (folder / "logs" / "parity-r2.log").exists()
     assert (folder / "grid" / (gpu_check.cell_name("pytorch", "spec", 4) + "-r2") / "throughput.json").exists()
@@ -157,7 +167,8 @@ def test_a_resumed_check_keeps_what_was_finished_and_runs_the_rest(tmp_path):
     again = json.loads((folder / "summary.json").read_text())
     assert again["status"] == "done" and len(again["runs"]) == 3
     # nothing measured twice: the second run's parity, main job and cells kept as they were
-    assert {n: again["steps"][n] for n in ("parity", "main")} == {n: doc["steps"][n] for n in ("parity", "main")}
+    kept = ("parity", "main", "quality")
+    assert {n: again["steps"][n] for n in kept} == {n: doc["steps"][n] for n in kept}
     assert again["grid"] == doc["grid"]
     assert again["steps"]["probe"]["run"] == again["steps"]["peak"]["run"] == 3  # of the machine it ran on
     assert [(r["step"], r["run"]) for r in again["replaced"] if r["step"] == "probe"] == [("probe", 1), ("probe", 2)]
@@ -181,6 +192,34 @@ def test_a_resumed_grid_keeps_an_earlier_row_until_its_cell_is_measured_again(tm
     assert "replaced" not in check.doc
     check.record_cell(dict(failed, run=2, status="ok", reason=None))
     assert check.doc["grid"][0]["status"] == "ok" and check.doc["replaced"] == [dict(failed, step="grid chainer spec b4")]
+
+
+def test_the_readme_shows_gpu_checks_on_a_gpu_and_only_those(tmp_path, monkeypatch):
+    """A GPU check's folder under benchmarks/results/ puts its grid in the README's benchmark
+    section, every cell with its number or why it has none; smoke and CPU runs do not."""
+    row = {"backend": "pytorch", "config": "spec", "batch": 256, "run": 1, "status": "ok", "img/s": 12345.6,
+           "as run": "spec (float32)", "of measured peak": "31.0%", "first step s": 0.9, "J/image": 0.05}
+    cut = {"backend": "pytorch", "config": "best", "batch": 256, "run": 1, "status": "not run: budget",
+           "reason": "needs 15 s left"}
+    machine = {"gpus": [{"name": "NVIDIA H200", "driver_version": "580.1", "memory.total": 143771}],
+               "driver_cuda": "13.0"}
+    summary = {"device": "gpu", "smoke": False, "status": "partial: budget (1 stopped or not run)",
+               "steps": {"probe": {"machine": machine}, "parity": {"status": "ok", "passed": 40, "failed": 0}},
+               "grid": [row, cut], "runs": [{"run": 1, "command": "python -m benchmarks.gpu_check",
+                                             "started": "2026-12-24T10:00:00+00:00"}]}
+    for name, doc in (("nvidia-h200-2026-12-24-gpu-check", summary),
+                      ("smoke", dict(summary, device="cpu", smoke=True))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path)
+    text = publish.readme_section()
+    assert [name for name, _ in publish.gpu_checks()] == ["nvidia-h200-2026-12-24-gpu-check"]
+    assert "NVIDIA H200 (driver 580.1, 143771 MiB), CUDA (driver) 13.0; 2026-12-24" in text
+    assert "parity on the device ok (40 passed, 0 failed)" in text
+    assert "| 12345.6 " in text and "| not run: budget " in text and "pytorch best, not run: budget: needs 15 s left" in text
+    assert "(benchmarks/results/nvidia-h200-2026-12-24-gpu-check/summary.md)" in text
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "none")
+    assert "GPU checks" not in publish.readme_section()
 
 
 def test_grid_plan_puts_the_large_batch_and_pytorch_first():

@@ -39,10 +39,10 @@ def quality_step(check, ready: list[str], main_command) -> None:
     spec_results = check.out / records.get("main", {}).get("out", "main") / "results.json"
     kept = {r["backend"]: r for r in records.get("quality", {}).get("rows", []) if r.get("status") == "ok"}
     rows, seconds = [], 0.0
-    having = [n for n in ready if not isinstance(configs.fast_paths("best", n, device), str)
-              and configs.fast_paths("best", n, device)]  # the others: the grid's row says why
+    best = {n: configs.fast_paths("best", n, device) for n in ready}
+    having = [n for n in ready if best[n] and not isinstance(best[n], str)]  # else the grid's row says why
     for name in having[:check.args.size["quality_backends"]]:
-        paths = configs.fast_paths("best", name, device)
+        paths = best[name]
         if name in kept:
             rows.append(kept[name])
             continue
@@ -54,12 +54,12 @@ def quality_step(check, ready: list[str], main_command) -> None:
         cmd = [*main_command(check, [name], out), *configs.flags(paths)]
         rc, took = check.run(cmd, f"{out.name}.log")
         seconds += took
-        best = quality_of(out / "results.json", name)
-        status = "stopped: budget" if rc is None else "ok" if rc == 0 and best else "failed"
+        scored = quality_of(out / "results.json", name)
+        status = "stopped: budget" if rc is None else "ok" if rc == 0 and scored else "failed"
         rows.append(dict(row, status=status, seconds=took, **_scores(quality_of(spec_results, name), "spec"),
-                         **_scores(best, "best"), **({} if status == "ok" else {"reason": f"see logs/{out.name}.log"})))
+                         **_scores(scored, "best"), **({} if status == "ok" else {"reason": f"see logs/{out.name}.log"})))
     cut = [r for r in rows if "budget" in r["status"]]
     status = ("failed" if any(r["status"] == "failed" for r in rows)
               else f"partial: budget ({len(cut)} not run)" if cut else "ok")
     check.step("quality", {"status": status, "seconds": round(seconds, 1), "rows": rows,
-                           "spec": str(spec_results.parent.name)})
+                           "spec": spec_results.parent.name})

@@ -1,7 +1,7 @@
 """The GPU check's summary (benchmarks/gpu_check.py): summary.md rendered from summary.json, an
 earlier check's summary read back to continue it (--resume), a grid cell's row from its
-throughput.json, and the parity step's counts from pytest's junit xml. A check continued with --resume has several runs: each step and grid cell
-then says which run measured it."""
+throughput.json, and the parity step's counts from pytest's junit xml. A check continued with
+--resume has several runs: each step and grid cell then says which run measured it."""
 from __future__ import annotations
 
 import json

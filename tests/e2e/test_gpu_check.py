@@ -222,6 +222,26 @@ def test_the_readme_shows_gpu_checks_on_a_gpu_and_only_those(tmp_path, monkeypat
     assert "GPU checks" not in publish.readme_section()
 
 
+def test_the_quality_step_keeps_scored_rows_and_says_what_the_budget_left_out(tmp_path):
+    """Without processes: a backend scored by an earlier run is kept, the next one does not fit
+    the budget and says so; backends without fast paths get no row (the grid says why)."""
+    from benchmarks import gpu_quality
+    args = gpu_check.parse_args(["--budget", "0.001"])  # the GPU sizes: every backend with fast paths
+    scored = {"backend": "pytorch", "as run": "channels_last+bf16+compile", "status": "ok", "FD best": "1.0 ± 0.1"}
+    earlier = {"device": "gpu", "smoke": False, "grid": [], "runs": [{"run": 1, "command": "c", "started": "s",
+                                                                   "budget_minutes": 6}],
+               "steps": {"quality": {"status": "partial: budget (1 not run)", "seconds": 9.0, "rows": [scored]}}}
+    check = gpu_check.Check(args, tmp_path, earlier)
+    time.sleep(0.1)
+    gpu_quality.quality_step(check, ["pytorch", "chainer", "jax"], gpu_check.main_command)
+    record = check.doc["steps"]["quality"]
+    assert record["rows"] == [scored, {"backend": "jax", "as run": "bf16", "status": "not run: budget",
+                                       "reason": f"needs {gpu_quality.MIN_SECONDS} s left"}]
+    assert record["status"] == "partial: budget (1 not run)" and record["run"] == 2
+    assert not (tmp_path / "logs").exists()  # no process started
+    assert "| jax       | bf16 " in (tmp_path / "summary.md").read_text()
+
+
 def test_grid_plan_puts_the_large_batch_and_pytorch_first():
     args = gpu_check.parse_args(["--backend", "chainer,pytorch"])
     assert args.backends == ["pytorch", "chainer"]

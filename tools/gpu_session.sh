@@ -26,5 +26,9 @@ dir=$(sed -n 's/^written: //p' "$out/gpu_check.log" | tail -1)
 if [ -n "$dir" ] && [ -d "$dir" ]; then
     cp "$dir/summary.md" "$out/"
     tar czf "$out/gpu-check.tgz" --exclude-from="$dir/.gitignore" -C "$(dirname "$dir")" "$(basename "$dir")"
+    if [ "$rc" -eq 3 ]; then  # the last lines of the output are what the device tool shows first
+        echo "gpu_session: partial (budget). To continue it: untar gpu-check.tgz into benchmarks/results/," \
+             "then bash tools/gpu_session.sh --resume benchmarks/results/$(basename "$dir") --budget MIN"
+    fi
 fi
 exit "$rc"

@@ -57,6 +57,8 @@ def test_session_keeps_the_check_exit_status_log_summary_and_a_light_tarball(tmp
     assert {"h200-gpu-check/summary.md", "h200-gpu-check/main/results.json",
             "h200-gpu-check/grid/cell-b256/throughput.json", "h200-gpu-check/.gitignore"} <= names
     assert not [n for n in names if "/work" in n or n.endswith((".npz", ".npy"))], names
+    # partial (exit 3): the last line says how the next call continues it, from this checkout
+    assert proc.stdout.splitlines()[-1].endswith("--resume benchmarks/results/h200-gpu-check --budget MIN")
 
 
 def test_options_pass_through_and_out_is_required(tmp_path):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from benchmarks import configs
+from common.results import tables
 
 # A backend's best run is a main-job process: imports, the first step's compile, the main job's
 # iterations and its quality probes. Not started with less left (an estimate; on the 2-core VM a
@@ -27,8 +28,7 @@ def quality_of(results: Path, backend: str) -> dict | None:
 def _scores(q: dict | None, which: str) -> dict:
     if not q:
         return {f"FD {which}": None, f"classifier score {which}": None}
-    return {f"FD {which}": f"{q['fd']:.1f} ± {q['fd_std']:.1f}",
-            f"classifier score {which}": f"{q['classifier_score']:.2f} ± {q['classifier_score_std']:.2f}"}
+    return {f"FD {which}": tables.spread(q, "fd", 1), f"classifier score {which}": tables.spread(q, "classifier_score", 2)}
 
 
 def quality_step(check, ready: list[str], main_command) -> None:

@@ -40,7 +40,7 @@ from benchmarks import configs, grid_output, peak  # noqa: E402
 from common import atomic, sysinfo  # noqa: E402
 from common.harness import child  # noqa: E402
 from common.metrics import flops  # noqa: E402
-from common.results import schema  # noqa: E402
+from common.results import schema, tables  # noqa: E402
 from common.spec import PRESETS, model_spec  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -311,8 +311,7 @@ def quality_rows(args, work: Path) -> list[dict]:
             row = {"backend": name, "config": label, "iterations": args.quality_iters, "status": r["status"]}
             q = r.get("quality")
             if q:
-                row.update({"FD": f"{q['fd']:.1f} ± {q['fd_std']:.1f}",
-                            "classifier score": f"{q['classifier_score']:.2f} ± {q['classifier_score_std']:.2f}",
+                row.update({"FD": tables.spread(q, "fd", 1), "classifier score": tables.spread(q, "classifier_score", 2),
                             "img/s": round(r["summary"]["img_per_s_median"], 1),
                             "final loss_D": round(r["final_losses"]["loss_d"], 3),
                             "final loss_G": round(r["final_losses"]["loss_g"], 3)})

@@ -137,10 +137,15 @@ QUALITY_COLUMNS = (("FD", "fd", 2), ("KID (MMD²)", "kid", 1), ("classifier scor
                    ("density", "density", 3), ("coverage", "coverage", 3))
 
 
+def spread(q: dict, key: str, digits: int) -> str:
+    """A quality measure as shown: its value ± its spread (q[key + '_std'])."""
+    return f"{q[key]:.{digits}f} ± {q[key + '_std']:.{digits}f}"
+
+
 def _quality_row(label: str, q: dict) -> dict:
     row = {"samples": label}
     for column, key, digits in QUALITY_COLUMNS:
-        row[column] = f"{q[key]:.{digits}f} ± {q[key + '_std']:.{digits}f}"
+        row[column] = spread(q, key, digits)
     row["modes"] = f"{q['modes_covered']}/{len(q['histogram'])}"
     row["KL to uniform"] = round(q["kl_to_uniform"], 3)
     row["_fd"], row["_fd_std"], row["_score"] = q["fd"], q["fd_std"], q["classifier_score"]

@@ -137,18 +137,21 @@ class Check:
         return any(r.get("status") in ("ok", "skipped") for r in self.doc["grid"] if _same_cell(r, row))
 
     def record_cell(self, row: dict) -> None:
-        """Records a cell, in place of an earlier run's unfinished row of it (one that failed or
-        was stopped is kept in `replaced`)."""
+        """Records a cell, in place of an earlier run's unfinished row of it."""
         grid = self.doc["grid"]
         at = next((i for i, r in enumerate(grid) if _same_cell(r, row)), None)
         if at is None:
             grid.append(row)
         elif "not run" not in row["status"]:  # else the earlier row says more
-            if "not run" not in str(grid[at].get("status")):
-                self.doc.setdefault("replaced", []).append(
-                    dict(grid[at], step=f"grid {row['backend']} {row['config']} b{row['batch']}"))
+            self._supersede(grid[at], "grid " + gpu_summary.cell_label(row))
             grid[at] = row
         self.save()
+
+    def _supersede(self, earlier: dict | None, label: str) -> None:
+        """An earlier run's record that this run measures again is kept in `replaced` (one that
+        says 'not run' holds nothing to keep)."""
+        if earlier and earlier.get("run", 1) != self.run_no and "not run" not in str(earlier.get("status")):
+            self.doc.setdefault("replaced", []).append(dict(earlier, step=label))
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -158,9 +161,7 @@ class Check:
         atomic.write_text(self.out / "summary.md", gpu_summary.render(self.doc))
 
     def step(self, name: str, record: dict) -> None:
-        earlier = self.doc["steps"].get(name)
-        if earlier and earlier.get("run", 1) != self.run_no and "not run" not in str(earlier.get("status")):
-            self.doc.setdefault("replaced", []).append(dict(earlier, step=name))
+        self._supersede(self.doc["steps"].get(name), name)
         self.doc["steps"][name] = dict(record, run=self.run_no)
         self.save()
 
@@ -373,7 +374,7 @@ def main(argv=None) -> int:
                 continue
             step(check, ready)
         cut = [s for s, r in check.doc["steps"].items() if "budget" in str(r.get("status"))] + \
-            [f"grid {r['backend']} {r['config']} b{r['batch']}" for r in check.doc["grid"]
+            ["grid " + gpu_summary.cell_label(r) for r in check.doc["grid"]
              if "budget" in str(r.get("status"))]
         check.doc["status"] = ("no backend can run on the device" if not ready
                                else f"partial: budget ({len(cut)} stopped or not run)" if cut else "done")

@@ -44,6 +44,26 @@ def cell_row(row: dict, cell: Path, work: Path, rc: int | None, seconds: float, 
                 **gpu_probe.cell_power(samples, work, row["backend"], r.get("img/s")))
 
 
+def cell_label(row: dict) -> str:
+    """A grid cell as the summary names it: 'pytorch best b256'."""
+    return f"{row['backend']} {row['config']} b{row['batch']}"
+
+
+# Why a cell has no number, or no joules, goes under its table, not in a column: a long reason
+# pads every row of it (the terminal and the device tool show the output's end).
+NOTES = ("reason", "power")
+
+
+def grid_notes(grid: list[dict]) -> list[str]:
+    """'- cells: note' lines, each note once with the cells it is about."""
+    cells: dict[str, list[str]] = {}
+    for r in grid:
+        for k in NOTES:
+            if r.get(k):
+                cells.setdefault(r[k], []).append(cell_label(r))
+    return [f"- {', '.join(names)}: {note}" for note, names in cells.items()]
+
+
 def junit_counts(path: Path) -> dict:
     """{'passed': n, 'failed': n, 'skipped': n, 'failures': [test ids]} from pytest's junit xml."""
     if not path.exists():
@@ -106,18 +126,9 @@ def render(doc: dict) -> str:
         lines += ["", f"## Measured peak: {measured['status']} ({which(measured)}{measured['seconds']} s)", "",
                   peak.describe(measured.get("peaks", {})) or "not measured: see logs/peak.log"]
     if doc["grid"]:
-        # why a cell has no number, or no joules, goes under the table: a long reason in a column
-        # pads every row of it (the terminal and the device tool show the table's end)
-        notes = ("reason", "power")
-        rows = [{k: v for k, v in r.items() if k not in notes and (several or k != "run")} for r in doc["grid"]]
+        rows = [{k: v for k, v in r.items() if k not in NOTES and (several or k != "run")} for r in doc["grid"]]
         lines += ["", f"## Throughput grid ({doc['device']}; first step = compile and autotune, apart)", "",
-                  table(rows, "github"), ""]
-        cells: dict[str, list[str]] = {}  # each note once, with the cells it is about
-        for r in doc["grid"]:
-            for k in notes:
-                if r.get(k):
-                    cells.setdefault(r[k], []).append(f"{r['backend']} {r['config']} b{r['batch']}")
-        lines += [f"- {', '.join(names)}: {note}" for note, names in cells.items()]
+                  table(rows, "github"), "", *grid_notes(doc["grid"])]
     quality = steps.get("quality")
     if quality:
         lines += ["", f"## Best against spec in sample quality: {quality['status']} ({which(quality)}"

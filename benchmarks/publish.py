@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks import gpu_summary
 from common import atomic
 from common.results import schema, tables
 from common.spec import PRESETS
@@ -168,9 +169,7 @@ def gpu_headline(checks: list[tuple[str, dict]]) -> str:
         rows = [{c: (r.get(c) if r.get("status") == "ok" or c in GPU_CHECK_COLUMNS[:3] else "")
                  for c in GPU_CHECK_COLUMNS} | ({} if r.get("status") == "ok" else {"img/s": r.get("status")})
                 for r in doc["grid"]]
-        lines += [tables.table(rows, "github"), ""]
-        lines += list(dict.fromkeys(f"- {r['backend']} {r['config']}, {r['status']}: {r.get('reason')}"
-                                    for r in doc["grid"] if r.get("status") != "ok" and r.get("reason")))
+        lines += [tables.table(rows, "github"), "", *gpu_summary.grid_notes(doc["grid"])]
     return "\n".join(lines + [""])
 
 

@@ -218,7 +218,7 @@ def test_the_readme_shows_gpu_checks_on_a_gpu_and_only_those(tmp_path, monkeypat
     assert [name for name, _ in publish.gpu_checks()] == ["nvidia-h200-2026-12-24-gpu-check"]
     assert "NVIDIA H200 (driver 580.1, 143771 MiB), CUDA (driver) 13.0; 2026-12-24" in text
     assert "parity on the device ok (40 passed, 0 failed)" in text
-    assert "| 12345.6 " in text and "| not run: budget " in text and "pytorch best, not run: budget: needs 15 s left" in text
+    assert "| 12345.6 " in text and "| not run: budget " in text and "\n- pytorch best b256: needs 15 s left\n" in text
     assert "(benchmarks/results/nvidia-h200-2026-12-24-gpu-check/summary.md)" in text
     monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path / "none")
     assert "GPU checks" not in publish.readme_section()

@@ -59,7 +59,7 @@ BEST = {
 
 # backend -> device -> the best configuration with its slow-compiling alternative, which the GPU
 # check runs as one more cell when its budget leaves time for the compile
-# (benchmarks/gpu_check.py): torch.compile's max-autotune in place of its default mode.
+# (benchmarks/gpu_check/): torch.compile's max-autotune in place of its default mode.
 BEST_ALTERNATIVES = {"pytorch": {"gpu": ("channels_last", "bf16", "max_autotune")}}
 
 

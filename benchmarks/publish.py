@@ -8,8 +8,10 @@ The first prints one grid's headline table (as the README shows it); the second 
 run's results.json (numbers, machine, versions, command). The third
 rewrites the README's benchmark section, between its markers, with the headline table made from
 every benchmarks/results/*/throughput.json (the throughput grid's output): img/s at batch 64 in
-spec and best-available per backend and grid, each grid's machine, date and command, and a link
-to its full table (throughput.md beside it); then a table per GPU check on a GPU
+spec and best-available per backend and grid, each grid's machine, date and command, its FD of
+best against spec, and a link to its full table (throughput.md beside it); then the paired
+ratios of the grids in benchmarks/results/batch64/ (best / spec, spec / bare step); then a table
+per GPU check on a GPU
 (benchmarks/results/*/summary.json of benchmarks.gpu_check, not its smoke runs); --check only
 says whether the README is stale (exit 1).
 """

@@ -291,7 +291,8 @@ def parse_args(argv):
                         "markdown on stdout")
     p.add_argument("--readme", action="store_true",
                    help="rewrite README.md's benchmark section from every "
-                        "benchmarks/results/*/throughput.json (default: off)")
+                        "benchmarks/results/*/throughput.json, the paired grids of "
+                        f"benchmarks/results/{PAIRED}/ and the GPU checks (default: off)")
     p.add_argument("--check", action="store_true",
                    help="with --readme: write nothing, exit 1 if the README is stale (default: off)")
     p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")

@@ -8,7 +8,8 @@
 # (gpu_check.log), its summary.md, and gpu-check.tgz, its results folder without the heavy files
 # the folder's own .gitignore names (weights, samples, run folders): exactly what is committed.
 #
-#   --out DIR   where those three files go (default: runs/gpu-session/ in the checkout)
+#   --out DIR   where those three files go (default: runs/gpu-session/; a relative DIR is
+#               taken from the checkout's root, where the script runs)
 #   DEPS=DIR    where the wheels are installed (default: ~/dcgan-deps); PYTHON: the interpreter
 #
 # A check the budget cut short (exit 3) continues: untar gpu-check.tgz into benchmarks/results/,

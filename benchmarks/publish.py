@@ -8,8 +8,10 @@ The first prints one grid's headline table (as the README shows it); the second 
 run's results.json (numbers, machine, versions, command). The third
 rewrites the README's benchmark section, between its markers, with the headline table made from
 every benchmarks/results/*/throughput.json (the throughput grid's output): img/s at batch 64 in
-spec and best-available per backend and grid, each grid's machine, date and command, and a link
-to its full table (throughput.md beside it); then a table per GPU check on a GPU
+spec and best-available per backend and grid, each grid's machine, date and command, its FD of
+best against spec, and a link to its full table (throughput.md beside it); then the paired
+ratios of the grids in benchmarks/results/batch64/ (best / spec, spec / bare step); then a table
+per GPU check on a GPU
 (benchmarks/results/*/summary.json of benchmarks.gpu_check, not its smoke runs); --check only
 says whether the README is stale (exit 1).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +31,9 @@ from common.spec import PRESETS
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 RESULTS_DIR = REPO / "benchmarks" / "results"
+# The paired grids (batch 64 only, spec, best and the bare loop interleaved over several repeats):
+# where the README's ratios of best to spec and of spec to the bare loop are read.
+PAIRED = "batch64"
 START, END = "<!-- benchmarks:start (python -m benchmarks.publish --readme) -->", "<!-- benchmarks:end -->"
 
 
@@ -88,6 +94,24 @@ def requested_rows(doc: dict) -> dict[tuple[str, str], dict]:
     return found
 
 
+def typed_command(command: str, folder: str) -> str:
+    """The grid's command as a person types it to make this folder again: `--out` names the
+    folder under benchmarks/results/, and the scratch `--work` folder (raw run folders, not
+    published; default runs/bench-<timestamp>) is left out."""
+    words, out = shlex.split(command), []
+    while words:
+        word = words.pop(0)
+        if word in ("--out", "--work") and words:
+            value = words.pop(0)
+            if word == "--out":
+                out += ["--out", f"benchmarks/results/{folder}"]
+        elif word.startswith(("--out=", "--work=")):
+            out += [f"--out=benchmarks/results/{folder}"] if word.startswith("--out=") else []
+        else:
+            out.append(word)
+    return shlex.join(out)
+
+
 def _cell(row: dict | None) -> str:
     if row is None:
         return "not measured"
@@ -125,11 +149,61 @@ def headline(docs: list[tuple[str, dict]], gpu_checks: bool = False) -> str:
                    + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"))
         full = "full table" + (", with sample quality of best against spec" if doc.get("quality_rows") else "")
         lines.append(f"- {tag}: {machine}; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min "
-                     f"grid: `{doc['command']}` ([{full}](benchmarks/results/{folder}/throughput.md))")
+                     f"grid: `{typed_command(doc['command'], folder)}` "
+                     f"([{full}](benchmarks/results/{folder}/throughput.md))")
+        lines += quality_line(tag, doc)
     skipped = {(name, config): row["reason"] for f in found for (name, config), row in f.items()
                if row["status"] == "skipped"}  # one line per backend and reason, in table order
     lines += list(dict.fromkeys(f"- {name}, no `{config}` row: {skipped[(n, config)]}"
                                 for name in names for (n, config) in skipped if n == name))
+    return "\n".join(lines + [""])
+
+
+def quality_line(tag: str, doc: dict) -> list[str]:
+    """One line: each backend's FD of best against spec, trained alike (the grid's --quality-iters)."""
+    rows = [r for r in doc.get("quality_rows") or [] if r.get("status") == "ok" and r.get("FD")]
+    if not rows:
+        return []
+    pairs = []
+    for name in dict.fromkeys(r["backend"] for r in rows):
+        spec = [r for r in rows if r["backend"] == name and r["config"].startswith("spec")]
+        best = [r for r in rows if r["backend"] == name and not r["config"].startswith("spec")]
+        if spec and best:
+            pairs.append(f"{name} best {best[0]['FD']}, spec {spec[0]['FD']}")
+    iters = {r.get("iterations") for r in rows}
+    return [f"- {tag}, sample quality of best against spec (FD on real digits, lower is better, "
+            f"± bootstrap; after {', '.join(map(str, sorted(iters)))} iterations): " + "; ".join(pairs)]
+
+
+def paired(docs: list[tuple[str, dict]]) -> str:
+    """The paired grids' ratios per backend: `best / spec` (the median over repeats of best's img/s
+    over spec's in the same pass, with their range) and `spec / bare` (spec's step time over the
+    bare loop's, likewise), then each grid's machine, date, command and full table."""
+    docs = sorted(docs, key=lambda d: list(PRESETS).index(d[1]["args"]["preset"])
+                  if d[1]["args"]["preset"] in PRESETS else len(PRESETS))
+    found = [(doc["args"]["preset"], requested_rows(doc)) for _, doc in docs]
+    names = list(dict.fromkeys(name for _, f in found for name, _ in f))
+    rows = []
+    for name in names:
+        row = {"backend": name}
+        for preset, f in found:
+            best, spec = f.get((name, "best")), f.get((name, "spec"))
+            row[f"{preset} best / spec"] = ("none" if best and best["status"] == "skipped"
+                                            else (best or {}).get("speed / spec", "not measured"))
+            row[f"{preset} spec / bare step"] = (spec or {}).get("step / bare step", "not measured")
+        rows.append(row)
+    repeats = sorted({str(doc["args"].get("repeats")) for _, doc in docs})
+    lines = [f"Paired at batch {HEADLINE_BATCH} ({' and '.join(repeats)} interleaved repeats of spec, best and "
+             "the bare loop in one grid per preset): `best / spec` is the median over repeats of best's img/s "
+             "over spec's in the same pass, `spec / bare step` spec's step time over the bare loop's (the "
+             "harness's and the idiom's cost); range across repeats in brackets. Pairing within a pass "
+             "cancels the drift between passes that single runs show.", "", tables.table(rows, "github"), ""]
+    for folder, doc in docs:
+        prov = doc["provenance"]
+        lines.append(f"- {doc['args']['preset']}, paired: {prov.get('cpu')}, {prov.get('cpu_count')} logical "
+                     f"CPUs; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min grid: "
+                     f"`{typed_command(doc['command'], f'{PAIRED}/{folder}')}` "
+                     f"([full table](benchmarks/results/{PAIRED}/{folder}/throughput.md))")
     return "\n".join(lines + [""])
 
 
@@ -176,11 +250,13 @@ def gpu_headline(checks: list[tuple[str, dict]]) -> str:
 def readme_section() -> str:
     docs = [(path.parent.name, json.loads(path.read_text()))
             for path in sorted(RESULTS_DIR.glob("*/throughput.json"))]
+    pairs = [(path.parent.name, json.loads(path.read_text()))
+             for path in sorted((RESULTS_DIR / PAIRED).glob("*/throughput.json"))]
     checks = gpu_checks()
     if not docs and not checks:
         return "\n".join([START, "(no results yet)", END])
     return "\n".join([START, "", *([headline(docs, gpu_checks=bool(checks))] if docs else []),
-                      *([gpu_headline(checks)] if checks else []), END])
+                      *([paired(pairs)] if pairs else []), *([gpu_headline(checks)] if checks else []), END])
 
 
 def update_readme(check: bool) -> int:
@@ -215,7 +291,8 @@ def parse_args(argv):
                         "markdown on stdout")
     p.add_argument("--readme", action="store_true",
                    help="rewrite README.md's benchmark section from every "
-                        "benchmarks/results/*/throughput.json (default: off)")
+                        "benchmarks/results/*/throughput.json, the paired grids of "
+                        f"benchmarks/results/{PAIRED}/ and the GPU checks (default: off)")
     p.add_argument("--check", action="store_true",
                    help="with --readme: write nothing, exit 1 if the README is stale (default: off)")
     p.error = lambda message: p.exit(2, f"{p.prog}: error: {message} (see --help)\n")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Images per second of the FID Inception forward on this machine (needs the `fid` extra):
 
-    python tools/fid_speed.py [--images 40] [--batch 10] [--threads 2]
+    python -m tools.fid_speed [--images 40] [--batch 10] [--threads 2]
 
 Random 64x64 uint8 images through common.metrics.inception_torch.features, one warm-up batch
 first; prints the median of three timed passes. Used to size common/metrics/fid.SAMPLE_COUNT.
@@ -22,10 +22,10 @@ from common.metrics import fid, inception_torch  # noqa: E402
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=40)
-    p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2)
+    p = argparse.ArgumentParser(prog="python -m tools.fid_speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=40, help="random images per timed pass (default: 40)")
+    p.add_argument("--batch", type=int, default=10, help="images per forward (default: 10)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     args = p.parse_args()
     reason = fid.unavailable_reason()
     if reason:

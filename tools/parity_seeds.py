@@ -27,18 +27,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The sweep re-derives a test tolerance from the test's own pieces (its float64 reference, its
+# bound, its offline environment), so it imports them rather than keep copies that could drift.
 from tests.support.processes import offline  # noqa: E402
+from tests.support.seed_list import seed_list  # noqa: E402
 from tests.support.tolerances import drift_bound  # noqa: E402
 
 ITERS = 10
-
-
-def seeds(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def reference(convention: str, mode: str, seed: int, threads: str) -> np.ndarray:
@@ -54,10 +49,11 @@ def losses(path: Path) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("seeds", type=seeds, help="e.g. 0-7 or 1,7")
-    ap.add_argument("--out", type=Path, default=REPO / "runs" / "parity-seeds")
-    ap.add_argument("--backends", default="all")
+    ap = argparse.ArgumentParser(prog="python -m tools.parity_seeds", description=__doc__.split("\n\n")[0])
+    ap.add_argument("seeds", type=seed_list, help="the seeds: a list or inclusive ranges, e.g. 0-7 or 1,7")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "parity-seeds",
+                    help="where the runs are kept and reused (default: runs/parity-seeds)")
+    ap.add_argument("--backends", default="all", help="run_all.py's --backend list (default: all)")
     args = ap.parse_args(argv)
     threads = str(os.cpu_count())  # run_all.py's default --threads, as in the test
     worst: dict[str, float] = {}

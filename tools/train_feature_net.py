@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Train the quality evaluator's feature network and write common/metrics/mnist_lenet.npz.
 
-    python tools/train_feature_net.py
+    python -m tools.train_feature_net
+
+It overwrites the committed weights: commit the result only with the new sha256 in
+common/metrics/feature_net.py, as every quality number changes with them.
 
 Uses torch (training only; evaluation is numpy), CPU, a fixed seed and deterministic kernels,
 on the classifier-training part of the 5k real digits (common.metrics.evaluate.split_indices),
@@ -11,6 +14,7 @@ put into common/metrics/feature_net.py.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -33,7 +37,10 @@ def build(torch):
         nn.Linear(f1[1], f1[0]), nn.ReLU(), nn.Linear(f2[1], f2[0]))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog="python -m tools.train_feature_net", description=__doc__.split("\n\n")[0],
+                            epilog=__doc__.split("\n\n", 2)[2],
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     import torch
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)

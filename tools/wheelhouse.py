@@ -37,7 +37,7 @@ WHEELS = {
     # its Caffe importer, never used here.
     "six": ("six==1.17.0", "imported by chainer at import (no longer pulled in by pandas 3)"),
 }
-LIMIT_BYTES = 30 * 2**20  # the ceiling for the folder
+LIMIT_BYTES = 30 * 2**20  # the folder stays small enough to copy with the checkout
 
 
 REPO = Path(__file__).resolve().parent.parent

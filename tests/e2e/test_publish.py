@@ -63,3 +63,48 @@ def test_every_benchmark_entry_explains_every_option(entry):
         assert len(text) > 10, f"{entry} {flag} has no help"
         if flag not in ("-h,", "--help"):
             assert text.count("default") <= 1, f"{entry} {flag}: default shown twice"
+
+
+def test_a_published_command_is_the_one_a_person_types():
+    """The README names the folder a grid writes under benchmarks/results/, not a scratch folder."""
+    from benchmarks import publish
+    ran = ("python -m benchmarks.throughput --backend all --preset mnist32 --out /tmp/x/benchmarks/results/"
+           "cpu-2026-mnist32 --work /tmp/scratch/w --repeats 3")
+    assert publish.typed_command(ran, "batch64/cpu-2026-mnist32") == (
+        "python -m benchmarks.throughput --backend all --preset mnist32 --out "
+        "benchmarks/results/batch64/cpu-2026-mnist32 --repeats 3")
+    assert "/tmp" not in publish.readme_section()
+
+
+def test_the_paired_ratios_and_the_quality_line_are_generated_from_the_grids():
+    """Each headline ratio has one home: the paired grid's own `speed / spec` and `step / bare step`,
+    rendered into the README's generated section; FD of best against spec from the grid's quality rows."""
+    from benchmarks import publish
+
+    def grid(preset):
+        return {"args": {"preset": preset, "configs": "spec,best", "batch_sizes": "64", "repeats": 5},
+                "provenance": {"cpu": "X", "cpu_count": 2}, "started": "2026-12-02T00:00", "grid_seconds": 60,
+                "command": f"python -m benchmarks.throughput --preset {preset} --out /tmp/g",
+                "rows": [{"backend": "pytorch", "config": "spec (float32)", "batch": 64, "status": "ok",
+                          "step / bare step": "0.955 (0.908-1.077)"},
+                         {"backend": "pytorch", "config": "bf16", "batch": 64, "status": "ok",
+                          "speed / spec": "1.54x (1.38-1.62)"},
+                         {"backend": "chainer", "config": "spec (float32)", "batch": 64, "status": "ok",
+                          "step / bare step": "1.009 (0.886-1.165)"},
+                         {"backend": "chainer", "config": "best", "batch": "all", "status": "skipped",
+                          "reason": "none"}],
+                "quality_rows": [{"backend": "pytorch", "config": "spec (float32)", "iterations": 300,
+                                  "status": "ok", "FD": "615.8 ± 8.5"},
+                                 {"backend": "pytorch", "config": "bf16", "iterations": 300, "status": "ok",
+                                  "FD": "585.9 ± 6.5"}]}
+    text = publish.paired([("cpu-dcgan64", grid("dcgan64")), ("cpu-mnist32", grid("mnist32"))])
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    assert rows[0] == ["backend", "mnist32 best / spec", "mnist32 spec / bare step", "dcgan64 best / spec",
+                       "dcgan64 spec / bare step"]
+    assert rows[2] == ["pytorch", "1.54x (1.38-1.62)", "0.955 (0.908-1.077)", "1.54x (1.38-1.62)",
+                       "0.955 (0.908-1.077)"]
+    assert rows[3][1] == "none" and rows[3][2] == "1.009 (0.886-1.165)"
+    assert "--out benchmarks/results/batch64/cpu-mnist32`" in text
+    assert publish.quality_line("mnist32", grid("mnist32")) == [
+        "- mnist32, sample quality of best against spec (FD on real digits, lower is better, ± bootstrap; "
+        "after 300 iterations): pytorch best 585.9 ± 6.5, spec 615.8 ± 8.5"]

@@ -154,3 +154,17 @@ def test_no_tracked_file_points_outside_the_repository():
 def test_readme_is_a_front_page():
     lines = read("README.md").splitlines()
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move reference text to docs/"
+
+
+def test_every_run_option_is_in_docs_options():
+    """docs/options.md names every option of common/options.py (a boolean that is on by default
+    under both of its spellings), so a new option cannot go undocumented."""
+    from common import options
+
+    text = read("docs/options.md")
+    missing = []
+    for name in options.options():
+        flag = options.flag(name)
+        spellings = [flag, "--no-" + flag[2:]] if getattr(options.DEFAULTS, name) is True else [flag]
+        missing += [s for s in spellings if not re.search(re.escape(s) + r"(?![\w-])", text)]
+    assert not missing, f"docs/options.md does not name: {missing}"

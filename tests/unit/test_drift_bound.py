@@ -2,7 +2,7 @@
 import numpy as np
 
 from tests.support.tolerances import FIRST5_ATOL, NOISE_FACTOR, drift_bound
-from tools.parity_seeds import seeds
+from tests.support.seed_list import seed_list
 
 
 def test_bound_is_twice_the_largest_drift_so_far_and_never_below_the_floor():
@@ -15,5 +15,6 @@ def test_bound_is_twice_the_largest_drift_so_far_and_never_below_the_floor():
                                        NOISE_FACTOR * 5e-3])
 
 
-def test_parity_seeds_reads_ranges_and_lists():
-    assert seeds("0-3,7") == [0, 1, 2, 3, 7]
+def test_the_parity_seed_sweep_reads_ranges_and_lists():
+    assert seed_list("0-3,7") == [0, 1, 2, 3, 7]
+    assert seed_list("5") == [5]

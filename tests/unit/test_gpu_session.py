@@ -1,4 +1,4 @@
-"""tools/gpu_session.sh, the one command a lent GPU node runs (docs/gpu.md): its shell logic,
+"""tools/gpu_session.sh, the one command a GPU node without network runs (docs/gpu.md): its shell logic,
 with a stand-in interpreter, as the real GPU check cannot run here. The GPU check's own smoke
 run (tests/e2e/test_gpu_check.py) checks the folder and .gitignore this script packs."""
 from __future__ import annotations
@@ -34,20 +34,20 @@ exit 3
 """
 
 
-def _session(tmp_path, *args):
+def _session(tmp_path, *args, script=REPO / "tools" / "gpu_session.sh"):
     fake = tmp_path / "python3"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHON=str(fake), OUT=str(out), FAKE_DIR=str(tmp_path / "results" / "h200-gpu-check"),
+    env = dict(os.environ, PYTHON=str(fake), FAKE_DIR=str(tmp_path / "results" / "h200-gpu-check"),
                FAKE_GITIGNORE=gpu_check.HEAVY_OUTPUTS)  # the check's own, as it writes it
-    proc = subprocess.run(["bash", str(REPO / "tools" / "gpu_session.sh"), *args], cwd=tmp_path, env=env,
+    proc = subprocess.run(["bash", str(script), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     return proc, out
 
 
 def test_session_keeps_the_check_exit_status_log_summary_and_a_light_tarball(tmp_path):
-    proc, out = _session(tmp_path)
+    proc, out = _session(tmp_path, "--out", str(tmp_path / "out"))
     assert proc.returncode == 3, proc.stderr  # the check's own status, through tee
     log = (out / "gpu_check.log").read_text()
     assert "gpu_check args: --budget 6" in log and "written: " in log  # the default budget, and stderr kept
@@ -61,10 +61,19 @@ def test_session_keeps_the_check_exit_status_log_summary_and_a_light_tarball(tmp
     assert proc.stdout.splitlines()[-1].endswith("--resume benchmarks/results/h200-gpu-check --budget MIN")
 
 
-def test_options_pass_through_and_out_is_required(tmp_path):
-    proc, out = _session(tmp_path, "--budget", "4", "--backend", "pytorch")
+def test_options_pass_through_and_the_output_folder_defaults_to_runs(tmp_path):
+    proc, out = _session(tmp_path, "--out", str(tmp_path / "out"), "--budget", "4", "--backend", "pytorch")
     assert "gpu_check args: --budget 4 --backend pytorch" in (out / "gpu_check.log").read_text()
-    env = {k: v for k, v in os.environ.items() if k != "OUT"}
-    proc = subprocess.run(["bash", str(REPO / "tools" / "gpu_session.sh")], env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode != 0 and "set OUT" in proc.stderr
+    # no --out: runs/gpu-session/ of the checkout the script sits in (a copy here, not this one)
+    (tmp_path / "clone" / "tools").mkdir(parents=True)
+    script = tmp_path / "clone" / "tools" / "gpu_session.sh"
+    script.write_text((REPO / "tools" / "gpu_session.sh").read_text())
+    proc, _ = _session(tmp_path, script=script)
+    assert proc.returncode == 3, proc.stderr
+    assert (tmp_path / "clone" / "runs" / "gpu-session" / "gpu-check.tgz").exists()
+    assert "runs/gpu-session/ holds gpu_check.log, summary.md and gpu-check.tgz" in proc.stdout
+
+
+def test_out_without_a_folder_is_bad_usage(tmp_path):
+    proc, _ = _session(tmp_path, "--out")
+    assert proc.returncode == 2 and "--out needs a folder" in proc.stderr

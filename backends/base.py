@@ -51,7 +51,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from common import sysinfo
-from common.harness.timing import FetchTimer, LossFetcher
+from common.timing import FetchTimer, LossFetcher
 from common.spec import ModelSpec
 
 # The contract (module docstring): module of backends/<framework>/ -> public names it defines.
@@ -70,7 +70,7 @@ MODULES: dict[str, tuple[str, ...]] = {
 REPLICAS_METHODS: tuple[str, ...] = ("rows", "mean_losses", "info")
 
 # on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time,
-# excluding time spent fetching from `batches` (common.harness.timing.FetchTimer): that is harness time.
+# excluding time spent fetching from `batches` (common.timing.FetchTimer): that is harness time.
 # The harness times, logs, checks divergence and checkpoints here, identically for every backend;
 # an exception raised by it (divergence, interrupt) ends the backend's loop.
 OnStep = Callable[[int, float, float, float], None]
@@ -224,7 +224,7 @@ class BackendBase(abc.ABC):
                       stage: Callable | None = None) -> None:
         """The plain loop of `train`: step(real, z) per batch, its losses left on the device and
         fetched every `fetch_every` steps (losses_to_numpy(pending) -> (k, 2) is the sync), the K
-        steps timed together (common.harness.timing.LossFetcher).
+        steps timed together (common.timing.LossFetcher).
 
         stage(real, z) -> (real, z) on the device, issued asynchronously: then batch i+1 is
         taken from the harness and staged right after step i is queued, before any sync, so

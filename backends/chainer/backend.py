@@ -19,7 +19,7 @@ import numpy as np
 from backends.base import BackendBase, BackendOptions
 from backends.chainer import models, parallel, runtime, training, weights
 from common import sysinfo
-from common.harness.timing import FetchTimer
+from common.timing import FetchTimer
 from common.spec import ModelSpec
 
 chainer = runtime.chainer

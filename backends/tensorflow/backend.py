@@ -9,7 +9,7 @@ Differences from the protocol worth knowing:
   the order (a dataset is never shuffled) and calls a callback after every step, so no loop of
   our own is needed. train_step() runs the same spec_iteration under its own tf.function.
 - The first step's seconds include tracing and instantiating the step's graph (fit traces on
-  its first batch; ~0.4-1.8 s here), which common.harness.timing counts as warm-up.
+  its first batch; ~0.4-1.8 s here), which common.timing counts as warm-up.
 - Losses are fetched every step: Keras turns the logs into floats before the batch-end
   callback, which on a GPU is one sync per step. TF32 is off on GPUs (runtime.py).
 - channels_last inside (Keras's layout); NCHW is transposed at the boundary, so
@@ -36,7 +36,7 @@ import tensorflow as tf
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.tensorflow import models, parallel, runtime, training, weights
 from common import sysinfo
-from common.harness.timing import FetchTimer
+from common.timing import FetchTimer
 from common.spec import ModelSpec
 
 MIXED_POLICY = "mixed_bfloat16"

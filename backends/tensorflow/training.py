@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from backends.tensorflow.models import Discriminator, Generator, to_channels_last
-from common.harness.timing import FetchTimer
+from common.timing import FetchTimer
 from common.spec import AdamSpec, ModelSpec
 
 

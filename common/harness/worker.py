@@ -26,7 +26,7 @@ from common import canonical
 from common.errors import DataError
 from common.spec import model_spec
 from common.harness.steplog import Diverged, StepLog, loss_tail
-from common.harness.timing import summarize
+from common.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
 # of FAULTS (several backends: comma-separated); with /<rank>, only that replica of a

@@ -35,10 +35,10 @@ Arrays cross the boundary as numpy: z (N, nz) float32, images NCHW float32 in [-
 Data parallel (options.devices > 1): `train` runs the framework's own distributed engine
 (backends/<framework>/parallel.py); never a hand-written gradient exchange. The harness still
 hands every batch whole: each of the N replicas trains on its slice
-`common.harness.replicas.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
+`common.replicas.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
 and `on_step` gets the global-batch mean losses, averaged by the engine. BN normalises over each
 replica's slice (per-replica BN, as the reference implementations do) unless options.sync_bn.
-Engines with one process per replica (common.harness.replicas.PROCESS_PER_REPLICA) run the worker in
+Engines with one process per replica (the registry's `launcher`, backends/__init__.py) run the worker in
 every process; local rank 0 (of each host) writes the run's files. A backend without a
 data-parallel path raises BackendUnavailable for devices > 1.
 """

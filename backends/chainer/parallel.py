@@ -1,5 +1,5 @@
 """Chainer data parallel: ChainerMN, one MPI process per replica, launched by mpiexec
-(common.harness.replicas.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
+(common.harness.launch.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
 CPU, `pure_nccl` on GPUs (untested here: no GPU).
 
 - Each optimizer is ChainerMN's multi-node optimizer: update() averages the gradients over the
@@ -23,7 +23,7 @@ import numpy as np
 
 from backends.base import BackendOptions, BackendUnavailable
 from backends.compat import prepare_chainer
-from common.harness import replicas
+from common import replicas
 
 chainer = prepare_chainer()
 
@@ -78,5 +78,5 @@ class Replicas:
                 "nodes": self.comm.inter_size, "rank": self.rank,
                 "engine": f"chainermn {self.communicator}",
                 "batchnorm": "MultiNodeBatchNormalization" if self.sync_bn else "per replica",
-                # numpy's BLAS threads, set per replica by the launcher (common.harness.replicas)
+                # numpy's BLAS threads, set per replica by the launcher (common.harness.launch)
                 "threads_per_replica": int(os.environ.get("OMP_NUM_THREADS") or 0) or None}

@@ -1,5 +1,5 @@
 """PyTorch data parallel: DistributedDataParallel over torch.distributed, one process per replica,
-launched by torchrun (common.harness.replicas.worker_command); NCCL on GPUs, gloo on the CPU.
+launched by torchrun (common.harness.launch.worker_command); NCCL on GPUs, gloo on the CPU.
 
 - G and D are each wrapped in DDP for the passes whose gradients it averages: G's forward, and
   D's two forwards (real, fake) of the D step, which share one backward. The G step runs the
@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import BackendOptions, BackendUnavailable
 from backends.pytorch import runtime
-from common.harness.replicas import replica_rows
+from common.replicas import replica_rows
 
 # A collective waits at most this long for a peer. Long enough for rank 0's quality probe (FD
 # of the fixed-z samples) between two steps; a replica that dies closes its connections, which

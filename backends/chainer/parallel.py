@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from backends.base import BackendOptions, BackendUnavailable
+from backends.chainer import runtime
 from backends.compat import prepare_chainer
 from common import replicas
 
@@ -31,7 +32,7 @@ chainer = prepare_chainer()
 class Replicas:
     """This process's replica: its rank, communicator and what it trains on."""
 
-    def __init__(self, options: BackendOptions, on_gpu: bool):
+    def __init__(self, options: BackendOptions, device):
         if not replicas.launched():
             raise BackendUnavailable(
                 f"--devices {options.devices}: the chainer backend runs one MPI process per replica "
@@ -45,7 +46,7 @@ class Replicas:
             raise BackendUnavailable(f"--devices {options.devices}: ChainerMN needs mpi4py and an "
                                      f"MPI library ({exc}); pip install '.[chainermn]'") from None
         self._chainermn, self._sum = chainermn, MPI.SUM
-        self.communicator = "pure_nccl" if on_gpu else "naive"
+        self.communicator = "pure_nccl" if runtime.is_gpu(device) else "naive"
         self.comm = chainermn.create_communicator(self.communicator)
         self.rank, self.world = self.comm.rank, self.comm.size
         self.local_rank, self.local_world = self.comm.intra_rank, self.comm.intra_size
@@ -69,9 +70,12 @@ class Replicas:
     def rows(self, batch_size: int) -> slice:
         return replicas.replica_rows(batch_size, self.world, self.rank)
 
-    def mean_losses(self, losses: np.ndarray) -> np.ndarray:
-        """The global-batch mean losses: the replicas' batch means averaged (slices are equal)."""
-        return self.comm.mpi_comm.allreduce(np.ascontiguousarray(losses), op=self._sum) / self.world
+    def mean_losses(self, loss_d: np.ndarray, loss_g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The global-batch mean losses: the replicas' batch means averaged (slices are equal),
+        by one allreduce; each a host array of the fetched steps' losses, or a scalar."""
+        losses = self.comm.mpi_comm.allreduce(np.ascontiguousarray(np.stack([loss_d, loss_g])),
+                                              op=self._sum) / self.world
+        return losses[0], losses[1]
 
     def info(self) -> dict:
         return {"devices": self.local_world, "replicas": self.world,

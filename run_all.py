@@ -20,14 +20,13 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import options  # noqa: E402
+from common import options, replicas  # noqa: E402
 from common.errors import DataError  # noqa: E402
-from common.harness import replicas  # noqa: E402
 from common.options import EXIT_USAGE, UsageError  # noqa: E402
 
 
 def parse_args(argv):
-    p = options.build_parser(description=__doc__.split("\n\n")[0])
+    p = options.build_parser(description=__doc__.split("\n\n")[0], backend_names=backends.NAMES)
     args = p.parse_args(argv)
 
     args.given = options.given_options(argv)
@@ -64,10 +63,10 @@ def parse_args(argv):
     except ValueError as exc:
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     if args.nodes > 1:
-        several = [b for b in args.backends if b not in replicas.MULTI_HOST]
-        if several:
-            p.error(f"--nodes: only {', '.join(replicas.MULTI_HOST)} runs across hosts from run_all.py "
-                    f"in this version; pass --backend {','.join(replicas.MULTI_HOST)}")
+        multi_host = [r.name for r in backends.REGISTRY.values() if r.multi_host]
+        if [b for b in args.backends if b not in multi_host]:
+            p.error(f"--nodes: only {', '.join(multi_host)} runs across hosts from run_all.py "
+                    f"in this version; pass --backend {','.join(multi_host)}")
         if not args.rdzv_endpoint:
             p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
     if args.checkpoint_every and args.devices * args.nodes > 1:

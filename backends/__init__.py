@@ -18,13 +18,20 @@ class Registration:
     framework: str         # the import name whose presence decides "installed"
     extra: str             # pyproject extra that installs it
     numpy_below: int | None = None   # the numpy major version its framework cannot import on
+    # The launcher of an engine that runs one process per replica ("torchrun", "mpiexec"); None
+    # where one process drives every device (TensorFlow MirroredStrategy, MXNet's contexts, JAX).
+    launcher: str | None = None
+    # Whether run_all.py drives its launch across hosts (--nodes): torchrun's rendezvous needs
+    # only an address; mpiexec across hosts needs a host file and ssh (docs/data-parallel.md).
+    multi_host: bool = False
 
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
-    Registration("pytorch", "backends.pytorch.backend", "torch", "torch"),
+    Registration("pytorch", "backends.pytorch.backend", "torch", "torch", launcher="torchrun",
+                 multi_host=True),
     Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow"),
     Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2),
-    Registration("chainer", "backends.chainer.backend", "chainer", "chainer"),
+    Registration("chainer", "backends.chainer.backend", "chainer", "chainer", launcher="mpiexec"),
     Registration("jax", "backends.jax.backend", "jax", "jax"),
 )}
 

@@ -1,8 +1,10 @@
 """The one protocol every backend implements. Backend modules document only their differences.
 
 Layout: every `backends/<framework>/` has exactly the modules of `MODULES`, each defining at
-least the public names listed there, with the same meaning in every backend (tests/backends/
-test_shape.py checks it by reading the source, so a new backend is told what to provide):
+least the public names listed there, with the same meaning and the same parameters (names, in
+order) in every backend (tests/backends/test_shape.py checks both by reading the source, so a
+new backend is told what to provide); only FRAMEWORK_SHAPED functions take the framework's own
+objects:
 
 - `__init__.py`: what must happen before the framework's first import (a shim, log switches).
 - `backend.py`: `Backend(BackendBase)`, holding only the framework's differences; it sets
@@ -13,18 +15,19 @@ test_shape.py checks it by reading the source, so a new backend is told what to 
   for every conv/deconv and BN; `frozen_running_statistics(...)` is the context inside which
   train-mode passes leave every BN's running statistics as they were.
 - `weights.py`: the one key map and layout conversion to and from the canonical format
-  (common/canonical.py): `framework_key(canonical key)`, `to_framework_layout(array)`,
-  `to_canonical_layout(array)`, and `from_canonical(nets, weights)` / `to_canonical(nets, keys)`
-  built from them, for import and export alike.
+  (common/canonical.py): `framework_key(canonical key)` -> (net, framework name),
+  `to_framework_layout(array)`, `to_canonical_layout(array)`, and `from_canonical(nets, weights)`
+  / `to_canonical(nets, keys)` built from them, for import and export alike (nets as the
+  Backend's `nets()` gives them); gradients leave through BackendBase.export_gradients.
 - `runtime.py`: the framework's process and device: `version()`, `gpu_unavailable_reason()`,
   `select_device(requested)` (the device and its spec-run settings, e.g. TF32 off),
   `is_gpu(device)`, `set_threads(threads)`, `thread_info()`, `quiet(verbose)`,
   `synchronize(device)`, `peak_memory(device)` (the allocator's peak, None without one).
 - `training.py`: `spec_iteration(...)`, SPEC.md's iteration in one place (G once, D step, G
   step through the updated D), `bce_with_logits`, and the framework's idiomatic loop around it.
-- `parallel.py`: `Replicas(options, ...)`, this process's part of a data-parallel run, with
-  `rows(batch_size)` (the harness batch's rows this process trains on), `mean_losses(...)` (its
-  losses to the global batch's) and `info()`.
+- `parallel.py`: `Replicas(options, device)`, this process's part of a data-parallel run, with
+  `rows(batch_size)` (the harness batch's rows this process trains on), `mean_losses(loss_d,
+  loss_g)` (its losses to the global batch's, a pair) and `info()`.
 
 The framework is imported inside those modules only, and they are imported only when that
 backend runs (see backends/__init__.py). Bare loops (benchmarks/bare/) and tests use the same
@@ -35,10 +38,10 @@ Arrays cross the boundary as numpy: z (N, nz) float32, images NCHW float32 in [-
 Data parallel (options.devices > 1): `train` runs the framework's own distributed engine
 (backends/<framework>/parallel.py); never a hand-written gradient exchange. The harness still
 hands every batch whole: each of the N replicas trains on its slice
-`common.harness.replicas.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
+`common.replicas.replica_rows(B, N, rank)` of it, gradients are the engine's mean over replicas,
 and `on_step` gets the global-batch mean losses, averaged by the engine. BN normalises over each
 replica's slice (per-replica BN, as the reference implementations do) unless options.sync_bn.
-Engines with one process per replica (common.harness.replicas.PROCESS_PER_REPLICA) run the worker in
+Engines with one process per replica (the registry's `launcher`, backends/__init__.py) run the worker in
 every process; local rank 0 (of each host) writes the run's files. A backend without a
 data-parallel path raises BackendUnavailable for devices > 1.
 """
@@ -51,8 +54,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from common import sysinfo
-from common.harness.timing import FetchTimer, LossFetcher
 from common.spec import ModelSpec
+from common.timing import FetchTimer, LossFetcher
 
 # The contract (module docstring): module of backends/<framework>/ -> public names it defines.
 MODULES: dict[str, tuple[str, ...]] = {
@@ -68,9 +71,12 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 # ... and the methods of parallel.Replicas.
 REPLICAS_METHODS: tuple[str, ...] = ("rows", "mean_losses", "info")
+# Contract functions whose parameters are the framework's own objects (what it binds to its nets;
+# what its iteration runs on): the same name and meaning everywhere, the arguments its own.
+FRAMEWORK_SHAPED: tuple[str, ...] = ("build", "spec_iteration")
 
 # on_step(iteration, loss_d, loss_g, seconds): seconds is the step's device-synchronised time,
-# excluding time spent fetching from `batches` (common.harness.timing.FetchTimer): that is harness time.
+# excluding time spent fetching from `batches` (common.timing.FetchTimer): that is harness time.
 # The harness times, logs, checks divergence and checkpoints here, identically for every backend;
 # an exception raised by it (divergence, interrupt) ends the backend's loop.
 OnStep = Callable[[int, float, float, float], None]
@@ -100,6 +106,7 @@ class BackendBase(abc.ABC):
 
     # The backend's own runtime.py and weights.py (MODULES), which the shared methods call.
     runtime = weights = None
+    replicas = None  # its parallel.Replicas when data parallel (options.devices > 1)
     # Losses fetched every this many steps on a GPU, where a fetch is a device sync (see train).
     fetch_every_gpu: int = 1
 
@@ -114,13 +121,18 @@ class BackendBase(abc.ABC):
                                      "leave --sync-bn off (per-replica BN)")
 
     @classmethod
-    @abc.abstractmethod
     def probe(cls) -> dict:
         """Framework version and the devices it sees, e.g. {"version": "2.13.0", "devices": ["cpu"]}."""
+        return {"version": cls.runtime.version(), "devices": ["cpu", *cls.gpu_devices()]}
+
+    @classmethod
+    def gpu_devices(cls) -> list[str]:
+        """The GPUs the framework sees, each as "<kind>:<index> (<model>)"; probe's list after "cpu"."""
+        return []
 
     def parallel_info(self) -> dict:
         """{"devices": devices per node, "replicas": total replicas, "engine": what trains them}."""
-        return {"devices": 1, "replicas": 1, "engine": "single device"}
+        return self.replicas.info() if self.replicas else {"devices": 1, "replicas": 1, "engine": "single device"}
 
     # ----- device -----
     @property
@@ -133,9 +145,21 @@ class BackendBase(abc.ABC):
         synchronous already."""
         return self.fetch_every_gpu if self.on_gpu else 1
 
-    @abc.abstractmethod
     def device_info(self) -> dict:
-        """{"device": "cpu" | "gpu", "name": human-readable model, "threads": {...}}."""
+        """{"device": "cpu" | "gpu", "name": human-readable model, "framework_version": ...,
+        "threads": {...}, ...device_details()}."""
+        return {"device": "gpu" if self.on_gpu else "cpu",
+                "name": self.gpu_name() if self.on_gpu else sysinfo.cpu_model(),
+                "framework_version": self.runtime.version(), "threads": self.runtime.thread_info(),
+                **self.device_details()}
+
+    def gpu_name(self) -> str:
+        """The model of the GPU this backend runs on (device_info's name on a GPU)."""
+        return "gpu"
+
+    def device_details(self) -> dict:
+        """What device_info adds for this framework (its fast paths, libraries); may replace keys."""
+        return {}
 
     def synchronize(self) -> None:
         """Block until all queued device work is done (a timer may stop only after this)."""
@@ -149,10 +173,10 @@ class BackendBase(abc.ABC):
     # ----- weights -----
     weight_copies = 1  # copies of the weights this process holds (one per replica in one process)
 
-    @abc.abstractmethod
     def nets(self, copy: int = 0) -> dict:
         """{"G": ..., "D": ...} as weights.py reads and writes them (copy: which of
         `weight_copies`): the one hook of load_weights and export_weights."""
+        return {"G": self.G, "D": self.D}
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Load canonical weights (common/canonical.py), including BN running statistics."""
@@ -162,6 +186,12 @@ class BackendBase(abc.ABC):
     def export_weights(self) -> dict[str, np.ndarray]:
         """Canonical weights: float32, PyTorch layout, exactly the spec's keys (copy 0's)."""
         return self.weights.to_canonical(self.nets(), self.spec.parameter_shapes())
+
+    def export_gradients(self, named: dict[str, dict]) -> dict[str, np.ndarray]:
+        """{net: {framework name: gradient}} -> {canonical key: gradient in the canonical layout}
+        for every trainable tensor (spec.trainable_keys): gradients()'s "grads"."""
+        return gather(named, self.spec.trainable_keys(), self.weights.framework_key,
+                      self.weights.to_canonical_layout)
 
     # ----- checkpoints (common/harness/checkpoint.py owns the folder, manifest and checksums) -----
     @abc.abstractmethod
@@ -193,14 +223,19 @@ class BackendBase(abc.ABC):
         layout, every trainable tensor of net): tests the optimizer against a numpy model."""
 
     # ----- compute -----
-    @abc.abstractmethod
     def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
         """G(z) as NCHW float32. train=False normalises with BN running statistics (inference);
         train=True with the batch's own statistics. Neither updates running statistics."""
+        return self.forward("G", z, train)
 
-    @abc.abstractmethod
     def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         """D(x) logits, shape (N,). BN modes as in generate(); no running-statistic update."""
+        return self.forward("D", x, train)
+
+    @abc.abstractmethod
+    def forward(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
+        """net's ("G" or "D") forward pass on a host array (NCHW images), the result a float32
+        host array (NCHW images, (N,) logits): generate and discriminate, without gradients."""
 
     @abc.abstractmethod
     def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
@@ -224,7 +259,7 @@ class BackendBase(abc.ABC):
                       stage: Callable | None = None) -> None:
         """The plain loop of `train`: step(real, z) per batch, its losses left on the device and
         fetched every `fetch_every` steps (losses_to_numpy(pending) -> (k, 2) is the sync), the K
-        steps timed together (common.harness.timing.LossFetcher).
+        steps timed together (common.timing.LossFetcher).
 
         stage(real, z) -> (real, z) on the device, issued asynchronously: then batch i+1 is
         taken from the harness and staged right after step i is queued, before any sync, so
@@ -264,17 +299,33 @@ def wants_gpu(requested: str, gpu_unavailable_reason: Callable[[], str | None]) 
     return reason is None
 
 
-def gather(arrays: dict[str, dict], keys, framework_key: Callable, to_canonical_layout: Callable,
-           skip_missing: bool = False) -> dict[str, np.ndarray]:
+def gather(arrays: dict[str, dict], keys, framework_key: Callable,
+           to_canonical_layout: Callable) -> dict[str, np.ndarray]:
     """{canonical key: to_canonical_layout(arrays[net][name])} with (net, name) =
-    framework_key(key): a weights.py's export over {net: {framework name: array}}. skip_missing
-    leaves out keys the arrays lack (a gradient export: running statistics have no gradient)."""
+    framework_key(key): a weights.py's export over {net: {framework name: array}}, and the
+    gradient export (BackendBase.export_gradients)."""
     out = {}
     for key in keys:
         net, name = framework_key(key)
-        if not skip_missing or name in arrays[net]:
-            out[key] = to_canonical_layout(arrays[net][name])
+        out[key] = to_canonical_layout(arrays[net][name])
     return out
+
+
+def renamed_key(canonical: str, names: dict[str, str], form: str = "{layer}.{tensor}") -> tuple[str, str]:
+    """A weights.py's framework_key: 'G.bn0.gamma' -> ('G', form with the layer and the
+    framework's name of the tensor, names.get(tensor, tensor))."""
+    net, layer, tensor = canonical.split(".")
+    return net, form.format(layer=layer, tensor=names.get(tensor, tensor))
+
+
+def layer_walk(nets: dict, spec: ModelSpec, find: Callable):
+    """models.layers' walk: (spec name, find(nets[net], local name)) for every conv/deconv and
+    BN, in the spec's order; `find` is how the framework looks a layer up by its name."""
+    for layer in spec.layers:
+        net = nets[layer.net]
+        yield layer.name, find(net, layer.local_name)
+        if layer.batchnorm:
+            yield layer.bn_name, find(net, layer.bn_local_name)
 
 
 def peak_memory_or_rss(device_peak: dict | None) -> dict:

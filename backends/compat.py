@@ -63,7 +63,6 @@ def prepare_chainer():
         # "cuDNN is not enabled. Please reinstall CuPy after you install cudnn", at import, where
         # CuPy has no cuDNN: on CuPy >= 14 (none at all, removed upstream) the advice cannot
         # help, and whether cuDNN is used is recorded (runtime.build_info, each result's device).
-        # Seen on the GPU node's stack rehearsed here (cupy-cuda13x 14.2, docs/gpu.md).
         if cudnn_removed(_cupy_version()):
             warnings.filterwarnings("ignore", message="cuDNN is not enabled", category=UserWarning)
         _stub_numpy_distutils()

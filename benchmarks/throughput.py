@@ -175,7 +175,7 @@ def bare_cell(args, name: str, batch: int, out: Path) -> dict:
 
 def bare_summary(out: Path, batch: int) -> tuple[dict, dict]:
     """A bare loop's bare.json in run folder `out`, and its steps summarised as a harness run's."""
-    from common.harness.timing import summarize
+    from common.timing import summarize
     bare = json.loads((out / "bare.json").read_text())
     return bare, dict(summarize(bare["step_seconds"], batch), peak_memory=bare["peak_memory"])
 

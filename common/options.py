@@ -28,7 +28,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import backends  # the registry only: it imports no framework
 from common.spec import PRESETS
 
 DEFAULT_ITERS = 500
@@ -103,7 +102,7 @@ docs: README.md, docs/options.md, docs/outputs.md (what a run writes), docs/benc
 @dataclass(frozen=True)
 class RunOptions:
     backend: str = option(
-        "all", f"'all' or a comma-separated list of: {', '.join(backends.NAMES)} (default all)",
+        "all", "'all' or a comma-separated list of: {backend_names} (default all)",
         TRAIN, metavar="LIST",
         attr="backends", stored=True, key="backends")
     dataset: str = option(
@@ -258,7 +257,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _argparse_kwargs(name: str, opt: Option, suppress: bool) -> dict:
+def _argparse_kwargs(name: str, opt: Option, suppress: bool, backend_names) -> dict:
     kind = _TYPES[name]
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: X
         kind = typing.get_args(kind)[0]
@@ -268,16 +267,18 @@ def _argparse_kwargs(name: str, opt: Option, suppress: bool) -> dict:
             else "store_true"
     elif kind in (int, float):
         kwargs["type"] = kind
-    if opt.help:
-        kwargs["help"] = opt.help
+    if opt.help:  # the registry's names, handed in by the command line (common/ is below backends/)
+        kwargs["help"] = opt.help.replace("{backend_names}", ", ".join(backend_names) or "the backend names")
     for meta in ("choices", "metavar", "nargs"):
         if getattr(opt, meta) is not None:
             kwargs[meta] = getattr(opt, meta)
     return kwargs
 
 
-def build_parser(description: str = "", suppress: bool = False) -> argparse.ArgumentParser:
-    """run_all.py's parser. suppress: no defaults at all, so a parse lists only what was given."""
+def build_parser(description: str = "", suppress: bool = False,
+                 backend_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """run_all.py's parser. suppress: no defaults at all, so a parse lists only what was given.
+    backend_names: the registry's (backends.NAMES), named in --backend's help."""
     p = OneLineParser(prog="run_all.py", description=description, epilog=EXAMPLES,
                       usage="%(prog)s [options]   (grouped below; examples at the end)",
                       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,7 +292,7 @@ def build_parser(description: str = "", suppress: bool = False) -> argparse.Argu
             if opt.exclusive not in groups:
                 groups[opt.exclusive] = group.add_mutually_exclusive_group()
             group = groups[opt.exclusive]
-        group.add_argument(flag(name), **_argparse_kwargs(name, opt, suppress))
+        group.add_argument(flag(name), **_argparse_kwargs(name, opt, suppress, backend_names))
     return p
 
 

@@ -180,6 +180,12 @@ class ModelSpec:
                     shapes[f"{layer.bn_name}.{stat}"] = c
         return shapes
 
+    def trainable_keys(self, net: Net | None = None) -> list[str]:
+        """Canonical keys of the trainable tensors (weights, BN gamma/beta; not the running
+        statistics), of one net or both, in parameter_shapes' order: what has a gradient."""
+        return [key for key in self.parameter_shapes()
+                if (net is None or key.startswith(net + ".")) and key.rsplit(".", 1)[1] not in BN_RUNNING]
+
     def parameter_count(self, net: Net | None = None, trainable_only: bool = True) -> int:
         total = 0
         for key, shape in self.parameter_shapes().items():

@@ -18,9 +18,8 @@ import numpy as np
 
 from backends.base import BackendBase, BackendOptions
 from backends.chainer import models, parallel, runtime, training, weights
-from common import sysinfo
-from common.harness.timing import FetchTimer
 from common.spec import ModelSpec
+from common.timing import FetchTimer
 
 chainer = runtime.chainer
 cuda = runtime.cuda
@@ -41,22 +40,19 @@ class Backend(BackendBase):
     runtime, weights = runtime, weights
 
     @classmethod
-    def probe(cls) -> dict:
-        devices = ["cpu"]
-        if runtime.gpu_unavailable_reason() is None:
-            cuda_runtime = cuda.cupy.cuda.runtime
-            devices += [f"cupy:{i} ({cuda_runtime.getDeviceProperties(i)['name'].decode()})"
-                        for i in range(cuda_runtime.getDeviceCount())]
-        return {"version": runtime.version(), "devices": devices}
+    def gpu_devices(cls) -> list[str]:
+        if runtime.gpu_unavailable_reason() is not None:
+            return []
+        cuda_runtime = cuda.cupy.cuda.runtime
+        return [f"cupy:{i} ({cuda_runtime.getDeviceProperties(i)['name'].decode()})"
+                for i in range(cuda_runtime.getDeviceCount())]
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
+        self.device = runtime.select_device(options.device)
         self.replicas = None
         if options.devices > 1 or options.nodes > 1:
-            self.replicas = parallel.Replicas(
-                options, on_gpu=options.device != "cpu" and runtime.gpu_unavailable_reason() is None)
-        self.device = runtime.select_device(options.device,
-                                            self.replicas.local_rank if self.replicas else 0)
+            self.replicas = parallel.Replicas(options, self.device)
         rng = np.random.RandomState(options.seed)  # the spec's init under --no-shared-init
         comm = self.replicas.comm if self.replicas and options.sync_bn else None  # --sync-bn
         self.G, self.D = models.build(spec, rng, comm)
@@ -69,32 +65,19 @@ class Backend(BackendBase):
         else:
             self.train_opt_G, self.train_opt_D = self.opt_G, self.opt_D
 
-    def parallel_info(self) -> dict:
-        return self.replicas.info() if self.replicas else super().parallel_info()
-
     # ----- device -----
-    def device_info(self) -> dict:
-        info = {"device": "gpu" if self.on_gpu else "cpu", "framework_version": runtime.version(),
-                "threads": runtime.thread_info()}
-        if self.on_gpu:
-            props = cuda.cupy.cuda.runtime.getDeviceProperties(self.device.device.id)
-            # cudnn: whether the convolutions go through cuDNN (CuPy 14 has none: then CuPy's
-            # own kernels), with the CUDA runtime and cuDNN versions (runtime.build_info)
-            build = runtime.build_info()
-            info.update(name=props["name"].decode(), cupy_version=cuda.cupy.__version__,
-                        cudnn=bool(build["cudnn"]), cudnn_version=build["cudnn_version"],
-                        cuda_runtime=build["cuda_runtime"],
-                        staging=self.stager.info() if self.stager else "device.send")
-        else:
-            info.update(name=sysinfo.cpu_model(), numpy_version=np.__version__)
-        return info
+    def gpu_name(self) -> str:
+        return cuda.cupy.cuda.runtime.getDeviceProperties(self.device.device.id)["name"].decode()
 
-    # ----- weights -----
-    def nets(self, copy: int = 0) -> dict:
-        return {"G": self.G, "D": self.D}
-
-    def _keys(self, net: str) -> list[str]:
-        return [k for k in self.spec.parameter_shapes() if k.startswith(net + ".")]
+    def device_details(self) -> dict:
+        if not self.on_gpu:
+            return {"numpy_version": np.__version__}
+        # cudnn: whether the convolutions go through cuDNN (CuPy 14 has none: then CuPy's own
+        # kernels), with the CUDA runtime and cuDNN versions (runtime.build_info)
+        build = runtime.build_info()
+        return {"cupy_version": cuda.cupy.__version__, "cudnn": bool(build["cudnn"]),
+                "cudnn_version": build["cudnn_version"], "cuda_runtime": build["cuda_runtime"],
+                "staging": self.stager.info() if self.stager else "device.send"}
 
     # ----- checkpoints -----
     CHECKPOINT = "updater.npz"
@@ -132,23 +115,18 @@ class Backend(BackendBase):
                 for name, link in models.layers(self.nets(), self.spec)}
 
     def apply_gradients(self, net: str, grads: dict[str, np.ndarray]) -> None:
-        params = weights.trainable_parameters(self.nets(), self._keys(net))
+        params = weights.trainable_parameters(self.nets(), self.spec.trainable_keys(net))
         for key, g in grads.items():
             params[key].grad = self.device.send(np.array(g, np.float32))
         (self.opt_G if net == "G" else self.opt_D).update()
 
     # ----- compute -----
-    def _forward(self, net, x: np.ndarray, train: bool) -> np.ndarray:
+    def forward(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
+        link = self.nets()[net]
         with chainer.using_config("train", train), chainer.using_config("enable_backprop", False), \
-                models.frozen_running_statistics(net):
-            out = net(self.device.send(np.asarray(x, np.float32)))
+                models.frozen_running_statistics(link):
+            out = link(self.device.send(np.asarray(x, np.float32)))
         return weights.to_canonical_layout(out.array)
-
-    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._forward(self.G, z, train)
-
-    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._forward(self.D, x, train)
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
         real_label, fake_label = self.spec.loss.real_label, self.spec.loss.fake_label
@@ -160,10 +138,11 @@ class Backend(BackendBase):
             loss_g = bce(self.D(fake), real_label)
             grads = {}
             for net, loss in (("D", loss_d), ("G", loss_g)):
-                params = weights.trainable_parameters(self.nets(), self._keys(net))
-                for key, g in zip(params, chainer.grad([loss], list(params.values()))):
-                    grads[key] = weights.to_canonical_layout(g.array)
-        return {"loss_d": float(loss_d.array), "loss_g": float(loss_g.array), "grads": grads}
+                params = weights.trainable_parameters(self.nets(), self.spec.trainable_keys(net))
+                grads[net] = {weights.framework_key(key)[1]: g.array
+                              for key, g in zip(params, chainer.grad([loss], list(params.values())))}
+        return {"loss_d": float(loss_d.array), "loss_g": float(loss_g.array),
+                "grads": self.export_gradients(grads)}
 
     def _replica_slice(self, batch):
         """This replica's rows of a harness batch (the whole batch on one device)."""
@@ -174,7 +153,9 @@ class Backend(BackendBase):
 
     def _global_losses(self, losses: np.ndarray) -> np.ndarray:
         """(k, 2) fetched losses -> the global batch's: the replicas' mean when data parallel."""
-        return self.replicas.mean_losses(losses) if self.replicas else losses
+        if not self.replicas:
+            return losses
+        return np.stack(self.replicas.mean_losses(losses[:, 0], losses[:, 1]), axis=1)
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         if self.replicas:
@@ -184,7 +165,7 @@ class Backend(BackendBase):
             losses = training.spec_iteration(self.G, self.D, self.train_opt_G, self.train_opt_D,
                                              real, z, self.spec.loss)
         if self.replicas:
-            losses = self._global_losses(np.array([weights.to_canonical_layout(x) for x in losses]))
+            losses = self.replicas.mean_losses(*(weights.to_canonical_layout(x) for x in losses))
         return float(losses[0]), float(losses[1])
 
     def train(self, batches, start, on_step) -> None:

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from backends.base import layer_walk
 from backends.compat import prepare_chainer
 from common.spec import LayerSpec, ModelSpec
 
@@ -115,11 +116,7 @@ def build(spec: ModelSpec, rng: np.random.RandomState, comm=None) -> tuple[Gener
 
 def layers(nets: dict, spec: ModelSpec):
     """(spec name, link) for every conv/deconv and BN (links share the canonical names)."""
-    for layer in spec.layers:
-        net = nets[layer.net]
-        yield layer.name, getattr(net, layer.local_name)
-        if layer.batchnorm:
-            yield layer.bn_name, getattr(net, layer.bn_local_name)
+    return layer_walk(nets, spec, getattr)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """Chainer data parallel: ChainerMN, one MPI process per replica, launched by mpiexec
-(common.harness.replicas.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
+(common.harness.launch.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
 CPU, `pure_nccl` on GPUs (untested here: no GPU).
 
 - Each optimizer is ChainerMN's multi-node optimizer: update() averages the gradients over the
@@ -22,8 +22,9 @@ import os
 import numpy as np
 
 from backends.base import BackendOptions, BackendUnavailable
+from backends.chainer import runtime
 from backends.compat import prepare_chainer
-from common.harness import replicas
+from common import replicas
 
 chainer = prepare_chainer()
 
@@ -31,7 +32,7 @@ chainer = prepare_chainer()
 class Replicas:
     """This process's replica: its rank, communicator and what it trains on."""
 
-    def __init__(self, options: BackendOptions, on_gpu: bool):
+    def __init__(self, options: BackendOptions, device):
         if not replicas.launched():
             raise BackendUnavailable(
                 f"--devices {options.devices}: the chainer backend runs one MPI process per replica "
@@ -45,7 +46,7 @@ class Replicas:
             raise BackendUnavailable(f"--devices {options.devices}: ChainerMN needs mpi4py and an "
                                      f"MPI library ({exc}); pip install '.[chainermn]'") from None
         self._chainermn, self._sum = chainermn, MPI.SUM
-        self.communicator = "pure_nccl" if on_gpu else "naive"
+        self.communicator = "pure_nccl" if runtime.is_gpu(device) else "naive"
         self.comm = chainermn.create_communicator(self.communicator)
         self.rank, self.world = self.comm.rank, self.comm.size
         self.local_rank, self.local_world = self.comm.intra_rank, self.comm.intra_size
@@ -69,14 +70,17 @@ class Replicas:
     def rows(self, batch_size: int) -> slice:
         return replicas.replica_rows(batch_size, self.world, self.rank)
 
-    def mean_losses(self, losses: np.ndarray) -> np.ndarray:
-        """The global-batch mean losses: the replicas' batch means averaged (slices are equal)."""
-        return self.comm.mpi_comm.allreduce(np.ascontiguousarray(losses), op=self._sum) / self.world
+    def mean_losses(self, loss_d: np.ndarray, loss_g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The global-batch mean losses: the replicas' batch means averaged (slices are equal),
+        by one allreduce; each a host array of the fetched steps' losses, or a scalar."""
+        losses = self.comm.mpi_comm.allreduce(np.ascontiguousarray(np.stack([loss_d, loss_g])),
+                                              op=self._sum) / self.world
+        return losses[0], losses[1]
 
     def info(self) -> dict:
         return {"devices": self.local_world, "replicas": self.world,
                 "nodes": self.comm.inter_size, "rank": self.rank,
                 "engine": f"chainermn {self.communicator}",
                 "batchnorm": "MultiNodeBatchNormalization" if self.sync_bn else "per replica",
-                # numpy's BLAS threads, set per replica by the launcher (common.harness.replicas)
+                # numpy's BLAS threads, set per replica by the launcher (common.harness.launch)
                 "threads_per_replica": int(os.environ.get("OMP_NUM_THREADS") or 0) or None}

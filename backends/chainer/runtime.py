@@ -1,9 +1,9 @@
 """Chainer's process and device (the functions of backends/base.py's contract): numpy on the
 CPU, CuPy on a GPU.
 
-- Threads are numpy's BLAS pools: they read OMP_NUM_THREADS when numpy is imported (run_all
-  sets it from --threads for the child); set_threads changes them afterwards through
-  threadpoolctl, where it is installed.
+- Threads are numpy's BLAS pools: they read OMP_NUM_THREADS when numpy is imported (set from
+  --threads in the worker's environment, common/harness/child.py); set_threads changes them
+  afterwards through threadpoolctl, where it is installed.
 - peak_memory on a GPU is CuPy's memory pool: it keeps freed blocks for reuse and returns none
   unless asked, so the bytes it holds now are its high-water mark (the peak of what CuPy
   reserved, at least the peak of live arrays).
@@ -16,6 +16,7 @@ import os
 from backends import staging
 from backends.base import wants_gpu
 from backends.compat import prepare_chainer
+from common import replicas
 
 chainer = prepare_chainer()
 from chainer.backends import cuda  # noqa: E402
@@ -52,10 +53,11 @@ def build_info() -> dict:
             "cudnn_version": cuda.libcudnn.getVersion() if cuda.cudnn_enabled else None}
 
 
-def select_device(requested: str, local_rank: int = 0):
+def select_device(requested: str):
+    """numpy, or the GPU of this replica's local rank (common.replicas.local_rank; 0 unless launched)."""
     if not wants_gpu(requested, gpu_unavailable_reason):
         return chainer.get_device("@numpy")
-    device = chainer.get_device(f"@cupy:{local_rank}")
+    device = chainer.get_device(f"@cupy:{replicas.local_rank()}")
     device.use()
     chainer.config.autotune = True  # cuDNN algorithm search, like cudnn.benchmark
     return device

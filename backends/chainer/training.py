@@ -9,7 +9,7 @@ import tempfile
 from backends.compat import prepare_chainer
 from backends.chainer.weights import to_canonical_layout
 from common.spec import AdamSpec, LossSpec
-from common.harness.timing import FetchTimer, LossFetcher
+from common.timing import FetchTimer, LossFetcher
 
 chainer = prepare_chainer()
 import chainer.functions as F  # noqa: E402
@@ -104,7 +104,7 @@ class DCGANUpdater(training.updaters.StandardUpdater):
 
 class HarnessProgress(training.Extension):
     """Hands every finished iteration to the harness's on_step (its progress bar, loss log and
-    divergence check) through common.harness.timing.LossFetcher: losses fetched every `fetch_every`
+    divergence check) through common.timing.LossFetcher: losses fetched every `fetch_every`
     iterations (1 on the CPU), the harness's batch fetch and on_step not counted as step time."""
     trigger = (1, "iteration")
     priority = -200  # after LogReport and snapshot: on_step sees the finished iteration

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backends.base import renamed_key
 from backends.compat import prepare_chainer
 
 chainer = prepare_chainer()
@@ -15,16 +16,16 @@ _TENSOR_NAMES = {"weight": "W", "gamma": "gamma", "beta": "beta", "running_mean"
 _to_numpy = chainer.backend.CpuDevice().send
 
 
-def framework_key(canonical: str) -> tuple[str, str, str]:
-    """'G.bn0.running_mean' -> ('G', 'bn0', 'avg_mean')."""
-    net, layer, tensor = canonical.split(".")
-    return net, layer, _TENSOR_NAMES[tensor]
+def framework_key(canonical: str) -> tuple[str, str]:
+    """'G.bn0.running_mean' -> ('G', 'bn0.avg_mean'): net, link.attribute."""
+    return renamed_key(canonical, _TENSOR_NAMES)
 
 
 def _attribute(nets: dict, key: str):
     """The link's Parameter (weights, gamma, beta) or persistent array (running statistics)."""
-    net, layer, name = framework_key(key)
-    return getattr(getattr(nets[net], layer), name)
+    net, name = framework_key(key)
+    layer, attribute = name.split(".")
+    return getattr(getattr(nets[net], layer), attribute)
 
 
 def _array(value):

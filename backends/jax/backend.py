@@ -32,7 +32,6 @@ from flax import nnx
 
 from backends.base import BackendBase, BackendOptions
 from backends.jax import models, parallel, runtime, training, weights
-from common import sysinfo
 from common.spec import ModelSpec
 
 NETS = ("G", "D")
@@ -53,12 +52,11 @@ class Backend(BackendBase):
     runtime, weights = runtime, weights
 
     @classmethod
-    def probe(cls) -> dict:
-        # "cpu", then the accelerators as "gpu:i (name)": the grid reads any entry other than
-        # "cpu" as a GPU (jax.devices() alone names the CPU "cpu:0 (cpu)", which it did).
+    def gpu_devices(cls) -> list[str]:
+        # The accelerators as "gpu:i (name)": the grid reads any probe entry other than "cpu" as
+        # a GPU (jax.devices() alone would name the CPU "cpu:0 (cpu)").
         gpus = jax.devices("gpu") if runtime.gpu_unavailable_reason() is None else []
-        return {"version": runtime.version(),
-                "devices": ["cpu"] + [f"gpu:{d.id} ({d.device_kind})" for d in gpus]}
+        return [f"gpu:{d.id} ({d.device_kind})" for d in gpus]
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
@@ -99,9 +97,6 @@ class Backend(BackendBase):
         self.opt = {n: self.tx.init(nnx.state(net, nnx.Param)) for n, net in zip(NETS, (self.G, self.D))}
         self._carry = None  # the carry after the last step; None: the modules are current
 
-    def parallel_info(self) -> dict:
-        return self.replicas.info() if self.replicas else super().parallel_info()
-
     # ----- state -----
     def carry(self) -> dict:
         """The functional training state (training.py), split from the modules if they are current."""
@@ -125,11 +120,11 @@ class Backend(BackendBase):
         super().synchronize()
 
     # ----- device -----
-    def device_info(self) -> dict:
-        name = self.device.device_kind if self.on_gpu else sysinfo.cpu_model()
-        return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
-                "framework_version": runtime.version(), "threads": runtime.thread_info(),
-                "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+    def gpu_name(self) -> str:
+        return self.device.device_kind
+
+    def device_details(self) -> dict:
+        return {"matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
                 "fast_paths": {"bf16_compute": self.options.bf16,
                                "classic_cpu_runtime_onednn": self.options.onednn}}
 
@@ -185,7 +180,7 @@ class Backend(BackendBase):
         carry[net] = (params, stats)
 
     # ----- compute -----
-    def _eval(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
+    def forward(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
         params, stats = self.carry()[net]
         if self.replicas:
             params, stats = self.replicas.first(params), self.replicas.first(stats)
@@ -193,18 +188,12 @@ class Backend(BackendBase):
         out = np.asarray(out, dtype=np.float32)
         return out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out
 
-    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._eval("G", z, train)
-
-    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._eval("D", x, train)
-
     def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
         carry = self.carry()
         (loss_d, loss_g), grads = self._gradients(carry, jnp.asarray(real), jnp.asarray(z))
         named = {n: nnx.merge(self.graphs[i], g, carry[n][1]) for i, (n, g) in enumerate(zip(NETS, grads))}
         return {"loss_d": float(loss_d), "loss_g": float(loss_g),
-                "grads": weights.to_canonical(named, self.spec.parameter_shapes(), trainable_only=True)}
+                "grads": self.export_gradients(weights.arrays(named))}
 
     def _batch_step(self, real: np.ndarray, z: np.ndarray) -> jax.Array:
         """One iteration; the losses (2,) left on the device."""

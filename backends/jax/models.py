@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from backends.base import layer_walk
 from common.spec import LayerSpec, ModelSpec
 
 Observe = Callable[[str, jax.Array], None]  # (spec name, NHWC output): layer_output_shapes' hook
@@ -253,11 +254,7 @@ def build(spec: ModelSpec, seed: int = 0, dtype=None, bn_axis: str | None = None
 
 def layers(nets: dict[str, Net], spec: ModelSpec):
     """(spec name, Flax module) for every conv/deconv and BN."""
-    for layer in spec.layers:
-        net = nets[layer.net]
-        yield layer.name, getattr(net, layer.local_name)
-        if layer.batchnorm:
-            yield layer.bn_name, getattr(net, layer.bn_local_name)
+    return layer_walk(nets, spec, getattr)
 
 
 def variables(net: Net) -> dict[str, nnx.Variable]:

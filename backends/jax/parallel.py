@@ -4,7 +4,7 @@ in this one process (N GPUs, or on the CPU N XLA host devices made by
 
 - The carry (weights, BN statistics, Adam state) is replicated (PartitionSpec()); the harness
   batch is split along its rows, so replica r trains on rows r·B/N .. (r+1)·B/N, the slice
-  common.harness.replicas.replica_rows gives it.
+  common.replicas.replica_rows gives it.
 - Gradients and losses are averaged by lax.pmean over the mesh axis inside the step: the
   engine's all-reduce, which XLA schedules with the rest of the step.
 - BN is per replica by default: each replica normalises over its own slice and updates its

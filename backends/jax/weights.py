@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from backends.base import gather
+from backends.base import gather, renamed_key
 from backends.jax import models
 
 _RENAMED = {"weight": "kernel", "gamma": "scale", "beta": "bias",
@@ -20,8 +20,7 @@ _TO_FLAX, _TO_CANONICAL = (2, 3, 1, 0), (3, 2, 0, 1)
 
 def framework_key(canonical: str) -> tuple[str, str]:
     """'G.bn0.gamma' -> ('G', 'bn0.scale')."""
-    net, layer, tensor = canonical.split(".")
-    return net, f"{layer}.{_RENAMED[tensor]}"
+    return renamed_key(canonical, _RENAMED)
 
 
 def to_framework_layout(array: np.ndarray) -> jnp.ndarray:
@@ -39,10 +38,7 @@ def arrays(nets: dict[str, models.Net]) -> dict[str, dict[str, object]]:
     return {name: {k: v[...] for k, v in models.variables(net).items()} for name, net in nets.items()}
 
 
-def to_canonical(nets: dict[str, models.Net], keys, trainable_only: bool = False) -> dict[str, np.ndarray]:
-    """trainable_only: the weights and BN gamma/beta (a gradient export: statistics have none)."""
-    if trainable_only:
-        keys = [k for k in keys if not k.split(".")[-1].startswith("running_")]
+def to_canonical(nets: dict[str, models.Net], keys) -> dict[str, np.ndarray]:
     return gather(arrays(nets), keys, framework_key, to_canonical_layout)
 
 

@@ -11,10 +11,11 @@ Differences from the protocol's defaults worth knowing:
   passes, so it keeps them frozen (models.frozen_running_statistics).
 - MXNet's engine is asynchronous on the CPU too: a step's time is taken after mx.nd.waitall().
   Losses are fetched every `fetch_every_gpu` steps on a GPU and every step on the CPU.
-- options.threads works through OMP_NUM_THREADS, which MXNet reads once, at import (run_all.py
-  sets it in the worker's environment); device_info() records what was in effect.
+- options.threads works through OMP_NUM_THREADS, which MXNet reads once, at import (set in the
+  worker's environment, common/harness/child.py); device_info() records what was in effect.
 - options.bf16 is an ablation, not a best path: the graphs with MXNet AMP's bf16 casts
-  (models.bf16_graph): 2x slower on this CPU, and crashes on dcgan64 (benchmarks/configs.py).
+  (models.bf16_graph): 2x slower than float32 on a CPU, and crashes on dcgan64
+  (benchmarks/README.md#what-was-tried-for-mxnet-and-chainer).
 - peak_memory() on a GPU is the largest device memory in use sampled (runtime.py).
 - Data parallel (devices > 1): the same modules over a list of contexts with a kvstore, see
   parallel.py.
@@ -39,9 +40,8 @@ class Backend(BackendBase):
     runtime, weights = runtime, weights
 
     @classmethod
-    def probe(cls) -> dict:
-        return {"version": runtime.version(),
-                "devices": ["cpu"] + [f"gpu:{i}" for i in range(runtime.gpu_count())]}
+    def gpu_devices(cls) -> list[str]:
+        return [f"gpu:{i}" for i in range(runtime.gpu_count())]
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
@@ -57,16 +57,13 @@ class Backend(BackendBase):
             parallel.init_optimizer(module, self.contexts, training.adam_params(spec.adam))
         self._labels: dict[int, tuple[mx.nd.NDArray, mx.nd.NDArray]] = {}
 
-    def parallel_info(self) -> dict:
-        return self.replicas.info() if self.replicas else super().parallel_info()
-
     # ----- device -----
-    def device_info(self) -> dict:
-        gpus = sysinfo.gpu_models() if self.on_gpu else []
-        name = gpus[self.device.device_id] if gpus else sysinfo.cpu_model()
-        return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
-                "framework_version": runtime.version(), "onednn": runtime.ONEDNN and not self.on_gpu,
-                "bf16_amp_graph": self.options.bf16,
+    def gpu_name(self) -> str:
+        gpus = sysinfo.gpu_models()  # nvidia-smi's: MXNet names no device model
+        return gpus[self.device.device_id] if gpus else sysinfo.cpu_model()
+
+    def device_details(self) -> dict:
+        return {"onednn": runtime.ONEDNN and not self.on_gpu, "bf16_amp_graph": self.options.bf16,
                 "threads": {"requested": self.options.threads, **runtime.thread_info()}}
 
     # ----- weights -----
@@ -157,11 +154,10 @@ class Backend(BackendBase):
                                mx.nd.full((n,), loss.fake_label, ctx=self.device))
         return self._labels[n]
 
-    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
-        self.G.forward(mx.io.DataBatch([self.array(z)]), is_train=train)
-        return self.G.get_outputs()[0].asnumpy()
-
-    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+    def forward(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
+        if net == "G":
+            self.G.forward(mx.io.DataBatch([self.array(x)]), is_train=train)
+            return self.G.get_outputs()[0].asnumpy()
         _, fake_t = self.targets(x.shape[0])  # the loss head needs a label; unused here
         self.D.forward(mx.io.DataBatch([self.array(x)], [fake_t]), is_train=train)
         return self.D.get_outputs()[1].asnumpy()
@@ -175,7 +171,7 @@ class Backend(BackendBase):
             loss_g = training.generator_backward(self.G, self.D_G, fake, real_t)
             grads["G"] = {k: v.copy() for k, v in models.param_grads(self.G).items()}
         return {"loss_d": float(loss_d.asscalar()), "loss_g": float(loss_g.asscalar()),
-                "grads": weights.grads_to_canonical(grads, self.spec.parameter_shapes())}
+                "grads": self.export_gradients(grads)}
 
     def _step(self, real: np.ndarray, z: np.ndarray) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
         return training.spec_iteration(self.G, self.D, self.D_G, self.array(real), self.array(z),

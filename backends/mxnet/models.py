@@ -29,6 +29,7 @@ import contextlib
 
 import mxnet as mx
 
+from backends.base import layer_walk
 from common.spec import LayerSpec, ModelSpec
 
 # Data and label variable names of the modules (build binds them).
@@ -127,8 +128,8 @@ def bf16_graph(symbol: mx.sym.Symbol) -> mx.sym.Symbol:
     Deconvolution and BN in float32), parameters and auxiliary states kept float32 (their
     dtype set after conversion, or binding cannot infer them through the casts). An ablation
     only, not a best path: 2x slower than float32 on mnist32, and on dcgan64 the process
-    segfaults after a few steps (measured, benchmarks/configs.py); Deconvolution in bf16 too
-    segfaults in mxnet 1.9.1's oneDNN.
+    segfaults after a few steps (benchmarks/README.md#what-was-tried-for-mxnet-and-chainer);
+    Deconvolution in bf16 too segfaults in mxnet 1.9.1's oneDNN.
 
     Each weight reaches its cast through an identity: amp_cast's backward ignores grad_req
     'add' (kAddTo), so D's accumulated weight gradients stayed exactly zero (measured) and only
@@ -188,20 +189,17 @@ def param_grads(module: mx.mod.Module) -> dict[str, mx.nd.NDArray]:
     return {name: grad_dict[name] for name in module._param_names}  # noqa: SLF001
 
 
-def layers(modules: dict[str, mx.mod.Module], spec: ModelSpec):
+def layers(nets: dict[str, mx.mod.Module], spec: ModelSpec):
     """(spec name, the layer's output node) for every conv/deconv and BN, from the bound symbols."""
-    for layer in spec.layers:
-        internals = modules[layer.net].symbol.get_internals()
-        yield layer.name, internals[f"{layer.local_name}_output"]
-        if layer.batchnorm:
-            yield layer.bn_name, internals[f"{layer.bn_local_name}_output"]
+    internals = {net: module.symbol.get_internals() for net, module in nets.items()}
+    return layer_walk(internals, spec, lambda nodes, name: nodes[f"{name}_output"])
 
 
 @contextlib.contextmanager
-def frozen_running_statistics(*modules: mx.mod.Module):
+def frozen_running_statistics(*nets: mx.mod.Module):
     """Passes inside (backward passes: MXNet updates BN's running statistics there) leave every
     BN's running statistics (auxiliary states, context 0's) as they were."""
-    aux = [dict(executor(m).aux_dict) for m in modules]
+    aux = [dict(executor(m).aux_dict) for m in nets]
     saved = [{k: v.copy() for k, v in arrays.items()} for arrays in aux]
     try:
         yield

@@ -1,7 +1,7 @@
 """MXNet data parallel: the Module API over a list of contexts with a kvstore, in one process.
 
 - Every module is bound to N contexts (mx.cpu(i) or mx.gpu(i)); Module's executor group splits
-  each batch into N contiguous slices, one per context (the slices of common.harness.replicas), runs
+  each batch into N contiguous slices, one per context (the slices of common.replicas), runs
   them with per-context BN, and merges outputs back in order. D's input gradient, merged, is
   split the same way for G's backward.
 - The kvstore ('local' on CPUs, 'device' on GPUs) sums each gradient over the contexts and hands

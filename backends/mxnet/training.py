@@ -34,9 +34,10 @@ def adam_params(adam) -> dict:
             "rescale_grad": 1.0, "clip_gradient": None, "lazy_update": False}
 
 
-# The spec's loss is a node of D's graph in MXNet (MakeLoss), so it is built where D is:
-# models.bce_with_logits. Named here too, where every backend's training.py names its loss.
-bce_with_logits = models.bce_with_logits
+def bce_with_logits(logits: mx.sym.Symbol, target: mx.sym.Symbol) -> mx.sym.Symbol:
+    """The spec's loss is a node of D's graph in MXNet (MakeLoss), so it is built where D is
+    (models.bce_with_logits); named here too, where every backend's training.py names its loss."""
+    return models.bce_with_logits(logits, target)
 
 
 def generator_forward(G: mx.mod.Module, z: mx.nd.NDArray) -> mx.nd.NDArray:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import gather
+from backends.base import gather, renamed_key
 
 _RENAMED = {"running_mean": "moving_mean", "running_var": "moving_var"}  # the rest keep their names
 
 
 def framework_key(canonical: str) -> tuple[str, str]:
     """'G.bn0.running_var' -> ('G', 'bn0_moving_var')."""
-    net, layer, tensor = canonical.split(".")
-    return net, f"{layer}_{_RENAMED.get(tensor, tensor)}"
+    return renamed_key(canonical, _RENAMED, "{layer}_{tensor}")
 
 
 def to_framework_layout(array: np.ndarray) -> np.ndarray:
@@ -33,21 +32,16 @@ def layer_name(mxnet_name: str) -> str:
     return mxnet_name.split("_", 1)[0]
 
 
-def to_canonical(named: dict[str, dict], keys) -> dict[str, np.ndarray]:
+def to_canonical(nets: dict[str, dict], keys) -> dict[str, np.ndarray]:
     """{net: {MXNet name: NDArray}} (arguments and auxiliary states) -> canonical arrays."""
-    return gather(named, keys, framework_key, to_canonical_layout)
+    return gather(nets, keys, framework_key, to_canonical_layout)
 
 
-def grads_to_canonical(named_grads: dict[str, dict], keys) -> dict[str, np.ndarray]:
-    """{net: {MXNet argument name: gradient}} -> gradients under their canonical keys."""
-    return gather(named_grads, keys, framework_key, to_canonical_layout, skip_missing=True)
-
-
-def from_canonical(named: dict[str, dict], weights: dict[str, np.ndarray]) -> None:
+def from_canonical(nets: dict[str, dict], weights: dict[str, np.ndarray]) -> None:
     """Writes canonical arrays into {net: {MXNet name: NDArray}} in place."""
     for key, value in weights.items():
         net, name = framework_key(key)
-        target = named[net][name]
+        target = nets[net][name]
         if target.shape != np.shape(value):
             raise ValueError(f"{key}: shape {np.shape(value)}, MXNet's {name} is {target.shape}")
         target[:] = to_framework_layout(value)

@@ -16,11 +16,9 @@ import functools
 
 import numpy as np
 import torch
-from torch import nn
 
 from backends.base import BackendBase, BackendOptions
 from backends.pytorch import models, parallel, runtime, training, weights
-from common import sysinfo
 from common.spec import ModelSpec
 
 
@@ -32,10 +30,8 @@ class Backend(BackendBase):
     runtime, weights = runtime, weights
 
     @classmethod
-    def probe(cls) -> dict:
-        devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})"
-                             for i in range(torch.cuda.device_count())]
-        return {"version": runtime.version(), "devices": devices}
+    def gpu_devices(cls) -> list[str]:
+        return [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
@@ -64,22 +60,15 @@ class Backend(BackendBase):
         self._labels: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.copy_stream = None  # the host-to-device copies' stream on CUDA (copy_to_gpu)
 
-    def parallel_info(self) -> dict:
-        return self.replicas.info() if self.replicas else super().parallel_info()
-
     # ----- device -----
-    def device_info(self) -> dict:
-        name = torch.cuda.get_device_name(self.device) if self.on_gpu else sysinfo.cpu_model()
-        return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
-                "framework_version": runtime.version(), "threads": runtime.thread_info(),
-                "fast_paths": {"channels_last": self.options.channels_last,
+    def gpu_name(self) -> str:
+        return torch.cuda.get_device_name(self.device)
+
+    def device_details(self) -> dict:
+        return {"fast_paths": {"channels_last": self.options.channels_last,
                                "bf16_autocast": self.options.bf16, "torch_compile": self.options.compile,
                                **({"torch_compile_mode": self.options.compile_mode} if self.options.compile else {})},
                 **({"staging": "pinned memory, copy stream"} if self.on_gpu else {})}
-
-    # ----- weights -----
-    def nets(self, copy: int = 0) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D}
 
     # ----- checkpoints -----
     CHECKPOINT = "pytorch.pt"
@@ -175,16 +164,11 @@ class Backend(BackendBase):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _eval_forward(self, net: nn.Module, x: np.ndarray, train: bool) -> np.ndarray:
-        with torch.no_grad(), models.bn_mode(net, train), self.autocast():
-            out = net(self.tensor(x))
+    def forward(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
+        module = self.nets()[net]
+        with torch.no_grad(), models.bn_mode(module, train), self.autocast():
+            out = module(self.tensor(x))
         return out.float().cpu().numpy()
-
-    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._eval_forward(self.G, z, train)
-
-    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._eval_forward(self.D, x, train)
 
     def _batch_step(self, real: np.ndarray, z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration on the harness batch (this replica's rows of it when data parallel),
@@ -214,7 +198,7 @@ class Backend(BackendBase):
                 named[name] = dict(zip(params, torch.autograd.grad(loss, list(params.values()),
                                                                    retain_graph=True)))
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
-                "grads": weights.grads_to_canonical(named, self.spec.parameter_shapes())}
+                "grads": self.export_gradients(named)}
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         loss_d, loss_g = self._batch_step(real, z)

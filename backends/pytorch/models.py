@@ -11,6 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from backends.base import layer_walk
 from common.spec import LayerSpec, ModelSpec
 
 
@@ -77,11 +78,7 @@ def build(spec: ModelSpec) -> tuple[Generator, Discriminator]:
 
 def layers(nets: dict[str, nn.Module], spec: ModelSpec):
     """(spec name, torch module) for every conv/deconv and BN: children share the names."""
-    for layer in spec.layers:
-        net = nets[layer.net].net
-        yield layer.name, getattr(net, layer.local_name)
-        if layer.batchnorm:
-            yield layer.bn_name, getattr(net, layer.bn_local_name)
+    return layer_walk({name: m.net for name, m in nets.items()}, spec, getattr)
 
 
 @contextlib.contextmanager

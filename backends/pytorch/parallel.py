@@ -1,5 +1,5 @@
 """PyTorch data parallel: DistributedDataParallel over torch.distributed, one process per replica,
-launched by torchrun (common.harness.replicas.worker_command); NCCL on GPUs, gloo on the CPU.
+launched by torchrun (common.harness.launch.worker_command); NCCL on GPUs, gloo on the CPU.
 
 - G and D are each wrapped in DDP for the passes whose gradients it averages: G's forward, and
   D's two forwards (real, fake) of the D step, which share one backward. The G step runs the
@@ -7,14 +7,12 @@ launched by torchrun (common.harness.replicas.worker_command); NCCL on GPUs, glo
   would have nothing to reduce and must not see that pass.
 - BN is per replica by default (statistics over the replica's slice). The BN running statistics
   rank 0 exports are rank 0's: updated from rank 0's slice only, G's by rank 0's G pass, D's by
-  rank 0's three D passes. Each replica keeps its own (broadcast_buffers=False). DDP's default
-  copies rank 0's buffers to every replica before each forward, which leaves rank 0's the same;
-  but on torch 2.11 (the GPU node's) the D step's backward then fails: "one of the variables
-  needed for gradient computation has been modified by an inplace operation: [256] is at
-  version 7; expected version 6" (D's last BN; the copy before the second forward writes its
-  running statistics in place). Measured on the CPU with gloo; torch 2.13 does not fail. Rank
-  0's weights and losses are bit for bit those of the default (checked on torch 2.13); only a
-  replica's own diagnosis folder (replicas/rankN) now holds its own running statistics.
+  rank 0's three D passes. Each replica keeps its own (broadcast_buffers=False): DDP's default
+  copies rank 0's buffers to every replica before each forward, an in-place write to D's
+  running statistics between the D step's two forwards that torch 2.11's autograd refuses in
+  that step's backward. Rank 0's weights and losses are the same either way (the copy gives
+  rank 0 its own values); a replica's diagnosis folder (replicas/rankN) holds its own
+  running statistics.
   Exported weights, samples and checkpoints are rank 0's. sync_bn converts every BN to
   torch's SyncBatchNorm (statistics and running averages over the global batch); torch
   implements it for CUDA only, so on the CPU it is refused with that reason.
@@ -32,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from backends.base import BackendOptions, BackendUnavailable
 from backends.pytorch import runtime
-from common.harness.replicas import replica_rows
+from common.replicas import replica_rows
 
 # A collective waits at most this long for a peer. Long enough for rank 0's quality probe (FD
 # of the fixed-z samples) between two steps; a replica that dies closes its connections, which

@@ -13,8 +13,9 @@ from torch import nn
 
 from common.spec import AdamSpec
 
-# Binary cross-entropy on logits, batch mean: the spec's loss (nn.BCEWithLogitsLoss's function).
-bce_with_logits = nn.functional.binary_cross_entropy_with_logits
+def bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on logits, batch mean: the spec's loss (nn.BCEWithLogitsLoss's function)."""
+    return nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
 def adam(params, spec: AdamSpec) -> torch.optim.Adam:

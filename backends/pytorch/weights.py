@@ -6,33 +6,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from backends.base import gather
+from backends.base import gather, renamed_key
 
 _RENAMED = {"gamma": "weight", "beta": "bias"}  # BN's; the rest keep their names
 
 
 def framework_key(canonical: str) -> tuple[str, str]:
     """'G.bn0.gamma' -> ('G', 'net.bn0.weight')."""
-    net, layer, tensor = canonical.split(".")
-    return net, f"net.{layer}.{_RENAMED.get(tensor, tensor)}"
+    return renamed_key(canonical, _RENAMED, "net.{layer}.{tensor}")
 
 
 def to_framework_layout(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def to_canonical_layout(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float32).contiguous().numpy().copy()
+def to_canonical_layout(array: torch.Tensor) -> np.ndarray:
+    return array.detach().to("cpu", torch.float32).contiguous().numpy().copy()
 
 
 def to_canonical(nets: dict[str, nn.Module], keys) -> dict[str, np.ndarray]:
     return gather({name: m.state_dict() for name, m in nets.items()}, keys, framework_key,
                   to_canonical_layout)
-
-
-def grads_to_canonical(named_grads: dict[str, dict[str, torch.Tensor]], keys) -> dict[str, np.ndarray]:
-    """{net: {torch parameter name: gradient}} -> gradients under their canonical keys."""
-    return gather(named_grads, keys, framework_key, to_canonical_layout, skip_missing=True)
 
 
 def from_canonical(nets: dict[str, nn.Module], weights: dict[str, np.ndarray]) -> None:

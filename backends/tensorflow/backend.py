@@ -9,7 +9,7 @@ Differences from the protocol worth knowing:
   the order (a dataset is never shuffled) and calls a callback after every step, so no loop of
   our own is needed. train_step() runs the same spec_iteration under its own tf.function.
 - The first step's seconds include tracing and instantiating the step's graph (fit traces on
-  its first batch; ~0.4-1.8 s here), which common.harness.timing counts as warm-up.
+  its first batch; about a second on a CPU), which common.timing counts as warm-up.
 - Losses are fetched every step: Keras turns the logs into floats before the batch-end
   callback, which on a GPU is one sync per step. TF32 is off on GPUs (runtime.py).
 - channels_last inside (Keras's layout); NCHW is transposed at the boundary, so
@@ -35,11 +35,14 @@ import tensorflow as tf
 
 from backends.base import BackendBase, BackendOptions, BackendUnavailable
 from backends.tensorflow import models, parallel, runtime, training, weights
-from common import sysinfo
-from common.harness.timing import FetchTimer
 from common.spec import ModelSpec
+from common.timing import FetchTimer
 
 MIXED_POLICY = "mixed_bfloat16"
+
+
+def _gpu_model(gpu) -> str:
+    return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
 
 
 class Backend(BackendBase):
@@ -51,11 +54,9 @@ class Backend(BackendBase):
     runtime, weights = runtime, weights
 
     @classmethod
-    def probe(cls) -> dict:
-        gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                for g in tf.config.list_physical_devices("GPU")]
-        return {"version": runtime.version(),
-                "devices": ["cpu"] + [f"gpu:{i} ({name})" for i, name in enumerate(gpus)]}
+    def gpu_devices(cls) -> list[str]:
+        return [f"gpu:{i} ({_gpu_model(gpu)})"
+                for i, gpu in enumerate(tf.config.list_physical_devices("GPU"))]
 
     def __init__(self, spec: ModelSpec, options: BackendOptions = BackendOptions()):
         super().__init__(spec, options)
@@ -81,23 +82,12 @@ class Backend(BackendBase):
         """The scope the models live and run in: the strategy's when data parallel."""
         return self.replicas.scope() if self.replicas else tf.device(self.device)
 
-    def parallel_info(self) -> dict:
-        return self.replicas.info() if self.replicas else super().parallel_info()
-
     # ----- device -----
-    def device_info(self) -> dict:
-        if self.on_gpu:
-            gpu = tf.config.list_physical_devices("GPU")[0]
-            name = tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-        else:
-            name = sysinfo.cpu_model()
-        return {"device": "gpu" if self.on_gpu else "cpu", "name": name,
-                "framework_version": tf.__version__, "keras_version": keras.__version__,
-                "xla": self.xla, "threads": runtime.thread_info()}
+    def gpu_name(self) -> str:
+        return _gpu_model(tf.config.list_physical_devices("GPU")[0])
 
-    # ----- weights -----
-    def nets(self, copy: int = 0) -> dict:
-        return {"G": self.G, "D": self.D}
+    def device_details(self) -> dict:
+        return {"framework_version": tf.__version__, "keras_version": keras.__version__, "xla": self.xla}
 
     # ----- checkpoints -----
     CHECKPOINT = "tensorflow"  # tf.train.Checkpoint's prefix: .index and .data-* files
@@ -140,29 +130,28 @@ class Backend(BackendBase):
             opt.apply([weights.to_framework_layout(g) for g in grads.values()], variables)
 
     # ----- compute -----
-    def generate(self, z: np.ndarray, train: bool = False) -> np.ndarray:
-        with self.on_device(), models.frozen_running_statistics(*([self.G] if train else [])):
-            images = models.to_channels_first(self.G(z, training=train))
-        return images.numpy().astype(np.float32)
-
-    def discriminate(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        with self.on_device(), models.frozen_running_statistics(*([self.D] if train else [])):
-            logits = self.D(models.to_channels_last(x), training=train)
-        return logits.numpy().astype(np.float32)
+    def forward(self, net: str, x: np.ndarray, train: bool) -> np.ndarray:
+        module = self.nets()[net]
+        with self.on_device(), models.frozen_running_statistics(*([module] if train else [])):
+            if net == "G":
+                out = models.to_channels_first(module(x, training=train))
+            else:
+                out = module(models.to_channels_last(x), training=train)
+        return out.numpy().astype(np.float32)
 
     def gradients(self, real: np.ndarray, z: np.ndarray) -> dict:
-        d_keys, g_keys = (weights.trainable_keys(self.spec, net) for net in ("D", "G"))
+        d_keys, g_keys = self.spec.trainable_keys("D"), self.spec.trainable_keys("G")
         nets = self.nets()
         with self.on_device(), models.frozen_running_statistics(self.G, self.D):
             with tf.GradientTape(persistent=True) as tape:
                 fake = self.G(z, training=True)
                 loss_d = self.gan.d_loss(models.to_channels_last(real), fake)
                 loss_g = self.gan.g_loss(fake)  # the same, not updated, D
-            grads = dict(zip(d_keys, tape.gradient(loss_d, [weights.variable(nets, k) for k in d_keys])))
-            grads.update(zip(g_keys, tape.gradient(loss_g, [weights.variable(nets, k) for k in g_keys])))
+            grads = {net: {weights.framework_key(k)[1]: g.numpy() for k, g in
+                           zip(keys, tape.gradient(loss, [weights.variable(nets, k) for k in keys]))}
+                     for net, keys, loss in (("D", d_keys, loss_d), ("G", g_keys, loss_g))}
             del tape
-        return {"loss_d": float(loss_d), "loss_g": float(loss_g),
-                "grads": {k: weights.to_canonical_layout(g.numpy()) for k, g in grads.items()}}
+        return {"loss_d": float(loss_d), "loss_g": float(loss_g), "grads": self.export_gradients(grads)}
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         with self.on_device():

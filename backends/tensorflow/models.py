@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from backends.base import layer_walk
 from common.spec import LayerSpec, ModelSpec
 
 DATA_FORMAT = "channels_last"
@@ -132,11 +133,7 @@ def build(spec: ModelSpec, seed=None, dtype=None) -> tuple[Generator, Discrimina
 def layers(nets: dict, spec: ModelSpec):
     """(spec name, Keras layer) for every conv/deconv and BN: the Keras layers carry the spec's
     local names ('G.bn0' is G's layer 'bn0')."""
-    for layer in spec.layers:
-        net = nets[layer.net]
-        yield layer.name, net.get_layer(layer.local_name)
-        if layer.batchnorm:
-            yield layer.bn_name, net.get_layer(layer.bn_local_name)
+    return layer_walk(nets, spec, lambda net, name: net.get_layer(name))
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@
 - set_threads sets both TF thread pools (intra-op: threads per op; inter-op: ops at once); it
   must come before TF's runtime starts, which it does in the worker's fresh process.
 - quiet lowers TF's and absl's Python-level logging; TF_CPP_MIN_LOG_LEVEL, the C++ side, is set
-  by run_all before TF starts."""
+  in the worker's environment before TF starts (common/harness/child.py)."""
 from __future__ import annotations
 
 import contextlib

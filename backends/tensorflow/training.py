@@ -9,8 +9,8 @@ import keras
 import tensorflow as tf
 
 from backends.tensorflow.models import Discriminator, Generator, to_channels_last
-from common.harness.timing import FetchTimer
 from common.spec import AdamSpec, ModelSpec
+from common.timing import FetchTimer
 
 
 class SpecStepSize(keras.optimizers.schedules.LearningRateSchedule):
@@ -50,11 +50,11 @@ def adam(spec: AdamSpec) -> keras.optimizers.Adam:
                                  beta_2=spec.beta2, epsilon=spec.eps, amsgrad=False)
 
 
-def bce_with_logits(logits, label: float):
+def bce_with_logits(logits, target: float):
     """Batch-mean BCEWithLogits against a constant label, in float32 (also under bf16)."""
     logits = tf.cast(logits, tf.float32)
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
-        labels=tf.fill(tf.shape(logits), label), logits=logits))
+        labels=tf.fill(tf.shape(logits), target), logits=logits))
 
 
 class GAN(keras.Model):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.spec import BN_RUNNING, ModelSpec
+from backends.base import renamed_key
 
 _KERAS_NAMES = {"weight": "kernel", "gamma": "gamma", "beta": "beta",
                 "running_mean": "moving_mean", "running_var": "moving_variance"}
@@ -18,16 +18,16 @@ TO_KERAS = (2, 3, 1, 0)
 TO_CANONICAL = tuple(int(i) for i in np.argsort(TO_KERAS))  # (3, 2, 0, 1)
 
 
-def framework_key(canonical: str) -> tuple[str, str, str]:
-    """'G.bn0.running_var' -> ('G', 'bn0', 'moving_variance'): net, Keras layer, its attribute."""
-    net, layer, tensor = canonical.split(".")
-    return net, layer, _KERAS_NAMES[tensor]
+def framework_key(canonical: str) -> tuple[str, str]:
+    """'G.bn0.running_var' -> ('G', 'bn0.moving_variance'): net, Keras layer.attribute."""
+    return renamed_key(canonical, _KERAS_NAMES)
 
 
 def variable(nets: dict, key: str):
     """'G.bn0.running_var' -> G's layer 'bn0'.moving_variance (a Keras variable)."""
-    net, layer, name = framework_key(key)
-    return getattr(nets[net].get_layer(layer), name)
+    net, name = framework_key(key)
+    layer, attribute = name.split(".")
+    return getattr(nets[net].get_layer(layer), attribute)
 
 
 def to_framework_layout(array: np.ndarray) -> np.ndarray:
@@ -38,12 +38,6 @@ def to_framework_layout(array: np.ndarray) -> np.ndarray:
 def to_canonical_layout(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array, dtype=np.float32)
     return np.ascontiguousarray(array.transpose(TO_CANONICAL) if array.ndim == 4 else array)
-
-
-def trainable_keys(spec: ModelSpec, net: str) -> list[str]:
-    """Canonical keys of net's trainable tensors (kernels, BN gamma/beta), in the spec's order."""
-    return [key for key in spec.parameter_shapes()
-            if key.startswith(net + ".") and key.rsplit(".", 1)[1] not in BN_RUNNING]
 
 
 def from_canonical(nets: dict, weights: dict[str, np.ndarray]) -> None:

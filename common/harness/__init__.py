@@ -1,1 +1,1 @@
-"""The run harness: child processes, the worker, step log, timing, checkpoints, resume, replicas."""
+"""The run harness: child processes and their launchers, the worker, step log, checkpoints, resume."""

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common import atomic, sysinfo
-from common.harness import interrupts, replicas
+from common.harness import interrupts, launch
 from common.harness.runfolder import REPO
 
 STDERR_TAIL_LINES = 40
@@ -51,7 +51,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     env = process_env(config["options"]["threads"], quiet=not verbose)
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     t0 = time.perf_counter()
-    command = replicas.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
+    command = launch.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
                                       config.get("nodes", 1), config.get("rdzv_endpoint"),
                                       config["options"].get("threads"))
     launcher = command[1:3] != ["-m", "common.harness.worker"]
@@ -88,7 +88,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     if launcher and not status and result["status"] in ("failed", "interrupted"):
         # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
         # replica it was; rank 0's own error (a lost peer, a stop) follows from it.
-        first = replicas.first_failure(list(tail), out)
+        first = launch.first_failure(list(tail), out)
         if first and first[0] != 0:
             result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
                           f"replicas (rank 0: {result['reason'][:200]})")

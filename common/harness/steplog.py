@@ -10,10 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-LOSS_COLUMNS = ("backend", "iteration", "loss_d", "loss_g", "step_seconds")
-# The headline losses: mean and std over the last 10% of iterations (at least one). A GAN's
-# last-step losses swing by several times between steps; the tail mean says where training is.
-TAIL_FRACTION = 0.1
+from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION
 
 
 def loss_tail(csv_path: Path, fraction: float = TAIL_FRACTION) -> dict | None:

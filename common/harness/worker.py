@@ -20,13 +20,14 @@ import numpy as np
 import backends
 from backends.base import BackendOptions, BackendUnavailable
 from common import atomic, data, sysinfo
-from common.harness import checkpoint, interrupts, replicas
+from common import replicas
+from common.harness import checkpoint, interrupts, launch
 from common.data import noise
 from common import canonical
 from common.errors import DataError
 from common.spec import model_spec
 from common.harness.steplog import Diverged, StepLog, loss_tail
-from common.harness.timing import summarize
+from common.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
 # of FAULTS (several backends: comma-separated); with /<rank>, only that replica of a
@@ -263,7 +264,7 @@ def main(argv: list[str]) -> int:
     config_path = Path(argv[0])
     config = json.loads(config_path.read_text())
     if replicas.local_rank():  # a further replica on this host: local rank 0 writes the run's files
-        config = replicas.replica_config(config, replicas.launcher_rank())
+        config = launch.replica_config(config, replicas.launcher_rank())
         Path(config["out_dir"]).mkdir(parents=True, exist_ok=True)
     if replicas.launched():
         replicas.record_replica(config["out_dir"])

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from common.harness.steplog import LOSS_COLUMNS
 from common.results import figures, replica_scaling, tables
+from common.results.schema import LOSS_COLUMNS
 from common.results.tables import table
 
 PROSE = {

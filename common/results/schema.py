@@ -1,4 +1,5 @@
-"""The results.json schema: its version (the one place it is defined) and the reader.
+"""The results.json schema: its version (the one place it is defined) and the reader; and the
+columns of a backend's losses.csv, which the step log writes and the tables read.
 
 Version 1 is what every dcgan-bench so far has written; a reader accepts every version up to
 SCHEMA_VERSION, and a file written by a newer dcgan-bench is refused with a one-line reason.
@@ -10,6 +11,12 @@ import json
 from pathlib import Path
 
 SCHEMA_VERSION = 1
+
+# A backend's losses.csv (common/harness/steplog.py writes it, common/results reads it).
+LOSS_COLUMNS = ("backend", "iteration", "loss_d", "loss_g", "step_seconds")
+# The headline losses: mean and std over the last 10% of iterations (at least one). A GAN's
+# last-step losses swing by several times between steps; the tail mean says where training is.
+TAIL_FRACTION = 0.1
 
 
 def load_results(path: Path, schema_version: int | None = SCHEMA_VERSION) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.harness.steplog import LOSS_COLUMNS, TAIL_FRACTION
+from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION
 
 
 def table(rows: list[dict], fmt: str) -> str:

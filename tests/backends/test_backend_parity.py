@@ -17,7 +17,7 @@ import backends
 from common.data import noise
 from common import canonical
 from common.spec import model_spec
-from common.harness.timing import warmup_steps
+from common.timing import warmup_steps
 from tests.support import oracle
 from tests.support.tolerances import FORWARD_ATOL, GRAD_RTOL
 
@@ -270,7 +270,7 @@ def test_step_seconds_exclude_the_harness_batch_fetch(make_backend, batch):
     takes 0.03-0.5 s on an idle 2-core CPU, the slowest being Chainer's numpy; at load 6 on two
     cores PyTorch's and Chainer's exceeded 1 s, so the sleep, and the bound with it, is 2 s: a
     step that counted the fetch would still read >= 2 s). The first step is warm-up
-    (common.harness.timing.warmup_steps): graph frameworks trace and build their step there (TF:
+    (common.timing.warmup_steps): graph frameworks trace and build their step there (TF:
     0.4-1.8 s here), so the bound applies after it."""
     import time
     FETCH = 2.0

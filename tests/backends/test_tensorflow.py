@@ -278,7 +278,7 @@ def test_step_reporter_keeps_an_overlapped_fetch_in_the_step_time():
     beside the step, so taking it out would overstate the speed."""
     import time
     from backends.tensorflow import training
-    from common.harness.timing import FetchTimer
+    from common.timing import FetchTimer
 
     def slow():
         time.sleep(0.05)

@@ -12,8 +12,10 @@ import time
 import numpy as np
 import pytest
 
+import backends
+from common import replicas
+from common.harness import launch
 from common.harness.worker import FAULT_ENV
-from common.harness import replicas
 from tests.support.backends import IN_CI, require_backend
 from tests.support.tolerances import FORWARD_ATOL
 from tests.support.processes import REPO, offline, one_line_error, run_cli
@@ -29,7 +31,7 @@ def _losses(csv_path) -> np.ndarray:
         return np.array([(float(r["loss_d"]), float(r["loss_g"])) for r in csv.DictReader(rows)])
 
 
-# ----- the framework-free half (common/harness/replicas.py) -----
+# ----- the framework-free half (common/replicas.py, common/harness/launch.py) -----
 def test_each_replica_takes_its_contiguous_slice_of_the_batch():
     rows = [replicas.replica_rows(64, 4, r) for r in range(4)]
     assert [(s.start, s.stop) for s in rows] == [(0, 16), (16, 32), (32, 48), (48, 64)]
@@ -38,13 +40,13 @@ def test_each_replica_takes_its_contiguous_slice_of_the_batch():
 
 
 def test_worker_command_uses_the_launcher_only_where_the_engine_needs_one():
-    assert replicas.worker_command("pytorch", 1, "c.json")[1:] == ["-m", "common.harness.worker", "c.json"]
-    assert replicas.worker_command("mxnet", 2, "c.json")[1:] == ["-m", "common.harness.worker", "c.json"]
-    cmd = replicas.worker_command("pytorch", 2, "c.json")
+    assert launch.worker_command("pytorch", 1, "c.json")[1:] == ["-m", "common.harness.worker", "c.json"]
+    assert launch.worker_command("mxnet", 2, "c.json")[1:] == ["-m", "common.harness.worker", "c.json"]
+    cmd = launch.worker_command("pytorch", 2, "c.json")
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
     assert "--standalone" in cmd and cmd[-3:] == ["-m", "common.harness.worker", "c.json"]
     if replicas.mpiexec():  # ChainerMN: mpiexec, each of 2 replicas with half of 4 threads
-        cmd = replicas.worker_command("chainer", 2, "c.json", threads=4)
+        cmd = launch.worker_command("chainer", 2, "c.json", threads=4)
         assert cmd[0] == replicas.mpiexec() and cmd[1:6] == ["-n", "2", "-genv", "OMP_NUM_THREADS", "2"]
         assert cmd[-3:] == ["-m", "common.harness.worker", "c.json"]
 
@@ -60,8 +62,8 @@ Root Cause (first observed failure):
   time      : 2026-11-23_17:43:11
   rank      : 1 (local_rank: 1)
   exitcode  : -9 (pid: 13849)  (SIGKILL)""".splitlines()
-    assert replicas.first_failure(summary) == (1, "replica 1 killed by signal 9")
-    assert replicas.first_failure(["RuntimeError: something else"]) is None
+    assert launch.first_failure(summary) == (1, "replica 1 killed by signal 9")
+    assert launch.first_failure(["RuntimeError: something else"]) is None
 
 
 def test_mpiexecs_failed_pid_is_named_by_the_replica_that_recorded_it(tmp_path, monkeypatch):
@@ -72,13 +74,13 @@ def test_mpiexecs_failed_pid_is_named_by_the_replica_that_recorded_it(tmp_path, 
 =   CLEANING UP REMAINING PROCESSES
 ===================================================================================
 YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)""".splitlines()
-    assert replicas.first_failure(hydra, tmp_path) == (-1, "a replica (pid 3124) killed by signal 9")
+    assert launch.first_failure(hydra, tmp_path) == (-1, "a replica (pid 3124) killed by signal 9")
     replica = tmp_path / "replicas" / "rank1"
     replica.mkdir(parents=True)
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setattr(os, "getpid", lambda: 3124)
     replicas.record_replica(replica)
-    assert replicas.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9")
+    assert launch.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9")
 
 
 @pytest.mark.slow
@@ -116,7 +118,7 @@ def require_engine(name: str) -> None:
     """The backend and its data-parallel engine's launcher (ChainerMN: mpiexec, from the chainermn
     extra); missing: a skip with the reason, a failure in CI."""
     require_backend(name)
-    if replicas.PROCESS_PER_REPLICA.get(name) == "mpiexec" and replicas.mpiexec() is None:
+    if backends.REGISTRY[name].launcher == "mpiexec" and replicas.mpiexec() is None:
         reason = f"{name}: no mpiexec for ChainerMN; pip install '.[chainermn]'"
         pytest.fail(f"CI=true: {reason}", pytrace=False) if IN_CI else pytest.skip(reason)
 
@@ -277,7 +279,7 @@ def _run_group_alive(out) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(replicas.PROCESS_PER_REPLICA))  # torchrun, mpiexec
+@pytest.mark.parametrize("name", [r.name for r in backends.REGISTRY.values() if r.launcher])  # torchrun, mpiexec
 @pytest.mark.parametrize("fault,status,reason", [
     ("kill@1/1", "failed", "replica 1 killed by signal 9"),
     ("hang@1/1", "timeout", "--timeout"),

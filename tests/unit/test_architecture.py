@@ -349,6 +349,52 @@ def check_import_cycles(root: Path, in_functions: bool = False) -> list[str]:
     return found
 
 
+# ----- b2. imports run one way between the layers -----
+# ARCHITECTURE.md's layers, lowest first: a module imports its own layer and those below, never
+# one above (lazy imports inside functions included). tests/ is exempt; the first match wins.
+LAYERS = (("ground", ("common",)),                       # framework-free: spec, data, results ...
+          ("backends", ("backends",)),
+          ("harness", ("common.harness",)),
+          ("commands", ("run_all", "benchmarks", "tools")))
+
+
+def layer_of(module: str) -> int | None:
+    """The rank of a module's layer (the longest matching prefix); None for tests/ and others."""
+    best, rank = -1, None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), i
+    return rank
+
+
+def check_layers(root: Path) -> list[str]:
+    graph, where = import_graph(root, in_functions=True)
+    found = []
+    for importer, targets in graph.items():
+        low = layer_of(importer)
+        if low is None:
+            continue
+        for target in sorted(targets):
+            high = layer_of(target)
+            if high is not None and high > low:
+                found.append(f"{where[(importer, target)]}: {importer} ({LAYERS[low][0]}) imports "
+                             f"{target} ({LAYERS[high][0]}), a layer above it")
+    return ordered(found)
+
+
+def package_graph(root: Path) -> dict[str, set[str]]:
+    """Top packages (common.harness counted apart from common) -> the packages they import."""
+    def package(module):
+        return "common.harness" if layer_of(module) == 2 else module.split(".")[0]
+    graph, _ = import_graph(root, in_functions=True)
+    out: dict[str, set[str]] = {}
+    for importer, targets in graph.items():
+        out.setdefault(package(importer), set()).update(
+            package(t) for t in targets if package(t) != package(importer))
+    return out
+
+
 # ----- c. no two modules share a file name -----
 def backend_module_names(root: Path) -> frozenset[str]:
     base = root / "backends" / "base.py"
@@ -486,6 +532,10 @@ def test_no_import_cycle_through_lazy_imports():
     _assert_none(check_import_cycles(REPO, in_functions=True), "import cycles (imports in functions included)")
 
 
+def test_imports_run_one_way_between_layers():
+    _assert_none(check_layers(REPO), "upward imports (ground <- backends <- harness <- commands)")
+
+
 def test_no_two_modules_share_a_name():
     _assert_none(check_module_names(REPO), "module names used twice")
 
@@ -562,6 +612,27 @@ CASES = {
         "common/b.py": "def f():\n    from common import c\n",
         "common/c.py": "import numpy\nfrom common import atomic\n",
         "common/atomic.py": "",
+    }),
+    "layers": (check_layers, {
+        "common/spec.py": "def names():\n    import backends\n",           # lazy: still upward
+        "common/results/tables.py": "from common.harness.steplog import COLUMNS\n",
+        "common/harness/steplog.py": "COLUMNS = ()\n",
+        "backends/base.py": "from common.harness import timing\n",
+        "backends/__init__.py": "",
+        "common/harness/timing.py": "import run_all\n",
+        "run_all.py": "",
+    }, [
+        "backends/base.py:1: backends.base (backends) imports common.harness.timing (harness), a layer above it",
+        "common/harness/timing.py:1: common.harness.timing (harness) imports run_all (commands), a layer above it",
+        "common/results/tables.py:1: common.results.tables (ground) imports common.harness.steplog (harness), a layer above it",
+        "common/spec.py:2: common.spec (ground) imports backends (backends), a layer above it",
+    ], {
+        "common/spec.py": "from common import atomic\n", "common/atomic.py": "",
+        "backends/base.py": "from common import spec\nfrom common.timing import x\n", "common/timing.py": "",
+        "common/harness/worker.py": "import backends\nfrom backends import base\n",
+        "benchmarks/throughput.py": "from common.harness import worker\nimport run_all\n",
+        "run_all.py": "from common.harness import worker\n",
+        "tests/unit/test_x.py": "import run_all\nfrom benchmarks import throughput\n",  # tests: exempt
     }),
     "module_names": (check_module_names, {
         "backends/torchy/models.py": "", "backends/jaxy/models.py": "",

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+import backends
 from common import options
 from tests.support.processes import one_line_error, run_cli
 
 
 def _help() -> str:
-    return options.build_parser().format_help()
+    return options.build_parser(backend_names=backends.NAMES).format_help()
 
 
 def test_help_is_grouped_with_examples():
@@ -31,6 +32,13 @@ def test_every_option_has_help_with_at_most_one_default(name):
     # run modes have no default to state; every other option says its default once
     if opt.group != options.OTHER:
         assert "default" in opt.help, name
+
+
+def test_backend_help_names_the_registry_handed_in():
+    """common/options.py is below backends/: the command line hands it the registry's names."""
+    (entry,) = [b for b in re.split(r"\n  (?=--)", _help()) if b.startswith("--backend ")]
+    assert ", ".join(backends.NAMES) in " ".join(entry.split())
+    assert "{backend_names}" not in options.build_parser().format_help()
 
 
 def test_threads_default_is_all_cores_not_this_machines_count():

@@ -23,12 +23,20 @@ def test_common_modules_are_found():
 
 
 # ----- in-process registry checks -----
-def test_names_are_the_four_backends():
+def test_names_are_the_five_backends():
     assert backends.NAMES == ("pytorch", "tensorflow", "mxnet", "chainer", "jax")
     assert set(backends.REGISTRY) == set(backends.NAMES)
     for name, reg in backends.REGISTRY.items():
         assert reg.name == name
         assert reg.module == f"backends.{name}.backend"
+
+
+def test_launch_facts_are_the_registrys():
+    """Which engines run one process per replica, and which run_all.py launches across hosts:
+    the harness and run_all.py read them here."""
+    launchers = {name: reg.launcher for name, reg in backends.REGISTRY.items() if reg.launcher}
+    assert launchers == {"pytorch": "torchrun", "chainer": "mpiexec"}
+    assert [name for name, reg in backends.REGISTRY.items() if reg.multi_host] == ["pytorch"]
 
 
 @pytest.mark.parametrize("name", backends.NAMES)

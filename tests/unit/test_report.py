@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from common.results import compare, figures, markdown, tables
-from common.harness.steplog import LOSS_COLUMNS
+from common.results.schema import LOSS_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAIL_REASON = "the backend process killed by signal 9"

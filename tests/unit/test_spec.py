@@ -11,6 +11,7 @@ from common.spec import (
     BN_RUNNING, BN_TENSORS, BN_TRAINABLE, PRESETS, AdamSpec, BatchNormSpec, LayerSpec, LossSpec,
     ModelSpec, Preset, model_spec,
 )
+from tests.support import oracle
 
 K = 4  # every conv and deconv is 4x4
 
@@ -242,6 +243,16 @@ def test_parameter_count_with_running_statistics():
     assert s.parameter_count("D", trainable_only=False) == s.parameter_count("D") + running_d
     assert s.parameter_count(trainable_only=False) == sum(
         math.prod(v) for v in s.parameter_shapes().values())
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_trainable_keys_are_the_tensors_with_gradients(preset):
+    """What every backend's gradient export covers: the weights and BN gamma/beta in
+    parameter_shapes' order (the oracle's own list, built from the layer table), no statistics."""
+    s = model_spec(preset)
+    assert s.trainable_keys("G") == oracle.trainable_keys(s, "G")
+    assert s.trainable_keys() == oracle.trainable_keys(s, "G") + oracle.trainable_keys(s, "D")
+    assert sum(math.prod(s.parameter_shapes()[k]) for k in s.trainable_keys("D")) == s.parameter_count("D")
 
 
 # ----- spec values -----

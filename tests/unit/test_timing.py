@@ -1,10 +1,10 @@
-"""Tests for common.harness.timing: warm-up rule and throughput statistics, on hand-made step times."""
+"""Tests for common.timing: warm-up rule and throughput statistics, on hand-made step times."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.harness.timing import summarize, warmup_steps
+from common.timing import summarize, warmup_steps
 
 BATCH = 64
 
@@ -105,7 +105,7 @@ def test_summary_values_are_plain_python_numbers():
 
 def test_fetch_timer_counts_only_time_inside_next():
     import time
-    from common.harness.timing import FetchTimer
+    from common.timing import FetchTimer
 
     def slow():
         for i in range(3):
@@ -123,7 +123,7 @@ def test_fetch_timer_counts_only_time_inside_next():
 
 def test_loss_fetcher_reports_each_step_in_order_with_its_share_of_time():
     import time as _time
-    from common.harness.timing import FetchTimer, LossFetcher
+    from common.timing import FetchTimer, LossFetcher
 
     def slow():
         for i in range(5):

@@ -1,82 +1,17 @@
-"""Data-parallel runs, the framework-free half: how a backend's replicas are launched, which rows
-of the harness batch each replica trains on, and what a replica that died says.
-
-Every backend trains data-parallel with its framework's own engine (backends/<fw>/parallel.py);
-this module never exchanges a gradient. The global batch and the data order stay the spec's:
-each of N replicas takes one contiguous slice of the same harness batch, so a run at N devices
-is comparable with the one-device run of the same global batch (per-replica BN aside).
+"""How a backend's replicas are launched (torchrun, mpiexec around the worker), a non-primary
+replica's config, and what a replica that died says: the harness's half of data parallel. The
+framework-free half a backend uses too (its rows of a batch, its rank) is common/replicas.py.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
-from common import atomic
-
-# Backends whose engine runs one process per replica, and the launcher that starts them. The
-# others (TensorFlow MirroredStrategy, MXNet Module over a list of contexts) drive every device
-# from one process.
-PROCESS_PER_REPLICA = {"pytorch": "torchrun", "chainer": "mpiexec"}
-# Those whose launch across hosts run_all.py drives (--nodes): torchrun's rendezvous needs only
-# an address. mpiexec across hosts needs a host file and ssh: docs/data-parallel.md shows it.
-MULTI_HOST = ("pytorch",)
-
-# Rank of this process within a launched job (torchrun sets RANK; Open MPI's mpiexec
-# OMPI_COMM_WORLD_RANK; MPICH's PMI_RANK), and within its own host (torchrun LOCAL_RANK; Open MPI
-# OMPI_COMM_WORLD_LOCAL_RANK; MPICH MPI_LOCALRANKID).
-_RANK_ENV = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
-_LOCAL_RANK_ENV = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID")
-
-
-def check_batch(batch_size: int, replicas: int) -> None:
-    """The global batch must split evenly: unequal slices would weight the replicas' mean losses
-    unequally and change the computation (ValueError naming the fix)."""
-    if replicas < 1:
-        raise ValueError(f"--devices must be positive, got {replicas}")
-    if batch_size % replicas:
-        raise ValueError(f"--batch-size {batch_size} does not split evenly over --devices "
-                         f"{replicas}; pass a batch size that is a multiple of {replicas}")
-
-
-def replica_rows(batch_size: int, replicas: int, rank: int) -> slice:
-    """Rows of the harness batch that replica `rank` trains on: rank·B/N .. (rank+1)·B/N."""
-    check_batch(batch_size, replicas)
-    per = batch_size // replicas
-    return slice(rank * per, (rank + 1) * per)
-
-
-def _env_int(names) -> int:
-    for name in names:
-        if os.environ.get(name):
-            return int(os.environ[name])
-    return 0
-
-
-def launched() -> bool:
-    """Whether this process is one replica of a launched multi-process job."""
-    return any(os.environ.get(name) for name in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"))
-
-
-def launcher_rank() -> int:
-    """This process's rank in a launched multi-process job; 0 when not launched."""
-    return _env_int(_RANK_ENV)
-
-
-def local_rank() -> int:
-    """This process's rank among the replicas on its own host; 0 when not launched. Local rank
-    0 writes the run folder of its host (every host's parent has its own)."""
-    return _env_int(_LOCAL_RANK_ENV)
-
-
-def mpiexec() -> str | None:
-    """The MPI launcher: the one installed beside this Python (the chainermn extra's MPICH
-    wheel puts it in the venv's bin), else the first on PATH; None without MPI."""
-    beside = Path(sys.executable).with_name("mpiexec")
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
+import backends
+from common.replicas import REPLICA_FILE, mpiexec
 
 
 def worker_command(backend: str, devices: int, config_path: str, nodes: int = 1,
@@ -85,9 +20,10 @@ def worker_command(backend: str, devices: int, config_path: str, nodes: int = 1,
     one process per replica and several replicas, the engine's launcher around it. `threads`:
     the CPU threads of the whole run, shared out among the replicas of one host."""
     worker = ["-m", "common.harness.worker", config_path]
-    if devices <= 1 and nodes <= 1 or backend not in PROCESS_PER_REPLICA:
+    launcher = backends.REGISTRY[backend].launcher
+    if devices <= 1 and nodes <= 1 or launcher is None:
         return [sys.executable, *worker]
-    if PROCESS_PER_REPLICA[backend] == "mpiexec":
+    if launcher == "mpiexec":
         launcher = mpiexec()
         if launcher is None:  # the worker then says what to install (BackendUnavailable)
             return [sys.executable, *worker]
@@ -121,15 +57,6 @@ _TORCHRUN_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank
 # CODE: 9 ... EXIT STRING: Killed (signal 9)"; each replica records its pid (record_replica).
 _HYDRA_BAD_TERMINATION = re.compile(r"BAD TERMINATION.*?PID (\d+) RUNNING AT.*?EXIT CODE: (\d+)", re.S)
 _HYDRA_SIGNAL = re.compile(r"EXIT STRING: .*\(signal (\d+)\)")
-REPLICA_FILE = "replica.json"
-
-
-def record_replica(out_dir) -> None:
-    """A launched replica's rank and pid in its folder, so the launcher's report of a pid that
-    failed can name the replica."""
-    atomic.write_json(Path(out_dir, REPLICA_FILE), {"rank": launcher_rank(), "pid": os.getpid()})
-
-
 def _rank_of_pid(backend_dir, pid: int) -> int | None:
     if backend_dir is None:
         return None

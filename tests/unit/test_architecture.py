@@ -35,7 +35,6 @@ FRAMEWORK_EXCEPTIONS = {
     "common/metrics/inception_torch.py": {"torch"},   # FID's Inception network (the fid extra)
     "tools/fid_speed.py": {"torch"},                  # times that network
     "tools/train_feature_net.py": {"torch"},          # trains the MNIST feature net, offline tool
-    "tools/tf_step_faults.py": {"tensorflow"},        # page faults of TF's step by data source
     "benchmarks/peak.py": {"torch"},                  # the measured GEMM peak (torch.matmul)
 }
 

@@ -88,7 +88,6 @@ DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER = (
     "without them)", "data parallel", "sample quality", "output", "run modes (without "
     "training, or continuing a run; each alone)")
 GROUPS = (DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER)
-RUN = OUTPUT  # older name of the output group
 # --help's closing lines: the commands a new user needs first.
 EXAMPLES = """examples:
   python run_all.py --backend all --dataset mnist            every backend, 500 iterations

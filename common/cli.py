@@ -17,7 +17,7 @@ def entry_parser(prog: str, doc: str, epilog: str | None = None,
     """The parser of a command other than run_all.py (the benchmarks): its description the
     first paragraph of its docstring, bad usage one line naming the fix (exit 2) as run_all.py's."""
     return options.OneLineParser(prog=prog, description=doc.split("\n\n")[0], epilog=epilog,
-                         formatter_class=formatter)
+                                 formatter_class=formatter)
 
 
 _HELP_DEFAULT = re.compile(r"\s*\(default[^()]*\)$")  # an option's help ends with its default

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from common import options, replicas  # noqa: E402
+from common import cli, options, replicas  # noqa: E402
 from common.errors import DataError  # noqa: E402
 from common.options import EXIT_USAGE, UsageError  # noqa: E402
 
@@ -33,17 +33,10 @@ def parse_args(argv):
     problem = options.run_mode_conflict(args.given)
     if problem:
         p.error(problem)
-    if args.backend == "all":
-        args.backends = list(backends.NAMES)
-    else:
-        args.backends = [b.strip() for b in args.backend.split(",") if b.strip()]
-        if "all" in args.backends:
-            p.error(f"--backend {args.backend}: 'all' stands alone; pass --backend all or a list "
-                    f"like {','.join(backends.NAMES[:2])}")
-        unknown = [b for b in args.backends if b not in backends.REGISTRY]
-        if unknown or not args.backends:
-            p.error(f"unknown backend {', '.join(unknown) or repr(args.backend)}; "
-                    f"valid: all, or a list of {', '.join(backends.NAMES)}")
+    try:
+        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+    except UsageError as exc:
+        p.error(str(exc))
     try:
         args.seed_list = ([int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds
                           else [args.seed])
@@ -52,12 +45,9 @@ def parse_args(argv):
     if not args.seed_list or len(set(args.seed_list)) != len(args.seed_list):
         p.error(f"--seeds needs distinct integers like 0,1,2, got {args.seeds!r}")
     args.seed = args.seed_list[0]
-    for name, opt in options.options().items():  # each option's own bounds (its `check`)
-        value = getattr(args, name)
-        if value is not None and opt.check == "non_negative" and value < 0:
-            p.error(f"{options.flag(name)} must be 0 (off) or positive, got {value}")
-        if value is not None and opt.check == "positive" and value <= 0:
-            p.error(f"{options.flag(name)} must be positive, got {value}")
+    problem = cli.bounds_problem(args)  # each option's own bounds (its `check`)
+    if problem:
+        p.error(problem)
     try:
         replicas.check_batch(args.batch_size, args.devices * args.nodes)
     except ValueError as exc:

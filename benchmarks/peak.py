@@ -20,7 +20,6 @@ environment every cell starts with (threads and allocator settings, common/harne
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from common import cli
 from common.harness import child
 
 PRECISIONS = ("fp32", "bf16")
@@ -168,12 +168,17 @@ def describe(peaks: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.peak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument("--threads", type=int, default=0, help="0: each library's own setting")
-    p.add_argument("--precisions", default="fp32,bf16")
-    p.add_argument("--seconds", type=float, default=3.0, help="per precision")
-    p.add_argument("--out", help="JSON file to write (default: print)")
+    p = cli.entry_parser("python -m benchmarks.peak", __doc__,
+                         epilog="example: python -m benchmarks.peak --device cpu --threads 2 --out peak.json "
+                                "(benchmarks.throughput measures it first, in its own process)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                   help="the device whose peak is measured (default cpu)")
+    cli.add_run_options(p, "threads", threads=(0, "0: each library's own setting"))
+    p.add_argument("--precisions", default="fp32,bf16", metavar="LIST",
+                   help=f"comma-separated, from {', '.join(PRECISIONS)} (default fp32,bf16)")
+    p.add_argument("--seconds", type=float, default=3.0, metavar="S",
+                   help="seconds of multiplies per precision (default 3)")
+    p.add_argument("--out", metavar="FILE", help="JSON file to write (default: print the peaks only)")
     args = p.parse_args(argv)
     precisions = [x for x in args.precisions.split(",") if x]
     bad = [x for x in precisions if x not in PRECISIONS]

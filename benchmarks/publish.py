@@ -23,7 +23,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from benchmarks import gpu_summary
+from benchmarks.gpu_check import summary as gpu_summary
 from common import atomic
 from common.results import schema, tables
 from common.spec import PRESETS

@@ -11,7 +11,6 @@ finished run folders instead of training.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import subprocess
@@ -21,29 +20,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import atomic  # noqa: E402
+import backends  # noqa: E402  (the registry imports no framework)
+from common import atomic, cli  # noqa: E402
+from common.options import UsageError  # noqa: E402
 from common.results import replica_scaling, schema  # noqa: E402
 from common.results.tables import table  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0],
-                                epilog="example: python -m benchmarks.scaling --backend pytorch "
-                                       "--devices 1,2,4 --device gpu (docs/data-parallel.md)")
-    p.add_argument("--backend", default="all", metavar="LIST",
-                   help="all or a comma-separated list of backends (default all)")
+    p = cli.entry_parser("python -m benchmarks.scaling", __doc__,
+                         epilog="example: python -m benchmarks.scaling --backend pytorch "
+                                "--devices 1,2,4 --device gpu (docs/data-parallel.md)")
+    cli.add_run_options(p, "backend", backend_names=backends.NAMES)
     p.add_argument("--devices", default="1,2", metavar="LIST",
-                   help="comma-separated replica counts (default 1,2)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N",
-                   help="the global batch, the same at every count (default 64)")
-    p.add_argument("--iters", type=int, default=40, metavar="N",
-                   help="training iterations per run (default 40)")
+                   help="comma-separated replica counts, one run each (default 1,2)")
+    cli.add_run_options(p, "batch_size", "iters", iters=(40, "40"))
     p.add_argument("--repeats", type=int, default=3, metavar="N",
                    help="runs per replica count, interleaved (default 3)")
-    p.add_argument("--preset", default="mnist32",
-                   help="network preset: mnist32 or dcgan64 (default mnist32)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
-                   help="auto (a GPU if one is visible), cpu or gpu (default auto)")
+    cli.add_run_options(p, "preset", "device", preset=("mnist32", "mnist32"))
     p.add_argument("--from-runs", nargs="+", metavar="DIR", help="tabulate these run folders; no training (default: train)")
     p.add_argument("--out", metavar="DIR", help="folder to create (default: runs/scaling-<timestamp>)")
     args = p.parse_args(argv)
@@ -51,6 +45,13 @@ def parse_args(argv):
         args.counts = [int(n) for n in args.devices.split(",")]
     except ValueError:
         p.error(f"--devices takes comma-separated integers like 1,2, got {args.devices!r}")
+    try:
+        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+    except UsageError as exc:
+        p.error(str(exc))
+    problem = cli.bounds_problem(args, ("batch_size", "iters"))
+    if problem:
+        p.error(problem)
     if args.repeats < 1:
         p.error(f"--repeats must be positive, got {args.repeats}")
     if any(n <= 0 or args.batch_size % n for n in args.counts):
@@ -60,10 +61,9 @@ def parse_args(argv):
 
 
 def run_one(args, devices: int, out: Path) -> dict:
-    cmd = [sys.executable, str(REPO / "run_all.py"), "--backend", args.backend, "--dataset", "synthetic",
-           "--preset", args.preset, "--batch-size", str(args.batch_size), "--iters", str(args.iters),
-           "--devices", str(devices), "--quality-every", "0", "--device", args.device,
-           "--out", str(out), "--quiet"]
+    cmd = cli.run_all_command(backend=args.backends, dataset="synthetic", preset=args.preset,
+                              batch_size=args.batch_size, iters=args.iters, devices=devices, quality_every=0,
+                              device=args.device, out=out, quiet=True)
     proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if not (out / "results.json").exists():
         raise SystemExit(f"benchmarks.scaling: run_all.py failed: {proc.stderr.strip()[-500:]}")

@@ -20,7 +20,6 @@ Writes OUT/throughput.{json,md} and OUT/scaling.png; publishing: docs/publish.md
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
@@ -30,35 +29,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
-from benchmarks import configs, grid_output, peak  # noqa: E402
-from common import atomic, sysinfo  # noqa: E402
+from benchmarks import configs, grid_output, grid_rows, peak  # noqa: E402
+from common import atomic, cli, sysinfo  # noqa: E402
 from common.harness import child  # noqa: E402
 from common.metrics import flops  # noqa: E402
+from common.options import EXIT_USAGE, UsageError  # noqa: E402
 from common.results import schema, tables  # noqa: E402
-from common.spec import PRESETS, model_spec  # noqa: E402
+from common.spec import model_spec  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
-EXIT_USAGE = 2
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n"
-                                       "  python -m benchmarks.throughput --preset mnist32\n"
-                                       "  python -m benchmarks.throughput --device gpu --batch-sizes 64,256,1024\n"
-                                       "then: python -m benchmarks.publish <--out folder>/throughput.json "
-                                       "(docs/publish.md)")
-    p.add_argument("--backend", default="all", metavar="LIST",
-                   help=f"all or a comma-separated list of {', '.join(backends.NAMES)} (default all)")
-    p.add_argument("--preset", default="mnist32", choices=list(PRESETS),
-                   help="network preset: mnist32 (1x32x32) or dcgan64 (3x64x64) (default mnist32)")
+    p = cli.entry_parser("python -m benchmarks.throughput", __doc__, epilog=(
+        "examples:\n"
+        "  python -m benchmarks.throughput --preset mnist32\n"
+        "  python -m benchmarks.throughput --device gpu --batch-sizes 64,256,1024\n"
+        "then: python -m benchmarks.publish <--out folder>/throughput.json (docs/publish.md)"))
+    cli.add_run_options(p, "backend", "preset", backend_names=backends.NAMES,
+                        preset=("mnist32", "mnist32"))
     p.add_argument("--batch-sizes", default="16,64,256", metavar="LIST",
                    help="comma-separated batch sizes, one cell each; the README's headline is "
                         "batch 64 (default 16,64,256)")
@@ -77,10 +71,7 @@ def parse_args(argv):
     p.add_argument("--quality-iters", type=int, default=0, metavar="N",
                    help="train best and spec this many iterations on real digits and score them "
                         "(default 0: off)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), metavar="N",
-                   help="CPU threads given to every framework alike (default: all cores)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
-                   help="auto (a GPU if one is visible), cpu or gpu (default auto)")
+    cli.add_run_options(p, "threads", "device")
     p.add_argument("--peak-seconds", type=float, default=2.0, metavar="S",
                    help="seconds of large GEMMs per precision to measure the device's peak first "
                         "(default 2; 0: off)")
@@ -99,10 +90,10 @@ def parse_args(argv):
         p.error(f"--batch-sizes takes comma-separated integers, got {args.batch_sizes!r}")
     if any(b <= 0 for b in args.batches) or min(args.images, args.min_iters, args.repeats, args.threads) <= 0:
         p.error("--batch-sizes, --images, --min-iters, --repeats and --threads must be positive")
-    args.backends = list(backends.NAMES) if args.backend == "all" else args.backend.split(",")
-    unknown = [b for b in args.backends if b not in backends.REGISTRY]
-    if unknown:
-        p.error(f"unknown backend {', '.join(unknown)}; valid: all, {', '.join(backends.NAMES)}")
+    try:
+        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+    except UsageError as exc:
+        p.error(str(exc))
     args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
     try:
         for c in args.config_list:
@@ -141,10 +132,10 @@ def _run(cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess
 def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="synthetic",
                  iters: int | None = None) -> dict:
     """One run_all.py run of one backend; its result (whatever its status) plus the provenance."""
-    cmd = [sys.executable, str(REPO / "run_all.py"), "--backend", name, "--dataset", dataset,
-           "--preset", args.preset, "--batch-size", str(batch), "--iters", str(iters or iterations(args, batch)),
-           "--device", args.device, "--threads", str(args.threads), "--out", str(out), "--quiet",
-           "--quality-every", "0", "--no-figures", *configs.flags(paths)]  # no probes inside timed runs; figures unread
+    # no quality probes inside timed runs; figures unread
+    cmd = [*cli.run_all_command(backend=name, dataset=dataset, preset=args.preset, batch_size=batch,
+                                iters=iters or iterations(args, batch), device=args.device, threads=args.threads,
+                                out=out, quiet=True, quality_every=0, figures=False), *configs.flags(paths)]
     load = os.getloadavg()[0]
     proc = _run(cmd)
     if not (out / "results.json").exists():
@@ -212,88 +203,6 @@ def measure_peaks(args, work: Path) -> dict:
         print(f"measured peak: {device} {', '.join(precisions)}", file=sys.stderr, flush=True)
         out[device] = peak.measure_in_subprocess(precisions, device, args.threads, args.peak_seconds, work)
     return out
-
-
-# ----- rows -----
-def cell_row(spec, name: str, config: str, batch: int, runs: list[dict], peaks: dict | None = None) -> dict:
-    row = {"backend": name, "config": config, "batch": batch}
-    ok = [r for r in runs if r["status"] == "ok"]
-    if not ok:
-        return dict(row, status=runs[0]["status"], reason=runs[0].get("reason") or "")
-    medians = [r["summary"]["img_per_s_median"] for r in ok]
-    s, dev = ok[0]["summary"], ok[0].get("device") or {}
-    img_s = float(np.median(medians))
-    gflops = img_s * flops.iteration_flops_per_image(spec) / 1e9
-    datasheet = flops.dense_peak_flops(dev.get("name", ""), peak.precision_of(config)) \
-        if dev.get("device") == "gpu" else None
-    measured = peak.fraction(gflops, peaks or {}, dev.get("device", ""), config)
-    row.update({
-        "status": "ok", "runs": len(ok), "iters": s["steps"], "img/s": round(img_s, 1),
-        "IQR (run 1)": f"{s['img_per_s_iqr'][0]:.1f}-{s['img_per_s_iqr'][1]:.1f}",
-        "range across runs": f"{min(medians):.1f}-{max(medians):.1f}",
-        # in pass order, a failed run as None: the pairs behind `step / bare step` and `speed / spec`
-        "img/s per run": [round(r["summary"]["img_per_s_median"], 1) if r["status"] == "ok" else None
-                          for r in runs],
-        "first step s": round(float(np.median([r["summary"]["first_step_seconds"] for r in ok])), 3),
-        "peak MiB": f"{max(r['summary']['peak_memory']['bytes'] for r in ok) / 2**20:.0f} "
-                    f"({s['peak_memory']['kind']})",
-        "_peak_bytes": max(r["summary"]["peak_memory"]["bytes"] for r in ok),
-        "_run_img_s": [r["summary"]["img_per_s_median"] if r["status"] == "ok" else None for r in runs],  # unrounded
-        "harness share": (f"{100 * max(r['summary']['harness_overhead_fraction'] for r in ok):.2f}%"
-                          if "harness_overhead_fraction" in s else ""),
-        "GFLOP/s": float(f"{gflops:.3g}"),
-        "of measured peak": f"{100 * measured:.1f}%" if measured else "",
-        "of datasheet peak": f"{100 * gflops * 1e9 / datasheet:.1f}%" if datasheet else "",
-        "device": dev.get("device", ""),
-        "threads": _threads(dev.get("threads")),
-        "load before": round(max(r["load_before"] for r in runs), 2),
-        "CPU stolen": _stolen(runs),
-    })
-    return row
-
-
-def _stolen(runs: list[dict]) -> str:
-    """The most CPU time a hypervisor took during any of the cell's runs, '' where not known."""
-    known = [r["cpu_stolen"] for r in runs if r.get("cpu_stolen") is not None]
-    return f"{100 * max(known):.1f}%" if known else ""
-
-
-def _threads(settings: dict | None) -> str:
-    """A framework's thread settings as it reported them, short: 'get_num_threads=2, ...'."""
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted((settings or {}).items()))
-
-
-def add_bare_comparison(rows: list[dict]) -> None:
-    """Throughput the harness loses against the bare loop of the same backend and batch: from the
-    cells' medians; with repeats also `step / bare step`, the median of the per-repeat ratios of
-    step times (repeat k of the cell against repeat k of the bare loop, the same pass of the
-    interleaved grid) with their range: the issue's 1.05x criterion."""
-    bare = {(r["backend"], r["batch"]): r for r in rows if r["config"] == "bare loop" and r["status"] == "ok"}
-    for r in rows:
-        b = bare.get((r["backend"], r["batch"]))
-        if r["status"] == "ok" and r["config"] == configs.label(()) and b:
-            r["vs bare"] = f"{100 * (1 - r['img/s'] / b['img/s']):+.1f}%"
-            ratios = [x / y for x, y in zip(r["_run_img_s"], b["_run_img_s"]) if x and y]
-            if len(ratios) > 1:
-                r["step / bare step"] = (f"{float(np.median([1 / q for q in ratios])):.3f} "
-                                        f"({1 / max(ratios):.3f}-{1 / min(ratios):.3f})")
-
-
-def add_spec_comparison(rows: list[dict]) -> None:
-    """`speed / spec` on every fast-path cell: its img/s over spec's at the same backend and batch;
-    with repeats the median of the per-repeat ratios (repeat k against repeat k, the same pass of
-    the interleaved grid) with their range, as `step / bare step` pairs spec with the bare loop."""
-    spec_label = configs.label(())
-    spec = {(r["backend"], r["batch"]): r for r in rows if r["config"] == spec_label and r["status"] == "ok"}
-    for r in rows:
-        s = spec.get((r["backend"], r["batch"]))
-        if r["status"] != "ok" or r["config"] in (spec_label, "bare loop") or not s:
-            continue
-        ratios = [x / y for x, y in zip(r["_run_img_s"], s["_run_img_s"]) if x and y]
-        if len(ratios) > 1:
-            r["speed / spec"] = f"{float(np.median(ratios)):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
-        else:
-            r["speed / spec"] = f"{r['img/s'] / s['img/s']:.2f}x"
 
 
 def quality_rows(args, work: Path) -> list[dict]:
@@ -372,9 +281,9 @@ def main(argv=None) -> int:
             runs.setdefault(item, []).append(r)
     for item in plan_rows:
         rows.append(item if isinstance(item, dict)
-                    else cell_row(spec, item[0], item[1], item[3], runs[item], peaks))
-    add_bare_comparison(rows)
-    add_spec_comparison(rows)
+                    else grid_rows.cell_row(spec, item[0], item[1], item[3], runs[item], peaks))
+    grid_rows.add_bare_comparison(rows)
+    grid_rows.add_spec_comparison(rows)
     q_rows = quality_rows(args, work) if args.quality_iters else []
     doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k not in ("batches", "measured_peaks")},
            "started": started.isoformat(timespec="seconds"),

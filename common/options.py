@@ -87,7 +87,6 @@ DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER = (
     "without them)", "data parallel", "sample quality", "output", "run modes (without "
     "training, or continuing a run; each alone)")
 GROUPS = (DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER)
-RUN = OUTPUT  # older name of the output group
 # --help's closing lines: the commands a new user needs first.
 EXAMPLES = """examples:
   python run_all.py --backend all --dataset mnist            every backend, 500 iterations
@@ -257,7 +256,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _argparse_kwargs(name: str, opt: Option, suppress: bool, backend_names) -> dict:
+def argparse_kwargs(name: str, opt: Option, suppress: bool, backend_names) -> dict:
     kind = _TYPES[name]
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: X
         kind = typing.get_args(kind)[0]
@@ -292,7 +291,7 @@ def build_parser(description: str = "", suppress: bool = False,
             if opt.exclusive not in groups:
                 groups[opt.exclusive] = group.add_mutually_exclusive_group()
             group = groups[opt.exclusive]
-        group.add_argument(flag(name), **_argparse_kwargs(name, opt, suppress, backend_names))
+        group.add_argument(flag(name), **argparse_kwargs(name, opt, suppress, backend_names))
     return p
 
 

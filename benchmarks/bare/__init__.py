@@ -14,7 +14,6 @@ run_all.py's step time, the difference is the harness's and the backend's loop o
 
 One module per framework, each with the same `run(preset, batch, iters, threads, device="cpu",
 init_weights=None) -> dict` (threads 0 leaves the framework's setting as it is; init_weights None
-starts from the shared initialisation of seed 0); `python -m benchmarks.bare` runs one of them in
-its own process.
+starts from the shared initialisation of seed 0), named as its backend in the registry
+(backends.NAMES); `python -m benchmarks.bare` runs one of them in its own process.
 """
-NAMES = ("pytorch", "tensorflow", "mxnet", "chainer", "jax")  # the backends' registry names

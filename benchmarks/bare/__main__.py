@@ -1,39 +1,43 @@
-"""`python -m benchmarks.bare --backend NAME ...`: one bare loop in this process, its result
-written atomically as JSON (run it in a fresh process per measurement, as run_all.py runs each
-backend: a framework's thread settings are fixed when it is imported)."""
+"""One framework's bare reference loop (the spec's step timed without the harness) in this
+process, its result written atomically as JSON.
+
+Run it in a fresh process per measurement, as run_all.py runs each backend: a framework's
+thread settings are fixed when it is imported."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
 import backends
-from benchmarks.bare import NAMES
-from common import atomic
+from common import atomic, cli
 from common.errors import DataError
-from common.spec import PRESETS
+from common.options import UsageError
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backend", required=True, choices=NAMES, help="the framework (required)")
-    p.add_argument("--preset", default="mnist32", choices=list(PRESETS),
-                   help="network preset (default mnist32)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N",
-                   help="images per step (default 64)")
-    p.add_argument("--iters", type=int, default=20, metavar="N",
-                   help="timed steps, the first included (default 20)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   metavar="N",
-                   help="CPU threads for the framework (default: all cores; 0: the framework's own)")
+    p = cli.entry_parser("python -m benchmarks.bare", __doc__,
+                         epilog="example: python -m benchmarks.bare --backend pytorch --iters 20 --out bare.json "
+                                "(benchmarks.throughput --bare runs it for every cell)")
+    p.add_argument("--backend", required=True, metavar="NAME",
+                   help=f"the one backend whose bare loop runs: {', '.join(backends.NAMES)} (required)")
+    cli.add_run_options(p, "preset", "batch_size", "iters", "threads",
+                        preset=("mnist32", "mnist32"), iters=(20, "20, the first step included"))
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
                    help="where the loop runs (default cpu)")
     p.add_argument("--init-weights", metavar="NPZ", help="canonical .npz to start from (default: shared init, seed 0)")
     p.add_argument("--out", required=True, metavar="FILE", help="result JSON file to write (required)")
     args = p.parse_args(argv)
-    if args.batch_size <= 0 or args.iters <= 0 or args.threads < 0:
-        p.error("--batch-size and --iters must be positive, --threads non-negative")
+    try:
+        names = cli.parse_backends(args.backend, backends.NAMES)
+    except UsageError as exc:
+        p.error(str(exc))
+    if len(names) != 1:
+        p.error(f"--backend {args.backend}: one bare loop per process; pass one of {', '.join(backends.NAMES)}")
+    args.backend = names[0]
+    problem = cli.bounds_problem(args, ("batch_size", "iters", "threads"))
+    if problem:
+        p.error(problem)
     return args
 
 

@@ -1,4 +1,4 @@
-"""The one GPU command (benchmarks/gpu_check.py): its smoke run on the CPU is the same path as on
+"""The one GPU command (benchmarks/gpu_check/): its smoke run on the CPU is the same path as on
 a GPU, tiny, so CI proves the command before it meets a GPU; plus its pure parts."""
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ import time
 import pytest
 
 import backends
-from benchmarks import configs, gpu_check, gpu_probe, gpu_summary, publish
+from benchmarks import configs, publish
+from benchmarks.gpu_check import __main__ as check_main
+from benchmarks.gpu_check import power, quality_step, state, steps, summary
 from tests.support.processes import REPO, offline
 
-# The smoke run's default budget is the issue's 3 minutes, which the 2-core machine meets idle only
-# just (2 min 54 s, and 3 min 28 s in another run: docs/gpu.md); the machine is shared, so the test
-# gives it room and asserts the work, not a time (times are benchmarks, not tests): a run cut by
-# the budget would fail on status anyway.
+# The smoke run's default budget (steps.SIZES) fits an idle machine with headroom (docs/gpu.md
+# gives the measured times); the machine running the tests is shared, so the test gives it room
+# and asserts the work, not a time (times are benchmarks, not tests): a run cut by the budget
+# would fail on status anyway.
 BUDGET_MINUTES = "10"
 
 
@@ -63,11 +65,11 @@ def test_smoke_run_proves_every_step(tmp_path):
                    for r in doc["grid"] if r["status"] == "ok")
     # every measured cell's run recorded when its timed steps ran: what the power samples are cut to
     for r in (r for r in doc["grid"] if r["status"] == "ok"):
-        work = tmp_path / "check" / "work" / gpu_check.cell_name(r["backend"], r["config"], r["batch"])
-        window = gpu_probe.timed_window(work, r["backend"])
+        work = tmp_path / "check" / "work" / steps.cell_name(r["backend"], r["config"], r["batch"])
+        window = power.timed_window(work, r["backend"])
         assert window and window[0] <= window[1], r
     # best against spec in sample quality, trained alike (the smoke run: the first backend with
-    # fast paths only, gpu_check.SIZES)
+    # fast paths only, steps.SIZES)
     quality = doc["steps"]["quality"]
     first = [n for n in doc["steps"]["probe"]["ready"] if n in has_best][:1]
     assert quality["status"] == "ok" and [r["backend"] for r in quality["rows"]] == first, quality
@@ -103,7 +105,7 @@ def test_a_stop_keeps_the_finished_steps(tmp_path):
     time.sleep(2)  # inside the parity step: its pytest is killed with it
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
-    assert proc.returncode == gpu_check.EXIT_PARTIAL
+    assert proc.returncode == check_main.EXIT_PARTIAL
     doc = json.loads(summary.read_text())
     assert doc["status"] == "interrupted"
     assert doc["steps"]["probe"]["ready"] == ["pytorch"]
@@ -112,10 +114,10 @@ def test_a_stop_keeps_the_finished_steps(tmp_path):
 
 def test_a_short_budget_runs_the_most_valuable_first_and_says_what_it_left_out(tmp_path):
     """Budget bookkeeping without processes: a cell that does not fit is recorded as not run."""
-    args = gpu_check.parse_args(["--device", "cpu", "--smoke", "--budget", "0.001"])
-    check = gpu_check.Check(args, tmp_path)
+    args = check_main.parse_args(["--device", "cpu", "--smoke", "--budget", "0.001"])
+    check = state.Check(args, tmp_path)
     time.sleep(0.1)
-    gpu_check.grid_step(check, ["pytorch"])
+    steps.grid_step(check, ["pytorch"])
     assert [r["status"] for r in check.doc["grid"]] == ["not run: budget"] * 2
     summary = (tmp_path / "summary.md").read_text()
     assert "| not run: budget " in summary  # the status in the table, why under it, once for both cells
@@ -127,13 +129,13 @@ def test_the_parity_step_names_every_file_with_gpu_marked_tests():
     framework's own test module); a `gpu` marker in any other file would never run there."""
     marked = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").rglob("test_*.py")
                     if re.search(r"pytest\.mark\.gpu\b", f.read_text()))
-    assert marked == sorted(gpu_check.PARITY_FILES)
+    assert marked == sorted(steps.PARITY_FILES)
 
 
 def test_a_cell_without_a_fast_path_is_a_row_saying_why_without_a_process(tmp_path):
-    args = gpu_check.parse_args(["--device", "cpu", "--smoke", "--backend", "chainer"])
-    check = gpu_check.Check(args, tmp_path)
-    gpu_check.grid_step(check, ["chainer"], plan=[("chainer", "best", 4)])
+    args = check_main.parse_args(["--device", "cpu", "--smoke", "--backend", "chainer"])
+    check = state.Check(args, tmp_path)
+    steps.grid_step(check, ["chainer"], plan=[("chainer", "best", 4)])
     assert not (tmp_path / "logs").exists()  # check.run writes a log for every process it starts
     assert check.doc["grid"] == [{"backend": "chainer", "config": "best", "batch": 4, "run": 1, "status": "skipped",
                                   "reason": configs.BEST["chainer"]["cpu"]}]
@@ -147,11 +149,11 @@ def test_a_resumed_check_keeps_what_was_finished_and_runs_the_rest(tmp_path):
     folder = tmp_path / "check"
     cmd, env = _smoke(tmp_path, "--backend", "pytorch", "--budget", "0.25")  # the probe, little more
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert first.returncode == gpu_check.EXIT_PARTIAL, first.stderr[-2000:]
+    assert first.returncode == check_main.EXIT_PARTIAL, first.stderr[-2000:]
     resume = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--smoke", "--backend", "pytorch",
               "--resume", str(folder)]
     wrong = subprocess.run(resume[:3] + resume[5:], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == gpu_check.EXIT_USAGE and "resume it so" in wrong.stderr.splitlines()[-1]
+    assert wrong.returncode == check_main.EXIT_USAGE and "resume it so" in wrong.stderr.splitlines()[-1]
 
     second = subprocess.run([*resume, "--budget", BUDGET_MINUTES], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=900)
@@ -162,7 +164,7 @@ def test_a_resumed_check_keeps_what_was_finished_and_runs_the_rest(tmp_path):
         name: ("ok", 2) for name in ("probe", "parity", "main", "peak", "quality")}
     assert [(r["config"], r["status"], r["run"]) for r in doc["grid"]] == [("spec", "ok", 2), ("best", "ok", 2)]
     assert (folder / "main-r2" / "results.json").exists() and (folder / "logs" / "parity-r2.log").exists()
-    assert (folder / "grid" / (gpu_check.cell_name("pytorch", "spec", 4) + "-r2") / "throughput.json").exists()
+    assert (folder / "grid" / (steps.cell_name("pytorch", "spec", 4) + "-r2") / "throughput.json").exists()
 
     third = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr[-2000:]
@@ -185,10 +187,10 @@ def test_a_resumed_grid_keeps_an_earlier_row_until_its_cell_is_measured_again(tm
     earlier = {"device": "cpu", "smoke": True, "steps": {}, "runs": [{"run": 1, "command": "c", "started": "s",
                                                                       "budget_minutes": 3}],
                "grid": [failed, {"backend": "chainer", "config": "best", "batch": 4, "status": "not run: budget"}]}
-    check = gpu_check.Check(gpu_check.parse_args(["--device", "cpu", "--smoke", "--budget", "0.001"]), tmp_path,
+    check = state.Check(check_main.parse_args(["--device", "cpu", "--smoke", "--budget", "0.001"]), tmp_path,
                             json.loads(json.dumps(earlier)))
     time.sleep(0.1)
-    gpu_check.grid_step(check, ["chainer"])
+    steps.grid_step(check, ["chainer"])
     assert check.doc["grid"] == [failed, {"backend": "chainer", "config": "best", "batch": 4, "run": 2,
                                           "status": "skipped", "reason": configs.BEST["chainer"]["cpu"]}]
     assert "replaced" not in check.doc
@@ -227,18 +229,17 @@ def test_the_readme_shows_gpu_checks_on_a_gpu_and_only_those(tmp_path, monkeypat
 def test_the_quality_step_keeps_scored_rows_and_says_what_the_budget_left_out(tmp_path):
     """Without processes: a backend scored by an earlier run is kept, the next one does not fit
     the budget and says so; backends without fast paths get no row (the grid says why)."""
-    from benchmarks import gpu_quality
-    args = gpu_check.parse_args(["--budget", "0.001"])  # the GPU sizes: every backend with fast paths
+    args = check_main.parse_args(["--budget", "0.001"])  # the GPU sizes: every backend with fast paths
     scored = {"backend": "pytorch", "as run": "channels_last+bf16+compile", "status": "ok", "FD best": "1.0 ± 0.1"}
     earlier = {"device": "gpu", "smoke": False, "grid": [], "runs": [{"run": 1, "command": "c", "started": "s",
                                                                    "budget_minutes": 6}],
                "steps": {"quality": {"status": "partial: budget (1 not run)", "seconds": 9.0, "rows": [scored]}}}
-    check = gpu_check.Check(args, tmp_path, earlier)
+    check = state.Check(args, tmp_path, earlier)
     time.sleep(0.1)
-    gpu_quality.quality_step(check, ["pytorch", "chainer", "jax"], gpu_check.main_command)
+    quality_step.quality_step(check, ["pytorch", "chainer", "jax"], steps.main_command)
     record = check.doc["steps"]["quality"]
     assert record["rows"] == [scored, {"backend": "jax", "as run": "bf16", "status": "not run: budget",
-                                       "reason": f"needs {gpu_quality.MIN_SECONDS} s left"}]
+                                       "reason": f"needs {quality_step.MIN_SECONDS} s left"}]
     assert record["status"] == "partial: budget (1 not run)" and record["run"] == 2
     assert not (tmp_path / "logs").exists()  # no process started
     assert "| jax       | bf16 " in (tmp_path / "summary.md").read_text()
@@ -254,17 +255,17 @@ def test_the_main_job_dataset_is_looked_up_once_per_check(tmp_path, monkeypatch)
         looked.append(name)
         return type("Dataset", (), {"name": "mnist-5k"})()
     monkeypatch.setattr(data, "load_dataset", load)
-    check = gpu_check.Check(gpu_check.parse_args([]), tmp_path)
-    commands = [gpu_check.main_command(check, [n], tmp_path / n) for n in ("pytorch", "jax")]
+    check = state.Check(check_main.parse_args([]), tmp_path)
+    commands = [steps.main_command(check, [n], tmp_path / n) for n in ("pytorch", "jax")]
     assert looked == ["mnist"] and all(c[c.index("--dataset") + 1] == "mnist-5k" for c in commands)
-    resumed = gpu_check.Check(gpu_check.parse_args([]), tmp_path, json.loads(json.dumps(check.doc)))
-    assert gpu_check.main_dataset(resumed) == "mnist-5k" and looked == ["mnist"]
+    resumed = state.Check(check_main.parse_args([]), tmp_path, json.loads(json.dumps(check.doc)))
+    assert steps.main_dataset(resumed) == "mnist-5k" and looked == ["mnist"]
 
 
 def test_grid_plan_puts_the_large_batch_and_pytorch_first():
-    args = gpu_check.parse_args(["--backend", "chainer,pytorch"])
+    args = check_main.parse_args(["--backend", "chainer,pytorch"])
     assert args.backends == ["pytorch", "chainer"]
-    plan = gpu_check.grid_plan(args, args.backends)
+    plan = steps.grid_plan(args, args.backends)
     assert plan[:4] == [("pytorch", "spec", 256), ("pytorch", "best", 256),
                         ("chainer", "spec", 256), ("chainer", "best", 256)]
     assert {b for _, _, b in plan[4:-1]} == {64}  # the last: max-autotune (the test below)
@@ -274,19 +275,19 @@ def test_max_autotune_comes_last_and_only_with_minutes_left(tmp_path):
     """torch.compile's max-autotune compiles for minutes: its cell is the GPU plan's last, at the
     largest batch, and starts only with MIN_SECONDS['max-autotune cell'] left; the CPU smoke
     run has none (configs.BEST_ALTERNATIVES is for the GPU)."""
-    args = gpu_check.parse_args(["--backend", "chainer,pytorch"])
-    plan = gpu_check.grid_plan(args, args.backends)
+    args = check_main.parse_args(["--backend", "chainer,pytorch"])
+    plan = steps.grid_plan(args, args.backends)
     assert plan[-1] == ("pytorch", "channels_last+bf16+max_autotune", 256)
     assert [c for c in plan if "max_autotune" in c[1]] == [plan[-1]]
-    smoke = gpu_check.parse_args(["--device", "cpu", "--smoke"])
-    assert not [c for c in gpu_check.grid_plan(smoke, smoke.backends) if "max_autotune" in c[1]]
-    assert gpu_check.cell_seconds(plan[-1][1]) == gpu_check.MIN_SECONDS["max-autotune cell"] >= 120
-    assert gpu_check.cell_seconds("best") == gpu_check.cell_seconds("spec") == gpu_check.MIN_SECONDS["grid cell"]
+    smoke = check_main.parse_args(["--device", "cpu", "--smoke"])
+    assert not [c for c in steps.grid_plan(smoke, smoke.backends) if "max_autotune" in c[1]]
+    assert steps.cell_seconds(plan[-1][1]) == steps.MIN_SECONDS["max-autotune cell"] >= 120
+    assert steps.cell_seconds("best") == steps.cell_seconds("spec") == steps.MIN_SECONDS["grid cell"]
     # with less left than a max-autotune cell needs (but enough for any other), it is recorded
     # as not run, with why; no process starts
-    check = gpu_check.Check(args, tmp_path)
-    check.deadline = time.monotonic() + gpu_check.MIN_SECONDS["max-autotune cell"] - 30
-    gpu_check.grid_step(check, args.backends, plan=plan[-1:])
+    check = state.Check(args, tmp_path)
+    check.deadline = time.monotonic() + steps.MIN_SECONDS["max-autotune cell"] - 30
+    steps.grid_step(check, args.backends, plan=plan[-1:])
     assert check.doc["grid"] == [{"backend": "pytorch", "config": "channels_last+bf16+max_autotune", "batch": 256,
                                   "run": 1, "status": "not run: budget", "reason": "needs 240 s left"}]
 
@@ -298,7 +299,7 @@ def test_max_autotune_comes_last_and_only_with_minutes_left(tmp_path):
 def test_bad_usage_is_one_line_naming_the_fix(argv, message):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", *argv], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == gpu_check.EXIT_USAGE
+    assert proc.returncode == check_main.EXIT_USAGE
     assert message in proc.stderr.strip().splitlines()[-1]
 
 
@@ -309,15 +310,15 @@ def test_joules_per_image_uses_only_the_timed_steps():
     count. The later half of all samples, the rule before, gave 100 W here: 0.1 J per image."""
     samples = [(float(t), 100.0) for t in range(30)] + [(float(t), 600.0) for t in range(30, 40)] + \
         [(float(t), 50.0) for t in range(40, 50)]
-    watts, why = gpu_probe.window_watts(samples, [29.5, 39.5])
+    watts, why = power.window_watts(samples, [29.5, 39.5])
     assert watts == [600.0] * 9 and why == ""  # 31..39: the first second (29.5-30.5) left out
-    assert gpu_probe.joules_per_image(watts, 1000.0) == pytest.approx(0.6)
-    assert gpu_probe.joules_per_image([], 1000.0) is None and gpu_probe.joules_per_image(watts, None) is None
+    assert power.joules_per_image(watts, 1000.0) == pytest.approx(0.6)
+    assert power.joules_per_image([], 1000.0) is None and power.joules_per_image(watts, None) is None
     # too short a window for a reading, no window, no samples: no number, and why
-    assert gpu_probe.window_watts(samples, [30.0, 32.5]) == (
+    assert power.window_watts(samples, [30.0, 32.5]) == (
         [], "the timed steps ran 2.5 s, under the 3 s a power reading needs")
-    assert gpu_probe.window_watts(samples, None) == ([], "no timed window in the run's results")
-    assert gpu_probe.window_watts([], [0.0, 100.0])[1].startswith("no power samples")
+    assert power.window_watts(samples, None) == ([], "no timed window in the run's results")
+    assert power.window_watts([], [0.0, 100.0])[1].startswith("no power samples")
 
 
 FAKE_SMI = """#!{python}
@@ -342,16 +343,16 @@ def test_power_samples_carry_nvidia_smis_own_times_and_survive_a_burst(tmp_path,
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     before = time.monotonic()
-    with gpu_probe.PowerSampler() as power:
+    with power.PowerSampler() as sampler:
         deadline = time.monotonic() + 20
-        while len(power.samples) < 5 and time.monotonic() < deadline:
+        while len(sampler.samples) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert [w for _, w in power.samples] == [300.5, 301.5, 302.5, 303.5, 304.5]
-    times = [t for t, _ in power.samples]
+    assert [w for _, w in sampler.samples] == [300.5, 301.5, 302.5, 303.5, 304.5]
+    times = [t for t, _ in sampler.samples]
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert all(abs(g - 0.4) < 0.01 for g in gaps), gaps  # read at once, measured 0.4 s apart
     assert before - 2.5 < times[0] < times[-1] < time.monotonic() + 0.5
-    assert gpu_probe.power_sample("garbage", 0.0) is None
+    assert power.power_sample("garbage", 0.0) is None
 
 
 def test_junit_counts(tmp_path):
@@ -360,6 +361,24 @@ def test_junit_counts(tmp_path):
         '<testcase classname="tests.backends.test_x" name="b[chainer]"><failure message="m"/></testcase>'
         '<testcase classname="tests.backends.test_x" name="c"><skipped message="why"/></testcase>'
         '</testsuite></testsuites>')
-    counts = gpu_summary.junit_counts(tmp_path / "j.xml")
+    counts = summary.junit_counts(tmp_path / "j.xml")
     assert (counts["passed"], counts["failed"], counts["skipped"]) == (1, 1, 1)
     assert counts["failures"] == ["test_x::b[chainer]"] and counts["skips"] == {"why": 1}
+
+
+def test_a_process_gives_one_status_whichever_step_ran_it():
+    """state.outcome: the deadline's stop, a success with its output, a failure, alike for the
+    parity, main, peak and quality steps and a grid cell."""
+    assert state.outcome(None) == state.outcome(None, ok=False) == "stopped: budget"
+    assert state.outcome(0) == "ok"
+    assert state.outcome(0, ok=False) == state.outcome(1) == state.outcome(-9, ok=True) == "failed"
+
+
+def test_the_probes_child_entry_takes_one_backend_name():
+    """`python -m benchmarks.gpu_check.probe` is the check's child process: without one backend
+    name it says in one line that it is internal and names the backends, exit 2 (-h: exit 0)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check.probe", "caffe"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert "internal" in line and ", ".join(backends.NAMES) in line

@@ -62,7 +62,7 @@ def test_grid_writes_rows_figure_and_table(tmp_path):
 
 
 def test_a_cell_is_the_median_over_repeats_with_their_range():
-    from benchmarks.throughput import cell_row
+    from benchmarks.grid_rows import cell_row
 
     def run(img_s, first):
         return {"status": "ok", "load_before": 0.1, "device": {"device": "cpu", "threads": {"t": 2}},
@@ -81,7 +81,7 @@ def test_a_cell_is_the_median_over_repeats_with_their_range():
 
 
 def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
-    from benchmarks.throughput import add_bare_comparison, cell_row
+    from benchmarks.grid_rows import add_bare_comparison, cell_row
 
     spec = model_spec("mnist32")
     # repeat k of spec against repeat k of bare: step-time ratios 1.0, 1.25, 1.1, median 1.1;
@@ -93,7 +93,7 @@ def test_repeats_pair_with_the_bare_loop_as_step_time_ratios():
 
 
 def test_a_fast_path_pairs_with_spec_per_repeat():
-    from benchmarks.throughput import add_spec_comparison, cell_row
+    from benchmarks.grid_rows import add_spec_comparison, cell_row
 
     spec = model_spec("mnist32")
     # per repeat 150/100, 120/80, 130/100 -> 1.50, 1.50, 1.30: median 1.50, range 1.30-1.50; the
@@ -114,7 +114,7 @@ def test_a_grid_of_one_batch_size_draws_every_run(tmp_path, monkeypatch):
     """Lines against batch size would stack a one-batch grid's cells on one x: it draws each
     run as a dot in its cell's column, the median as a bar, and the table lists the runs."""
     from benchmarks import grid_output
-    from benchmarks.throughput import cell_row
+    from benchmarks.grid_rows import cell_row
 
     spec = model_spec("mnist32")
     rows = [cell_row(spec, "pytorch", "spec (float32)", 64, [_run(100.0), _run(80.04), {"status": "failed", "load_before": 0}]),
@@ -140,7 +140,7 @@ def test_a_grid_of_one_batch_size_draws_every_run(tmp_path, monkeypatch):
 
 def test_a_cell_is_a_fraction_of_the_measured_peak_at_its_precision():
     from benchmarks import peak
-    from benchmarks.throughput import cell_row
+    from benchmarks.grid_rows import cell_row
     run = {"status": "ok", "load_before": 0.1, "device": {"device": "cpu", "threads": {"t": 2}},
            "summary": {"img_per_s_median": 100.0, "img_per_s_iqr": [99, 101], "first_step_seconds": 0.1,
                        "steps": 10, "peak_memory": {"bytes": 2**20, "kind": "rss"}}}

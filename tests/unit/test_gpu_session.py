@@ -8,7 +8,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from benchmarks import gpu_check
+from benchmarks.gpu_check import state
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def _session(tmp_path, *args, script=REPO / "tools" / "gpu_session.sh"):
     fake.chmod(0o755)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHON=str(fake), FAKE_DIR=str(tmp_path / "results" / "h200-gpu-check"),
-               FAKE_GITIGNORE=gpu_check.HEAVY_OUTPUTS)  # the check's own, as it writes it
+               FAKE_GITIGNORE=state.HEAVY_OUTPUTS)  # the check's own, as it writes it
     proc = subprocess.run(["bash", str(script), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     return proc, out

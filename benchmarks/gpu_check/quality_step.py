@@ -2,13 +2,14 @@
 device? Each backend with fast paths there trains its best configuration exactly as the main job
 trained spec (the main job's own command, for that backend, plus the fast-path flags: the same
 data, iterations, seed, batches and z), and the evaluator scores both (docs/quality.md).
-Run by benchmarks/gpu_check.py, which passes its Check and the main job's command."""
+Run by the GPU check (steps.py), which passes its Check and the main job's command."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from benchmarks import configs
+from benchmarks.gpu_check.state import outcome
 from common.results import tables
 
 # A backend's best run is a main-job process: imports, the first step's compile, the main job's
@@ -55,7 +56,7 @@ def quality_step(check, ready: list[str], main_command) -> None:
         rc, took = check.run(cmd, f"{out.name}.log")
         seconds += took
         scored = quality_of(out / "results.json", name)
-        status = "stopped: budget" if rc is None else "ok" if rc == 0 and scored else "failed"
+        status = outcome(rc, bool(scored))
         rows.append(dict(row, status=status, seconds=took, **_scores(quality_of(spec_results, name), "spec"),
                          **_scores(scored, "best"), **({} if status == "ok" else {"reason": f"see logs/{out.name}.log"})))
     cut = [r for r in rows if "budget" in r["status"]]

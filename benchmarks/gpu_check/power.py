@@ -1,92 +1,15 @@
-"""What the GPU check records before it runs anything: the GPU, driver and CUDA as nvidia-smi
-reports them, and per backend its framework's version, CUDA/cuDNN build and the devices it sees;
-plus the power sampler and the joules per image of a grid cell, over its timed steps.
-
-    python -m benchmarks.gpu_probe NAME     # one backend, one JSON line (its own process)
-
-Each backend is probed in its own process: a framework's import can be slow or crash, and two
-frameworks in one process can fight over the GPU.
-"""
+"""The GPU's power while a grid cell runs: nvidia-smi's power.draw sampled in a thread, cut to
+the cell's timed steps, and the joules per image of that window."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import backends  # noqa: E402  (the registry imports no framework)
-from common.results import schema  # noqa: E402
-
-SMI_FIELDS = ("name", "driver_version", "memory.total", "power.limit", "clocks.max.sm", "pci.bus_id")
-
-
-def smi_query(fields, timeout: float = 10.0) -> list[dict] | None:
-    """One row per GPU of `nvidia-smi --query-gpu=fields`; None without nvidia-smi or on error."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode:
-        return None
-    return [dict(zip(fields, (v.strip() for v in line.split(","))))
-            for line in out.stdout.splitlines() if line.strip()]
-
-
-def smi_cuda_version() -> str | None:
-    """The driver's CUDA version (the banner of plain `nvidia-smi`: 'CUDA Version: 13.0')."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for part in out.split("|"):
-        if "CUDA Version:" in part:
-            return part.split("CUDA Version:")[1].strip().split()[0]
-    return None
-
-
-def gpu_record() -> dict:
-    return {"gpus": smi_query(SMI_FIELDS) or [], "driver_cuda": smi_cuda_version()}
-
-
-def probe_backend(name: str, timeout: float = 180.0) -> dict:
-    """The framework's version, build, devices and GPU verdict, from a child process."""
-    reason = backends.unavailable_reason(name)
-    if reason:
-        return {"backend": name, "status": "unavailable", "reason": reason}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_probe", name], cwd=REPO,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"backend": name, "status": "failed", "reason": f"probe took over {timeout:.0f} s"}
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"backend": name, "status": "failed", "reason": proc.stderr.strip()[-300:]}
-
-
-def _probe_here(name: str) -> dict:
-    backend = backends.load(name)
-    runtime = backend.runtime
-    build = getattr(runtime, "build_info", None)  # optional: CUDA/cuDNN build where it knows
-    gpu_reason = runtime.gpu_unavailable_reason()
-    if gpu_reason is None:
-        # The device as a run selects it, so the build record shows the switches spec runs use
-        # (PyTorch's TF32 flags are the framework's defaults until then: cuDNN's on).
-        runtime.select_device("gpu")
-    return {"backend": name, "status": "ok", **backend.probe(),
-            "build": build() if build else {}, "sees_gpu": gpu_reason is None, "gpu_reason": gpu_reason}
+from common.results import schema
 
 
 class PowerSampler:
@@ -201,7 +124,3 @@ def cell_power(samples: list[tuple[float, float]], work: Path, backend: str, img
     return {"J/image": round(jpi, 5) if jpi else None,
             "mean W": round(sum(watts) / len(watts), 1) if watts else None,
             "power samples": len(watts), "power": why}
-
-
-if __name__ == "__main__":
-    print(json.dumps(_probe_here(sys.argv[1]), default=str))

@@ -1,6 +1,5 @@
-"""The GPU check's summary (benchmarks/gpu_check.py): summary.md rendered from summary.json, an
-earlier check's summary read back to continue it (--resume), a grid cell's row from its
-throughput.json, and the parity step's counts from pytest's junit xml. A check continued with
+"""The GPU check's summary: summary.md rendered from summary.json, an earlier check's summary
+read back to continue it (--resume), and the parity step's counts from pytest's junit xml. A check continued with
 --resume has several runs: each step and grid cell then says which run measured it."""
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from benchmarks import gpu_probe, peak
+from benchmarks import peak
 from common.results.tables import table
 
 
@@ -23,25 +22,6 @@ def load(out: Path, device: str, smoke: bool) -> tuple[dict | None, str]:
         return None, f"it ran with --device {doc.get('device')}{' --smoke' if doc.get('smoke') else ''}; resume it so"
     doc.setdefault("runs", [{"run": 1, **{k: doc.get(k) for k in ("command", "started", "budget_minutes", "finished")}}])
     return doc, ""
-
-
-def cell_row(row: dict, cell: Path, work: Path, rc: int | None, seconds: float, samples: list) -> dict:
-    """A grid cell's summary row from its throughput.json (in `cell`) and the power sampled while
-    its process ran (rc None: the budget stopped it)."""
-    row = dict(row, seconds=seconds)
-    doc_path = cell / "throughput.json"
-    if rc is None or not doc_path.exists():
-        return dict(row, status="stopped: budget" if rc is None else "failed",
-                    reason=f"see logs/grid-{cell.name}.log")
-    cells = [r for r in json.loads(doc_path.read_text())["rows"] if r.get("batch") != "all"] or \
-        json.loads(doc_path.read_text())["rows"]
-    r = cells[0]
-    if r.get("status") != "ok":
-        return dict(row, status=r.get("status"), reason=r.get("reason", ""))
-    return dict(row, status="ok", **{"as run": r.get("config")},  # what `best` meant here: its fast paths
-                **{k: r.get(k) for k in ("img/s", "first step s", "harness share", "GFLOP/s",
-                                         "of measured peak", "of datasheet peak", "peak MiB", "device")},
-                **gpu_probe.cell_power(samples, work, row["backend"], r.get("img/s")))
 
 
 def cell_label(row: dict) -> str:

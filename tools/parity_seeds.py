@@ -32,6 +32,9 @@ sys.path.insert(0, str(REPO))
 from tests.support.processes import offline  # noqa: E402
 from tests.support.seed_list import seed_list  # noqa: E402
 from tests.support.tolerances import drift_bound  # noqa: E402
+import backends as registry  # noqa: E402  (the registry imports no framework)
+from common import cli  # noqa: E402
+from common.options import UsageError  # noqa: E402
 
 ITERS = 10
 
@@ -55,15 +58,19 @@ def main(argv=None) -> int:
                     help="where the runs are kept and reused (default: runs/parity-seeds)")
     ap.add_argument("--backends", default="all", help="run_all.py's --backend list (default: all)")
     args = ap.parse_args(argv)
+    try:
+        backends = cli.parse_backends(args.backends, registry.NAMES)
+    except UsageError as exc:
+        ap.error(str(exc))
     threads = str(os.cpu_count())  # run_all.py's default --threads, as in the test
     worst: dict[str, float] = {}
     for seed in args.seeds:
         run = args.out / f"seed{seed}"
         if not (run / "results.json").exists():
             env = dict(os.environ, **offline(Path(tempfile.mkdtemp())))
-            subprocess.run([sys.executable, "run_all.py", "--backend", args.backends, "--dataset", "mnist",
-                            "--shared-init", "--iters", str(ITERS), "--batch-size", "64", "--seed", str(seed),
-                            "--out", str(run), "--quiet"], cwd=REPO, env=env, check=True)
+            subprocess.run(cli.run_all_command(backend=backends, dataset="mnist", shared_init=True,
+                                               iters=ITERS, batch_size=64, seed=seed, out=run,
+                                               quiet=True), cwd=REPO, env=env, check=True)
         cache = run / "reference.json"
         refs = json.loads(cache.read_text()) if cache.exists() else {}
         results = json.loads((run / "results.json").read_text())

@@ -273,9 +273,8 @@ def main(argv=None) -> int:
             before = sysinfo.load_sample()
             r = (bare_cell(args, name, batch, cell) if paths == "bare"
                  else harness_cell(args, name, paths, batch, cell))
-            # a hypervisor taking the CPU slows a run without raising the load average: measured
-            # per run (2026-12-01, a mnist32 grid: two of three TensorFlow runs at batch 64 lost
-            # 4.5% and 12.7% of the CPU and were its slowest)
+            # a hypervisor taking the CPU slows a run without raising the load average, so it is
+            # measured per run (benchmarks/README.md#idiom-cost-where-fit--tfdata-and-the-module-calls-spend-the-time)
             r["cpu_stolen"] = sysinfo.machine_load(before, sysinfo.load_sample()).get("cpu_steal_fraction")
             provenance = r.pop("provenance", None) or provenance
             runs.setdefault(item, []).append(r)

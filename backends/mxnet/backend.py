@@ -15,7 +15,7 @@ Differences from the protocol's defaults worth knowing:
   worker's environment, common/harness/child.py); device_info() records what was in effect.
 - options.bf16 is an ablation, not a best path: the graphs with MXNet AMP's bf16 casts
   (models.bf16_graph): 2x slower than float32 on a CPU, and crashes on dcgan64
-  (benchmarks/README.md#what-was-tried-for-mxnet-and-chainer).
+  (benchmarks/README.md#mxnets-and-chainers-none).
 - peak_memory() on a GPU is the largest device memory in use sampled (runtime.py).
 - Data parallel (devices > 1): the same modules over a list of contexts with a kvstore, see
   parallel.py.

@@ -128,7 +128,7 @@ def bf16_graph(symbol: mx.sym.Symbol) -> mx.sym.Symbol:
     Deconvolution and BN in float32), parameters and auxiliary states kept float32 (their
     dtype set after conversion, or binding cannot infer them through the casts). An ablation
     only, not a best path: 2x slower than float32 on mnist32, and on dcgan64 the process
-    segfaults after a few steps (benchmarks/README.md#what-was-tried-for-mxnet-and-chainer);
+    segfaults after a few steps (benchmarks/README.md#mxnets-and-chainers-none);
     Deconvolution in bf16 too segfaults in mxnet 1.9.1's oneDNN.
 
     Each weight reaches its cast through an identity: amp_cast's backward ignores grad_req

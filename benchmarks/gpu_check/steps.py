@@ -25,7 +25,8 @@ SIZES = {
              "peak_seconds": 2.0, "parity_keyword": "", "quality_backends": None},
     # the smoke grid at mnist32: its cells start and compile faster (JAX and TF 3-7 s a cell less
     # than dcgan64's on the 2-core VM, measured) and the code path is the same. 6 minutes: every
-    # step took 2.4-3.5 minutes on idle 2-core VMs and 5.0 on one shared at load 3-4 (docs/gpu.md)
+    # step takes 2.4-3.5 minutes on an idle 2-core CPU and 5 on a busy one
+    # (benchmarks/README.md#the-gpu-check-on-a-cpu)
     "smoke": {"budget_min": 6.0, "main_dataset": "mnist-5k", "main_iters": 3, "grid_preset": "mnist32",
               "grid_batches": (4,), "grid_images": {"spec": 8, "best": 8}, "grid_min_iters": 2, "peak_seconds": 0.5,
               # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)

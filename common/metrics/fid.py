@@ -10,9 +10,8 @@ by a fixed seed: half A is the reference each backend's N samples are scored aga
 real-vs-real floor at the same N (FID is biased upward at small N, so only numbers at the same N
 compare). A's statistics are cached beside the decoded images.
 
-Cost: the Inception forward is ~6 GFLOP per image. Measured on the 2-core development VM
-(`python tools/fid_speed.py`: 40 random 64x64 images, batch 10, 2 torch threads): 15.4 images/s
-with the machine otherwise idle (load 0.6), 1.4-1.7 images/s while others' jobs ran (load ~7). So
+Cost: the Inception forward is ~6 GFLOP per image, 15.4 images/s on an idle 2-core CPU
+(`python -m tools.fid_speed` measures it; benchmarks/README.md#the-fid-pass). So
 N = SAMPLE_COUNT = 500: ~35 s per backend plus 1,000 real images once (~70 s, then cached) on an
 idle 2-core CPU; the published 50,000-sample FID would take about an hour per backend there.
 """

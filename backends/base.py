@@ -24,7 +24,17 @@ objects:
   `is_gpu(device)`, `set_threads(threads)`, `thread_info()`, `quiet(verbose)`,
   `synchronize(device)`, `peak_memory(device)` (the allocator's peak, None without one).
 - `training.py`: `spec_iteration(...)`, SPEC.md's iteration in one place (G once, D step, G
-  step through the updated D), `bce_with_logits`, and the framework's idiomatic loop around it.
+  step through the updated D), `bce_with_logits`, `adam(net, spec)`, and the framework's
+  idiomatic loop around it. `adam(net, spec)` returns the framework's Adam optimizer for one
+  net (as models.build makes it) with the values of `spec` (an AdamSpec, the only source of
+  lr, betas and eps), bound to net where and as the framework binds an optimizer to its
+  parameters: net comes first everywhere, and each backend keeps its idiom.
+  torch.optim.Adam over net.parameters(); Chainer's Adam set up on the link; Keras's Adam built
+  on net's trainable variables (its moments exist before fit); MXNet's through
+  Module.init_optimizer on the module (the one way the Module API takes an optimizer, with the
+  module's contexts and kvstore), returning the mx.optimizer.Adam the module then holds; and
+  Optax's transformation, which binds to no parameters (its state, `init(params)`, is the
+  iteration's carry): there net is not used, and G and D share one transformation.
 - `parallel.py`: `Replicas(options, device)`, this process's part of a data-parallel run, with
   `rows(batch_size)` (the harness batch's rows this process trains on), `mean_losses(loss_d,
   loss_g)` (its losses to the global batch's, a pair) and `info()`.
@@ -66,7 +76,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                 "from_canonical"),
     "runtime": ("version", "gpu_unavailable_reason", "select_device", "is_gpu", "set_threads",
                 "thread_info", "quiet", "synchronize", "peak_memory"),
-    "training": ("spec_iteration", "bce_with_logits"),
+    "training": ("spec_iteration", "bce_with_logits", "adam"),
     "parallel": ("Replicas",),
 }
 # ... and the methods of parallel.Replicas.

@@ -84,7 +84,7 @@ class Backend(BackendBase):
             self.graphs = self.local_graphs = shared[0]
             self.tx, self._step, self._gradients, self._forward, self._apply = shared[1:]
         else:
-            self.tx = training.adam(spec.adam)
+            self.tx = training.adam(self.G, spec.adam)  # D's too (training.adam)
             iteration = functools.partial(training.spec_iteration, self.graphs, self.tx, spec)
             self._step = (self.replicas.step(iteration) if self.replicas
                           else jax.jit(iteration, donate_argnums=0))

@@ -31,10 +31,14 @@ def bce_with_logits(logits: jax.Array, target: float) -> jax.Array:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)))
 
 
-def adam(spec: AdamSpec) -> optax.GradientTransformation:
+def adam(net: nnx.Module | None, spec: AdamSpec) -> optax.GradientTransformation:
     """Optax's Adam with the spec's values, in PyTorch's convention: m_hat / (sqrt(v_hat) + eps),
     eps added to the bias-corrected sqrt(v) (optax/_src/transform.py scale_by_adam with eps_root=0;
     tests/backends/test_optimizer.py checks it).
+
+    net is not used: an Optax transformation binds to no parameters (its state is
+    init(nnx.state(net, nnx.Param)), which the carry holds), so G and D share one, which the
+    jitted iteration closes over.
 
     One correction: scale_by_adam forms the bias corrections 1 - b^t in float32, where
     float32(0.999) is 1.3e-8 off and 1 - b2^t cancels, so its step comes out 6.4e-6 (relative)

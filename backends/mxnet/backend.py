@@ -54,7 +54,7 @@ class Backend(BackendBase):
         mx.random.seed(options.seed, ctx="all")
         self.G, self.D, self.D_G = models.build(spec, self.contexts, bf16=options.bf16)
         for module in (self.G, self.D):
-            parallel.init_optimizer(module, self.contexts, training.adam_params(spec.adam))
+            training.adam(module, spec.adam)
         self._labels: dict[int, tuple[mx.nd.NDArray, mx.nd.NDArray]] = {}
 
     # ----- device -----

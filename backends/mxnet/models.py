@@ -176,6 +176,11 @@ def executors(module: mx.mod.Module) -> list[mx.executor.Executor]:
     return module._exec_group.execs  # noqa: SLF001
 
 
+def contexts(module: mx.mod.Module) -> list[mx.Context]:
+    """The contexts the module is bound to (build's), context 0's first."""
+    return module._context  # noqa: SLF001 - Module has no public getter for it
+
+
 def executor(module: mx.mod.Module) -> mx.executor.Executor:
     """The module's one executor (one context): its arg_dict, aux_dict and grad_dict are the live
     arrays. Module.get_params() returns host copies refreshed only after update(), so they miss

@@ -10,11 +10,20 @@ from __future__ import annotations
 import mxnet as mx
 import numpy as np
 
-from backends.mxnet import models
+from backends.mxnet import models, parallel
+from common.spec import AdamSpec
 
 
-def adam_params(adam) -> dict:
-    """MXNet's adam with the spec's hyperparameters.
+def adam(net: mx.mod.Module, spec: AdamSpec) -> mx.optimizer.Adam:
+    """MXNet's Adam on the module net, through Module.init_optimizer over the module's contexts
+    (parallel.init_optimizer: the kvstore, updates on the contexts), with the spec's values as
+    _hyperparameters gives them; returns the mx.optimizer.Adam the module created and holds."""
+    parallel.init_optimizer(net, models.contexts(net), _hyperparameters(spec))
+    return net._optimizer  # noqa: SLF001 - Module has no public getter for it
+
+
+def _hyperparameters(adam: AdamSpec) -> dict:
+    """Module.init_optimizer's optimizer_params for mxnet's adam with the spec's values.
 
     mxnet's adam_update operator takes beta1, beta2, epsilon and lr as float32, so it computes
     m with (1 - f32(beta1)) and v with (1 - f32(beta2)); for beta2 = 0.999 that factor is

@@ -47,7 +47,7 @@ class Backend(BackendBase):
         self.dtype = torch.float32
         for net in (self.G, self.D):
             net.to(self.device, memory_format=self.memory_format)
-        self.opt_G, self.opt_D = (training.adam(net.parameters(), spec.adam) for net in (self.G, self.D))
+        self.opt_G, self.opt_D = (training.adam(net, spec.adam) for net in (self.G, self.D))
         # The modules whose passes train (DDP wrappers of G and D when data parallel).
         self.train_G, self.train_D = self.replicas.wrap(self.G, self.D) if self.replicas else (self.G, self.D)
         self.frozen_D = self.D  # the G step's D: no weight gradients, so never through DDP

@@ -18,8 +18,9 @@ def bce_with_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, target)
 
 
-def adam(params, spec: AdamSpec) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=spec.lr, betas=(spec.beta1, spec.beta2), eps=spec.eps,
+def adam(net: nn.Module, spec: AdamSpec) -> torch.optim.Adam:
+    """torch.optim.Adam over net's parameters with the spec's values (PyTorch's convention)."""
+    return torch.optim.Adam(net.parameters(), lr=spec.lr, betas=(spec.beta1, spec.beta2), eps=spec.eps,
                             weight_decay=spec.weight_decay)
 
 

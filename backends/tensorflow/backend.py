@@ -74,7 +74,8 @@ class Backend(BackendBase):
             self.G, self.D = models.build(spec, seed, dtype)
             self.gan = training.GAN(spec, self.G, self.D)
             self.gan.replicas = options.devices
-            self.gan.compile(training.adam(spec.adam), training.adam(spec.adam), jit_compile=self.xla)
+            self.gan.compile(training.adam(self.G, spec.adam), training.adam(self.D, spec.adam),
+                             jit_compile=self.xla)
             self._step = tf.function(functools.partial(training.spec_iteration, self.gan),
                                      jit_compile=self.xla, reduce_retracing=True)
 

@@ -41,13 +41,16 @@ class SpecStepSize(keras.optimizers.schedules.LearningRateSchedule):
         return {"adam": self.adam}
 
 
-def adam(spec: AdamSpec) -> keras.optimizers.Adam:
-    """Keras's Adam with the spec's hyperparameters and SpecStepSize."""
+def adam(net: keras.Model, spec: AdamSpec) -> keras.optimizers.Adam:
+    """Keras's Adam with the spec's hyperparameters and SpecStepSize, built on net's trainable
+    variables (its moments exist before fit, and a checkpoint can be read into them)."""
     if spec.weight_decay:
         raise NotImplementedError("Keras's Adam weight_decay is decoupled (AdamW); the spec's "
                                   "is PyTorch's L2 term")
-    return keras.optimizers.Adam(learning_rate=SpecStepSize(spec), beta_1=spec.beta1,
-                                 beta_2=spec.beta2, epsilon=spec.eps, amsgrad=False)
+    opt = keras.optimizers.Adam(learning_rate=SpecStepSize(spec), beta_1=spec.beta1,
+                                beta_2=spec.beta2, epsilon=spec.eps, amsgrad=False)
+    opt.build(net.trainable_variables)
+    return opt
 
 
 def bce_with_logits(logits, target: float):
@@ -71,12 +74,10 @@ class GAN(keras.Model):
 
     def compile(self, g_optimizer, d_optimizer, jit_compile: bool):
         # No Keras loss or optimizer of its own (optimizer=None, not the 'rmsprop' default): the
-        # step below owns both. jit_compile is set either way: Keras's 'auto' turns XLA on
-        # whenever TF sees a GPU, and the spec runs without it.
+        # step below owns both (built on their nets by adam()). jit_compile is set either way:
+        # Keras's 'auto' turns XLA on whenever TF sees a GPU, and the spec runs without it.
         super().compile(optimizer=None, jit_compile=jit_compile)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     def d_loss(self, real, fake):
         """Real and fake in separate D passes: two sets of batch statistics, as in the spec."""

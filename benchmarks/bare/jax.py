@@ -26,7 +26,7 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
 
     G, D = models.build(spec, dtype=jax.numpy.bfloat16 if bf16 else None)
     weights.from_canonical({"G": G, "D": D}, loop.starting_weights(spec, init_weights))
-    tx = training.adam(spec.adam)
+    tx = training.adam(G, spec.adam)  # D's too: Optax binds to no net
     split = [nnx.split(net, nnx.Param, nnx.BatchStat) for net in (G, D)]
     state = {"G": tuple(split[0][1:]), "D": tuple(split[1][1:]),
              "opt": {"G": tx.init(split[0][1]), "D": tx.init(split[1][1])}}

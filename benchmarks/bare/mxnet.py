@@ -3,7 +3,7 @@
 The modules are the backend's (models.build), since their layout is the idiom: G; D, whose
 parameter gradients add up over the real and the fake pass (grad_req 'add', zeroed before each D
 step); and D_G, bound on D's arrays (shared_module) without parameter gradients, whose input
-gradient drives G's backward. Adam takes the backend's hyperparameters (training.adam_params: the
+gradient drives G's backward. Adam takes the backend's hyperparameters (training.adam: the
 spec's, corrected for mxnet's float32 operator arguments), so only the loop around the step
 differs. MXNet's engine is asynchronous, on the CPU too: each step ends with mx.nd.waitall()."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
         init_weights: dict | None = None) -> dict:
     if threads > 0:  # MXNet reads it once, at import: a no-op if mxnet is already imported
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    from backends.mxnet import models, parallel, runtime, training, weights  # imports mxnet
+    from backends.mxnet import models, runtime, training, weights  # imports mxnet
     import mxnet as mx
 
     loop.check_sizes(batch, iters)
@@ -28,7 +28,7 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
 
     G, D, D_G = models.build(spec, [ctx], batch)
     for module in (G, D):
-        parallel.init_optimizer(module, [ctx], training.adam_params(spec.adam))
+        training.adam(module, spec.adam)
     weights.from_canonical({net: dict(exe.arg_dict, **exe.aux_dict) for net, exe in
                             (("G", models.executor(G)), ("D", models.executor(D)))},
                            loop.starting_weights(spec, init_weights))

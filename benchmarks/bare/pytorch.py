@@ -23,7 +23,7 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
     weights.from_canonical({"G": G, "D": D}, loop.starting_weights(spec, init_weights))
     G.to(dev).train()
     D.to(dev).train()
-    opt_G, opt_D = (training.adam(net.parameters(), spec.adam) for net in (G, D))
+    opt_G, opt_D = (training.adam(net, spec.adam) for net in (G, D))
     real, z = (torch.from_numpy(x).to(dev) for x in loop.fixed_batch(spec, batch))
     real_t = torch.full((batch,), spec.loss.real_label, device=dev)
     fake_t = torch.full((batch,), spec.loss.fake_label, device=dev)

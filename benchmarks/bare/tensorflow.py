@@ -26,9 +26,7 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
     with place:
         G, D = models.build(spec)
         weights.from_canonical({"G": G, "D": D}, loop.starting_weights(spec, init_weights))
-        opt_G, opt_D = training.adam(spec.adam), training.adam(spec.adam)
-        opt_G.build(G.trainable_variables)
-        opt_D.build(D.trainable_variables)
+        opt_G, opt_D = training.adam(G, spec.adam), training.adam(D, spec.adam)
         real_nchw, z = loop.fixed_batch(spec, batch)
         real, z = models.to_channels_last(tf.constant(real_nchw)), tf.constant(z)
     bce, labels = training.bce_with_logits, spec.loss

@@ -23,6 +23,7 @@ from tests.support.processes import last_json, run_python
 PRESET, BATCH, ITERS, SEED = "mnist32", 8, 3, 1  # seed 1: not run()'s default weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", backends.NAMES)
 def test_bare_loop_is_the_backends_step(name):
     """Same canonical weights, batch and z; 3 bare iterations against 3 of train_step.
@@ -72,6 +73,7 @@ def _cli(*args, env=None, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_result_json(tmp_path):
     require_backend("pytorch")
     out = tmp_path / "bare.json"
@@ -97,6 +99,7 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_jax_bare_loop_compiles_its_step_once():
     """The bare JAX loop's timed steps after the first hold no compile: its state starts
     committed to the device, as the step's outputs are. Before, the second call (committed

@@ -141,6 +141,7 @@ def test_trainer_leaves_nothing_behind_by_default(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_gpu_style_loss_fetch_every_k_steps_reports_each_step(monkeypatch):
     """With losses fetched every K steps (the GPU setting), every iteration still gets its own
     on_step call, in order, with its own losses, including a last partial group."""

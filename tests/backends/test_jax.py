@@ -62,6 +62,7 @@ def test_adam_step_is_the_spec_where_optaxs_float32_bias_correction_is_not():
     assert abs(float(theirs["w"][0]) - exact) > 3e-6 * spec.lr  # what the correction is for
 
 
+@pytest.mark.slow
 def test_bf16_compute_runs_and_stays_close():
     """Flax's compute dtype bfloat16 (8-bit mantissa, u = 2^-9 per op): only closeness asserted."""
     spec = model_spec("mnist32")
@@ -223,6 +224,7 @@ def test_the_carry_and_the_modules_stay_one_state():
     b.train_step(real, z)  # and training goes on from them
 
 
+@pytest.mark.slow
 def test_the_matmul_precision_setting_reaches_every_convolution_of_the_step():
     """What makes the GPU's TF32 test (test_tf32.py) and the spec run's 'highest' mean anything:
     no layer fixes its own precision, so jax_default_matmul_precision decides every conv of the

@@ -63,6 +63,7 @@ def test_a_hanging_backend_is_stopped_by_timeout(tmp_path):
     assert "timeout" in report_md
 
 
+@pytest.mark.slow
 def test_divergence_stops_that_backend_at_the_step_and_keeps_its_curve(tmp_path):
     proc, result, _ = _run_with_fault(tmp_path, "nan@2")
     assert proc.returncode == 1
@@ -143,6 +144,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_writer_killed_at_any_moment_leaves_a_whole_file(tmp_path):
     """SIGKILL (no cleanup runs) at 10 moments in a loop of 4 MB rewrites: the file is always
     all-A or all-B, never a mix or a short file. Leftover temporary files are allowed."""

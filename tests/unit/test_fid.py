@@ -162,6 +162,7 @@ def test_fid_orders_real_below_noise_and_caches_the_reference(reference, monkeyp
     assert again.evaluate(noise)["fid"] == pytest.approx(scored["fid"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_fid_of_the_reference_itself_is_zero(reference):
     evaluator = fid.FIDEvaluator({"kind": "fid", "samples": N, "every": 0, "reference": reference})
     real, _ = images.load_decoded(reference)

@@ -129,6 +129,7 @@ def _noisy(images_uint8, sigma, seed=0):
     return data.quantize_to_uint8(np.clip(x, -1, 1))
 
 
+@pytest.mark.slow
 def test_fd_and_kid_grow_monotonically_with_noise(evaluator):
     fds, kids = [], []
     for sigma in (0.0, 0.2, 0.5, 1.0):
@@ -139,6 +140,7 @@ def test_fd_and_kid_grow_monotonically_with_noise(evaluator):
     assert kids == sorted(kids), kids
 
 
+@pytest.mark.slow
 def test_dropping_a_class_lowers_coverage_and_raises_fd(evaluator):
     full = evaluator.evaluate(evaluator.real_b)
     _, probs = evaluator.net.forward(evaluate.to_float(evaluator.real_b))

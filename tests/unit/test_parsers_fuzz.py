@@ -91,6 +91,7 @@ def test_idx_parser_on_headers_that_claim_anything(data):
         _one_line(exc)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=_inputs("weights"))
 def test_weight_loader_on_any_bytes(tmp_path, data):

@@ -2,11 +2,14 @@
 KID's units and its negative floor, and the mode-collapse flag."""
 from __future__ import annotations
 
+import pytest
+
 from common.metrics import evaluate
 from common.results import markdown, tables
 from tests.support.processes import REPO
 
 
+@pytest.mark.slow
 def test_the_docs_quote_the_accuracy_the_report_records():
     accuracy = evaluate.held_out_accuracy()
     assert f"{accuracy:.1%}" in (REPO / "docs" / "quality.md").read_text()

@@ -258,7 +258,17 @@ def probe(name: str) -> int:
     return 0
 
 
+# -h, or anything but a config file or --probe NAME: this line (run_all.py runs this module)
+INTERNAL = ("python -m common.harness.worker CONFIG.json | --probe NAME: internal, one backend's "
+            "child process of run_all.py; run python run_all.py")
+
+
 def main(argv: list[str]) -> int:
+    usable = (len(argv) == 2 and argv[0] == "--probe") or (len(argv) == 1 and Path(argv[0]).is_file())
+    if not usable:
+        asked = argv in (["-h"], ["--help"])
+        print(INTERNAL, file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     if argv[0] == "--probe":
         return probe(argv[1])
     config_path = Path(argv[0])

@@ -101,7 +101,15 @@ def _ghost_step(b, reals, zs) -> tuple[float, float]:
     return float(loss_d.detach()), float(loss_g.detach())
 
 
+INTERNAL = (f"python -m tests.support.pytorch_reference {USAGE}: internal, the PyTorch reference "
+            "losses of the parity tests; run python -m pytest tests/e2e/test_cli.py")
+
 if __name__ == "__main__":
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(INTERNAL)
+        sys.exit(0)
+    if len(sys.argv) < 5:
+        sys.exit(INTERNAL)
     convention, precision, iters, threads = sys.argv[1:5]
     replicas = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     seed = int(sys.argv[6]) if len(sys.argv) > 6 else 0

@@ -85,5 +85,13 @@ def run(name: str, modes: str, inputs, output, timeout: float = 300) -> subproce
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+INTERNAL = ("python -m tests.support.tf32 NAME MODES INPUTS OUTPUT: internal, one backend's TF32 "
+            "measurement for tests/backends/test_tf32.py; run python -m pytest tests/backends/test_tf32.py")
+
 if __name__ == "__main__":
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(INTERNAL)
+        sys.exit(0)
+    if len(sys.argv) != 5:
+        sys.exit(INTERNAL)
     measure(*sys.argv[1:5])

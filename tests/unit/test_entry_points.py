@@ -92,10 +92,12 @@ def test_a_benchmark_option_keeps_run_all_help_with_its_own_default():
 
 # ----- -h everywhere -----
 def python_m_entries() -> list[str]:
-    """Every `python -m` entry under benchmarks/: a package with __main__.py, or a module that
-    runs `if __name__ == "__main__"`."""
+    """Every `python -m` entry under benchmarks/, common/ and tests/support/ (tools/ has its own
+    test, test_tools.py): a package with __main__.py, or a module that runs
+    `if __name__ == "__main__"`."""
     entries = []
-    for path in sorted((REPO / "benchmarks").rglob("*.py")):
+    paths = [p for folder in ("benchmarks", "common", "tests/support") for p in (REPO / folder).rglob("*.py")]
+    for path in sorted(paths):
         tree = ast.parse(path.read_text())
         runs = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
         if not runs:
@@ -107,7 +109,7 @@ def python_m_entries() -> list[str]:
 
 def test_the_entries_are_found():
     assert {"benchmarks.throughput", "benchmarks.gpu_check", "benchmarks.gpu_check.probe",
-            "benchmarks.bare"} <= set(python_m_entries())
+            "benchmarks.bare", "common.harness.worker", "tests.support.pytorch_reference"} <= set(python_m_entries())
 
 
 @pytest.mark.parametrize("entry", ["run_all.py", *python_m_entries()])
@@ -117,7 +119,7 @@ def test_every_entry_answers_help(entry):
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     if len(lines) == 1:  # a child-process entry: says it is internal, and what to run instead
-        assert "internal" in lines[0] and "python -m benchmarks." in lines[0], lines
+        assert "internal" in lines[0] and re.search(r"; run python (-m \S+|run_all\.py)", lines[0]), lines
     else:  # its purpose (the description under usage) and its options, each explained
         assert lines[0].startswith("usage: ") and "options:" in lines, lines
         flat = " ".join(proc.stdout.split())  # an option's help wraps over lines

@@ -102,7 +102,7 @@ def typed_command(command: str, folder: str) -> str:
     while words:
         word = words.pop(0)
         if word in ("--out", "--work") and words:
-            value = words.pop(0)
+            words.pop(0)  # the folder named; --out is rewritten below, --work dropped
             if word == "--out":
                 out += ["--out", f"benchmarks/results/{folder}"]
         elif word.startswith(("--out=", "--work=")):

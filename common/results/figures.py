@@ -151,40 +151,61 @@ def throughput_chart(rows: list[dict], path: Path, context: str = ""):
     return fig
 
 
-def quality_chart(rows: list[dict], path: Path, context: str = ""):
+def quality_chart(rows: list[dict], path: Path, context: str = "", seeds: list[dict] | None = None,
+                  seed_std: dict | None = None):
     """FD (log axis, the real floor visible) and classifier score per backend against the
-    real-digit floor, values on the bars, from tables.quality_rows."""
+    real-digit floor, from tables.quality_rows. Every seed is a point (seeds: tables.seed_rows,
+    whose _fds are each backend's FD per seed), the bar their mean; with one seed the whisker
+    is the seed study's std at this setting where one matches (seed_std: backend -> std), never
+    the evaluator's bootstrap error alone, which is far below what moves between runs."""
     plt = pyplot()
     gen = [r for r in rows if "floor" not in r["samples"]]
     floor = [r for r in rows if "floor" in r["samples"]]
+    per_seed = {r["backend"]: r["_fds"] for r in seeds or [] if r.get("_fds")}
     fig, axes = plt.subplots(1, 2, figsize=(max(2.4 * len(gen) + 5, 10), 4.6))
     x = np.arange(len(gen))
     names = [r["samples"] for r in gen]
-    fd = np.array([r["_fd"] for r in gen])
-    bars = axes[0].bar(x, fd, color="#DD8452", tick_label=names)
-    axes[0].errorbar(x, fd, yerr=[r["_fd_std"] for r in gen], fmt="none", capsize=6, ecolor="black")
-    axes[0].bar_label(bars, labels=[f"{v:.1f}" for v in fd], label_type="center", color="white",
-                      fontsize=9, fontweight="bold")  # inside: clear of the error bars' caps
+    points = [per_seed.get(n) or [r["_fd"]] for n, r in zip(names, gen)]
+    fd = np.array([np.mean(p) for p in points])
+    bars = axes[0].bar(x, fd, color="#DD8452", alpha=0.45, tick_label=names,
+                       label="mean over seeds" if per_seed else "this seed")
+    for i, p in enumerate(points):
+        jitter = np.linspace(-0.18, 0.18, len(p)) if len(p) > 1 else [0.0]
+        axes[0].scatter(i + np.asarray(jitter), p, color="#8C3B0C", s=18, zorder=3,
+                        label="one training seed" if i == 0 else None)
+    if per_seed:
+        err = [np.std(p, ddof=1) if len(p) > 1 else 0 for p in points]
+        axes[0].errorbar(x, fd, yerr=err, fmt="none", capsize=6, ecolor="black",
+                         label="± std across seeds")
+    elif seed_std:
+        err = [seed_std.get(n) or 0 for n in names]
+        axes[0].errorbar(x, fd, yerr=err, fmt="none", capsize=6, ecolor="black",
+                         label="± seed std measured at this setting (seed study)")
+    axes[0].bar_label(bars, labels=[f"{v:.1f}" for v in fd], label_type="center", color="black",
+                      fontsize=9, fontweight="bold")
     scores = [r["_score"] for r in gen]
     bars = axes[1].bar(x, scores, color="#55A868", tick_label=names)
     axes[1].bar_label(bars, labels=[f"{v:.2f}" for v in scores], padding=2, fontsize=8)
     axes[0].set_yscale("log")
-    low = min([*fd, *(f["_fd"] for f in floor)]) / 2
-    axes[0].set_ylim(low, fd.max() * 3)  # the floor and every bar's value on the axis
+    low = min([*np.concatenate([np.asarray(p, float) for p in points]), *(f["_fd"] for f in floor)]) / 2
+    high = max(max(p) for p in points) + max((seed_std or {}).values(), default=0)
+    axes[0].set_ylim(low, high * 3)  # the floor and every point on the axis
     axes[1].set_ylim(0, 10.5)
     if floor:
         axes[0].axhline(floor[0]["_fd"], color="gray", linestyle="--",
                         label=f"real-vs-real floor (FD {floor[0]['_fd']:.1f}, score {floor[0]['_score']:.2f})")
         axes[1].axhline(floor[0]["_score"], color="gray", linestyle="--")
-    axes[0].set_title("Fréchet distance (lower is better; bars: bootstrap std)", fontsize=9)
-    axes[1].set_title("Classifier score (higher is better, max 10)", fontsize=9)
+    axes[0].set_title("Fréchet distance (lower is better)" + ("" if per_seed or seed_std else
+                      ": one seed, seed spread not measured"), fontsize=9)
+    axes[1].set_title("Classifier score (higher is better, max 10)" + (": first seed" if per_seed else ""),
+                      fontsize=9)
     axes[0].set_ylabel("FD of classifier features (log axis)")
     axes[1].set_ylabel("classifier score (effective classes)")
     for ax in axes:
         ax.grid(axis="y", alpha=0.3)
     figure_title(fig, "Sample quality against real digits", context)
-    legend_below(fig, axes[0], 1)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    legend_below(fig, axes[0], 2)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     save_figure(fig, path)
     return fig
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from common.results import figures, replica_scaling, tables
+from common.results import figures, replica_scaling, seed_spread, tables
 from common.results.schema import LOSS_COLUMNS
 from common.results.tables import table
 
@@ -23,17 +23,18 @@ PROSE = {
                "step's are shown only as such (a GAN's per-step losses swing widely).",
     "quality": "{samples} samples per backend from the run's fixed z, quantised to uint8 as a PNG "
                "stores them, scored with a numpy LeNet's features (classifier accuracy {accuracy:.1%} "
-               "on held-out digits) against {reference}. ± is a seeded bootstrap std (FD, "
-               "precision/recall, density/coverage), subset std (KID) or 10-split std (classifier "
-               "score). The floor row is what real digits score. KID is the unbiased squared MMD of "
+               "on held-out digits) against {reference}. ± is the evaluator's own error for this one "
+               "set of samples (a seeded bootstrap std for FD, precision/recall, density/coverage; "
+               "a subset std for KID; a 10-split std for the classifier score), not the spread "
+               "between training runs, which is far larger (below). The floor row is what real digits score. KID is the unbiased squared MMD of "
                "the classifier's 64 features with the cubic kernel, in the kernel's own units (no "
                "x1000 scale as some papers print); being unbiased it is slightly negative when two "
                "sets match as well as chance allows, as the floor can be: read a negative KID as 0. "
                "'mode collapse?' marks a backend whose precision is high (>= 0.8: its samples look "
                "like digits) while recall or coverage is under half the floor's (few kinds of "
                "digit): high precision alone is not quality.",
-    "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order); "
-             "the sections above show the first seed.",
+    "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order), "
+             "the FD's 95% Student-t interval of the mean; the sections above show the first seed.",
     "parity": "Every backend against this run's PyTorch from the same initial weights: outputs of G "
               "and D before training (BN with running or batch statistics; float32 rounding, bound "
               "~1e-5) and the first iterations' losses (same data and noise). The loss differences "
@@ -105,7 +106,9 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
         figures.throughput_chart(rows, run_dir / "throughput.png", context)
         written.append(run_dir / "throughput.png")
     if quality:
-        figures.quality_chart(quality, run_dir / "quality.png", context)
+        study = seed_spread.match(results)
+        figures.quality_chart(quality, run_dir / "quality.png", context, tables.seed_rows(results),
+                              study["fd_std"] if study else None)
         written.append(run_dir / "quality.png")
     if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
         written.append(run_dir / "time_to_quality.png")
@@ -151,9 +154,11 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         lines += _section("Sample quality", sections["quality"], PROSE["quality"].format(
             samples=info.get("samples", "?"), accuracy=info.get("classifier_accuracy", float("nan")),
             reference=info.get("reference", "held-out real digits")))
+        lines += [seed_spread.report_words(results), ""]
     if sections.get("seeds"):
         seeds = ", ".join(map(str, results["config"].get("seeds")))
         lines += _section("Across training seeds", sections["seeds"], PROSE["seeds"].format(seeds=seeds))
+        lines += seed_test_lines(tables.seed_test(results))
     if sections.get("parity"):
         lines += _section("Parity in this run", sections["parity"], PROSE["parity"])
     if sections.get("parallel"):
@@ -169,6 +174,16 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
     if figs:
         lines += ["## Figures", ""] + [f"![{f.stem}]({f.relative_to(run_dir)})" for f in figs] + [""]
     return "\n".join(lines)
+
+
+def seed_test_lines(test: dict | None) -> list[str]:
+    """The between-backend test of a --seeds run, in words: its p-value and verdict."""
+    if not test:
+        return []
+    pairs = [f"{p['a']} vs {p['b']} p = {p['p_holm']:.3g}" for p in test["pairs"]]
+    return [f"**Does any backend reach a different FD?** {test['verdict'][0].upper()}{test['verdict'][1:]}.",
+            "", f"Test: {test['test']}, family-wise α = {test['alpha']}"
+            + (f"; Holm-adjusted pairwise p: {'; '.join(pairs)}" if pairs else "") + ".", ""]
 
 
 def fid_lines(results: dict) -> list[str]:

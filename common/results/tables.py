@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.results import seed_spread, seedstats
 from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION
 
 
@@ -171,10 +172,14 @@ def quality_rows(results: dict) -> list[dict]:
     if (results.get("quality_info") or {}).get("kind") == "fid":
         return []  # RGB runs: markdown.fid_lines
     floor = results.get("quality_floor")
+    study = seed_spread.match(results)
     rows = []
     for name, r in results["backends"].items():
         if r.get("quality"):
             rows.append(_quality_row(name, r["quality"]))
+            if study:  # the noise a one-seed FD difference must beat, measured at this setting
+                std, n = study["fd_std"].get(name), study["n"].get(name)
+                rows[-1]["FD seed std (study)"] = f"{std:.0f} (n={n})" if std is not None else "not studied"
             rows[-1]["note"] = collapse_flag(r["quality"], floor)
     if rows and floor:
         rows.append(_quality_row("real digits (floor)", floor))
@@ -194,12 +199,36 @@ def fid_rows(results: dict) -> list[dict]:
 
 
 # ----- across training seeds -----
+def seed_values(results: dict, get) -> dict[str, list]:
+    """backend -> get(result) over the seeds where it finished ok (None values left out)."""
+    runs = [results["backends"], *(results.get("by_seed") or {}).values()]
+    out = {}
+    for name in results["backends"]:
+        ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
+        out[name] = [v for v in map(get, ok) if v is not None]
+    return out
+
+
+def seed_fds(results: dict) -> dict[str, list[float]]:
+    return seed_values(results, lambda r: (r.get("quality") or {}).get("fd"))
+
+
+def seed_test(results: dict) -> dict | None:
+    """The between-backend test of FD across a --seeds run's seeds (seedstats), None for one seed
+    or fewer than two backends with quality."""
+    fds = {k: v for k, v in seed_fds(results).items() if v}
+    if not results.get("by_seed") or len(fds) < 2:
+        return None
+    return seedstats.between_backends(fds, "FD")
+
+
 def seed_rows(results: dict) -> list[dict]:
     """Mean and spread across training seeds (GAN runs vary more between seeds than between
     evaluation resamples): one row per backend, over the seeds where it finished."""
     if not results.get("by_seed"):
         return []
     runs = [results["backends"], *results["by_seed"].values()]
+    fds = seed_fds(results)
     rows = []
     for name in results["backends"]:
         ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
@@ -213,6 +242,9 @@ def seed_rows(results: dict) -> list[dict]:
             values = [v for v in map(get, ok) if v is not None]
             row[label] = (f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
                           if len(values) > 1 else (f"{values[0]:.{digits}f}" if values else ""))
+        ci = seedstats.summarize(fds[name])["ci95"] if fds.get(name) else None
+        row["FD 95% interval"] = f"{ci[0]:.1f} to {ci[1]:.1f}" if ci else ""
+        row["_fds"] = fds.get(name, [])
         rows.append(row)
     return rows
 

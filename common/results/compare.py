@@ -1,6 +1,7 @@
 """Two runs side by side: `run_all.py --compare A B` prints what changed from A to B."""
 from __future__ import annotations
 
+from common.results import seed_spread
 from common.results.tables import headline_losses, table
 
 # Run-to-run spread of one backend's img/s between two single runs minutes apart on a shared
@@ -32,6 +33,9 @@ def peak_load(r: dict) -> float | None:
 def compare_runs(a: dict, b: dict) -> str:
     """What changed from run a to run b, per backend present in either."""
     rows, loads = [], []
+    study = seed_spread.match(a)
+    if study and seed_spread.match(b) is None:
+        study = None  # the two runs are not both at the study's setting
     for name in dict.fromkeys([*a["backends"], *b["backends"]]):
         ra, rb = a["backends"].get(name, {}), b["backends"].get(name, {})
         row = {"backend": name, "status": f"{ra.get('status', '-')} -> {rb.get('status', '-')}"}
@@ -48,6 +52,7 @@ def compare_runs(a: dict, b: dict) -> str:
             row[label] = f"{ha.get(label) or '-'} -> {hb.get(label) or '-'}"
         qa, qb = ra.get("quality") or {}, rb.get("quality") or {}
         row["FD"] = f"{_fmt(qa.get('fd'), 2)} -> {_fmt(qb.get('fd'), 2)}"
+        row["FD change"] = fd_verdict(qa.get("fd"), qb.get("fd"), study)
         rows.append(row)
     head = []
     for key, label in (("config", "config"), ("provenance", "machine")):
@@ -61,7 +66,29 @@ def compare_runs(a: dict, b: dict) -> str:
         head += [f"{label} differs: {k}: {va} -> {vb}" for k, (va, vb) in diff.items()]
     rule = (f"change: 'beyond noise' only when the img/s IQRs do not overlap and the medians differ "
             f"by more than {RUN_TO_RUN_SPREAD:.0%} (the measured run-to-run spread; docs/outputs.md#noise)")
+    rule += "\n" + fd_rule(study)
     return "\n".join(head + ([""] if head else []) + [table(rows, "simple"), "", rule] + loads)
+
+
+def fd_verdict(fa: float | None, fb: float | None, study: dict | None) -> str:
+    """'beyond noise' only past the seed spread the committed study measured at this setting;
+    'not judged' without a matching study (one seed's bootstrap ± is no run-to-run noise)."""
+    if fa is None or fb is None:
+        return ""
+    if not study or not study.get("fd_std_pooled"):
+        return "not judged"
+    return "beyond noise" if abs(fb - fa) > seed_spread.threshold(study) else "within noise"
+
+
+def fd_rule(study: dict | None) -> str:
+    """The line under the table that says how an FD change was judged."""
+    if not study:
+        return ("FD change: not judged: no committed seed study matches these runs' setting "
+                f"({seed_spread.STUDY_LINK}); train both with --seeds to measure the spread")
+    return (f"FD change: 'beyond noise' only when the FDs differ by more than t·√2 × the seed std "
+            f"the seed study measured at this setting ({study['fd_std_pooled']:.0f} pooled over "
+            f"{study['fd_std_df']} degrees of freedom: {seed_spread.threshold(study):.0f}; "
+            f"{seed_spread.STUDY_LINK}); 5% of two seeds of one backend land beyond it")
 
 
 def _fmt(value, digits: int) -> str:

@@ -70,7 +70,12 @@ def match(results: dict, study: dict | None = None) -> dict | None:
                        if ours.get(p) not in v}
             if changed and backend in results.get("backends", {}):
                 differ[backend] = changed
+        variances = [s["fd"]["std"] ** 2 for s in summary.values() if s["fd"]["std"] is not None]
         return {"name": name, "n": {b: s["fd"]["n"] for b, s in summary.items()},
+                # every backend's seeds measure the same kind of noise: their pooled std is the
+                # better-estimated one (a 4-seed std alone is uncertain by about ±40%)
+                "fd_std_pooled": float(sum(variances) / len(variances)) ** 0.5 if variances else None,
+                "fd_std_df": sum(s["fd"]["n"] - 1 for s in summary.values() if s["fd"]["std"] is not None),
                 "fd_std": {b: s["fd"]["std"] for b, s in summary.items()},
                 "fd_mean": {b: s["fd"]["mean"] for b, s in summary.items()},
                 "versions_differ": differ, "machines": setting.get("machines", []),
@@ -85,12 +90,18 @@ def spread_words(m: dict) -> str:
     seeds = str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
     words = (f"the seed study at this setting ({STUDY_LINK}: {seeds} "
              f"seeds per backend on {', '.join(m['machines']) or 'an unnamed machine'}) measured an FD "
-             f"std across seeds of {min(stds):.0f}-{max(stds):.0f}")
+             f"std across seeds of {min(stds):.0f}-{max(stds):.0f} (pooled {m['fd_std_pooled']:.0f})")
     if m["versions_differ"]:
         words += "; it used " + "; ".join(
             f"{b}: " + ", ".join(f"{p} {old} (this run: {new})" for p, (old, new) in changed.items())
             for b, changed in m["versions_differ"].items())
     return words
+
+
+def threshold(m: dict) -> float:
+    """The FD distance two single runs must exceed to differ beyond the matched study's noise."""
+    from common.results import seedstats
+    return seedstats.noise_threshold(m["fd_std_pooled"], m.get("fd_std_df"))
 
 
 def report_words(results: dict) -> str:
@@ -106,8 +117,9 @@ def report_words(results: dict) -> str:
                 "another CPU's kernels, ends on another FD.")
     if m:
         tail = (f" For a single run, {spread_words(m)}: two single runs' FDs differ beyond "
-                f"that noise only when further apart than about 2.8 × its std "
-                f"(1.96·√2; `run_all.py --compare` applies it). The study's verdict: {m['verdict']}.")
+                f"that noise only when further apart than t·√2 × the pooled std, "
+                f"{threshold(m):.0f} here (`run_all.py --compare` applies it). "
+                f"The study's verdict: {m['verdict']}.")
     else:
         tail = (" No committed seed study matches this setting (preset, dataset as recorded, "
                 f"iterations, batch; {STUDY_LINK}): run it with `--seeds 0,1,2,3,4` (or more) to "

@@ -128,10 +128,19 @@ def _detectable(std: float, n: int, comparisons: int, alpha: float) -> float:
     return float(z * std * math.sqrt(2.0 / n))
 
 
-def beyond_seed_noise(a: float, b: float, std: float, z: float = 1.96) -> bool:
-    """Two single-seed values differ beyond the seed spread when |b - a| exceeds z·√2·std: the
-    difference of two draws has std √2·std, and 1.96 of it leaves 5% of same-backend pairs out."""
-    return abs(b - a) > z * math.sqrt(2.0) * std
+def noise_threshold(std: float, df: int | None = None) -> float:
+    """How far apart two single-seed values must be to differ beyond the seed spread: t·√2·std,
+    the difference of two draws having std √2·std; t is Student's 97.5% quantile for the df the
+    std was estimated with (1.96 with df None: a known std), so 5% of same-backend pairs land
+    beyond it."""
+    from scipy import stats
+    t = float(stats.t.ppf(0.975, df)) if df else 1.959964
+    return t * math.sqrt(2.0) * std
+
+
+def beyond_seed_noise(a: float, b: float, std: float, df: int | None = None) -> bool:
+    """Two single-seed values differ beyond the seed spread (noise_threshold)."""
+    return abs(b - a) > noise_threshold(std, df)
 
 
 def _counts(n: dict) -> str:

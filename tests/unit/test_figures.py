@@ -70,7 +70,33 @@ def test_quality_fd_on_a_log_axis_with_the_floor_visible_and_values_printed(tmp_
     assert low < 4.4 < 1600.0 < high  # floor and every bar on the axis
     assert [t.get_text() for t in fd_ax.texts] == ["98.2", "1600.0"]
     assert [t.get_text() for t in score_ax.texts] == ["8.10", "1.40"]
-    assert "floor (FD 4.4" in fig.legends[0].get_texts()[0].get_text()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("floor (FD 4.4" in t for t in legend)
+    assert "one seed, seed spread not measured" in fd_ax.get_title()  # no study, no --seeds
+
+
+def test_quality_shows_every_seed_as_a_point_and_the_spread_across_seeds(tmp_path):
+    rows = [{"samples": "pytorch", "_fd": 98.2, "_fd_std": 4.0, "_score": 8.1},
+            {"samples": "jax", "_fd": 150.0, "_fd_std": 5.0, "_score": 7.0},
+            {"samples": "real digits (floor)", "_fd": 4.4, "_fd_std": 0.2, "_score": 9.2}]
+    seeds = [{"backend": "pytorch", "_fds": [98.2, 120.0, 300.0]}, {"backend": "jax", "_fds": [150.0, 90.0, 200.0]}]
+    fig = figures.quality_chart(rows, tmp_path / "q.png", CONTEXT, seeds)
+    fd_ax = fig.axes[0]
+    from matplotlib.collections import PathCollection  # the scatter's points, not the whiskers
+    points = np.concatenate([c.get_offsets() for c in fd_ax.collections if isinstance(c, PathCollection)])
+    assert sorted(points[:, 1]) == sorted([98.2, 120.0, 300.0, 150.0, 90.0, 200.0])  # every seed drawn
+    assert [t.get_text() for t in fd_ax.texts] == [f"{np.mean([98.2, 120.0, 300.0]):.1f}", "146.7"]  # the means
+    assert fd_ax.get_ylim()[1] > 300.0
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "± std across seeds" in legend and "one training seed" in legend
+
+
+def test_quality_with_one_seed_whiskers_the_study_spread_when_one_matches(tmp_path):
+    rows = [{"samples": "pytorch", "_fd": 98.2, "_fd_std": 4.0, "_score": 8.1}]
+    fig = figures.quality_chart(rows, tmp_path / "q.png", CONTEXT, None, {"pytorch": 40.0})
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("seed std measured at this setting" in t for t in legend)
+    assert fig.axes[0].get_ylim()[1] > 98.2 + 40.0
 
 
 def test_quality_with_one_backend_keeps_the_titles_apart(tmp_path):

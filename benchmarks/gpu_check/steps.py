@@ -22,7 +22,10 @@ SIZES = {
              # 3 s (best) of timed steps at 10,000 and 50,000 img/s, which a power reading needs
              # (power.POWER_MIN_SECONDS); a slower cell runs longer
              "grid_batches": (256, 64), "grid_images": {"spec": 256 * 160, "best": 256 * 640}, "grid_min_iters": 30,
-             "peak_seconds": 2.0, "parity_keyword": "", "quality_backends": None},
+             "peak_seconds": 2.0, "parity_keyword": "", "quality_backends": None,
+             # seeds per configuration in the quality step: one seed cannot separate two
+             # (benchmarks/results/seed-study/); 3 is the fewest a rank test can use
+             "quality_seeds": 3},
     # the smoke grid at mnist32: its cells start and compile faster (JAX and TF 3-7 s a cell less
     # than dcgan64's on the 2-core VM, measured) and the code path is the same. 6 minutes: every
     # step takes 2.4-3.5 minutes on an idle 2-core CPU and 5 on a busy one
@@ -32,7 +35,7 @@ SIZES = {
               # the oracle checks only, mnist32 (dcgan64's float64 oracle alone takes minutes here)
               "parity_keyword": "oracle and mnist32 or one_iteration or tf32 or device_data",
               # the first backend with fast paths only: each adds a main-job process, 9-16 s here
-              "quality_backends": 1},
+              "quality_backends": 1, "quality_seeds": 1},
 }
 # Steps never started with less than this many seconds left: they could not finish. A
 # max-autotune cell compiles for minutes (Inductor benchmarks kernels for every conv of G's and

@@ -190,3 +190,25 @@ def test_bad_usage_is_one_line_and_exit_2(argv, capsys):
         seed_study.parse(argv)
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_every_page_quotes_the_committed_study_as_it_stands():
+    """README, docs/quality.md and the default table quote the study between markers; a page
+    that drifted from study.json (or lost its block) fails here: run `python -m
+    benchmarks.seed_study --analyse` to rewrite them."""
+    study = seed_spread.load()
+    assert study and study["settings"], "benchmarks/results/seed-study/study.json is missing"
+    for rel in seed_study.QUOTED_IN:
+        text = (seed_study.ROOT / rel).read_text()
+        assert seed_study.quote(study) in text, f"{rel} does not quote the committed study"
+
+
+def test_quotes_are_rewritten_between_the_markers_only(tmp_path):
+    study = _study_inputs(tmp_path / "inputs")
+    page = tmp_path / "README.md"
+    page.write_text(f"before\n{seed_study.START}\nstale\n{seed_study.END}\nafter\n")
+    assert seed_study.rewrite_quotes(study, tmp_path) == [page]
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith("\nafter\n") and "stale" not in text
+    assert "pytorch" in text and "Does any framework reach a different quality?" in text
+    assert seed_study.rewrite_quotes(study, tmp_path) == []  # unchanged: nothing written

@@ -85,6 +85,9 @@ def between_backends(groups: dict[str, list[float]], measure: str = "FD", alpha:
     for pair, adjusted in zip(pairs, holm([x["p"] for x in pairs])):
         pair["p_holm"] = adjusted
         pair["different"] = adjusted < alpha
+    if len(used) == 2:  # two groups: Kruskal-Wallis is Mann-Whitney's asymptotic form; the exact one decides
+        p = pairs[0]["p"]
+        record["test"] = "Mann-Whitney U (exact for small n)"
     record.update(statistic=float(h), p=float(p), pairs=pairs,
                   different=[f"{x['a']} vs {x['b']}" for x in pairs if x["different"]])
     record["verdict"] = verdict(record, used)
@@ -99,15 +102,15 @@ def verdict(record: dict, used: dict[str, list[float]]) -> str:
     spread = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in used.values()])))
     detectable = _detectable(spread, n_min, len(record["pairs"]), alpha)
     if record["p"] < alpha and record["different"]:
-        words = (f"yes: the backends' {measure} differ beyond the seed spread (Kruskal-Wallis p = "
+        words = (f"yes: the backends' {measure} differ beyond the seed spread ({_name(record)} p = "
                  f"{record['p']:.3g}); pairs that differ after Holm's correction: "
                  + ", ".join(record["different"]))
     elif record["p"] < alpha:
-        words = (f"the backends' {measure} differ as a group (Kruskal-Wallis p = {record['p']:.3g}), "
+        words = (f"the backends' {measure} differ as a group ({_name(record)} p = {record['p']:.3g}), "
                  f"but no single pair does after Holm's correction at {alpha}")
     else:
         words = (f"no difference found: at {n_min} seeds per backend the backends' {measure} are "
-                 f"within the seed spread (Kruskal-Wallis p = {record['p']:.3g} >= {alpha})")
+                 f"within the seed spread ({_name(record)} p = {record['p']:.3g} >= {alpha})")
     if not reachable:
         words += (f"; {n_min} seeds a backend are too few for any pair to reach {alpha} after "
                   "Holm's correction, however far apart")
@@ -141,6 +144,10 @@ def noise_threshold(std: float, df: int | None = None) -> float:
 def beyond_seed_noise(a: float, b: float, std: float, df: int | None = None) -> bool:
     """Two single-seed values differ beyond the seed spread (noise_threshold)."""
     return abs(b - a) > noise_threshold(std, df)
+
+
+def _name(record: dict) -> str:
+    return record["test"].split(";")[0].split(" (")[0]
 
 
 def _counts(n: dict) -> str:

@@ -99,6 +99,11 @@ def stdout_table(results: dict) -> str:
     for r in rows:  # skipped backends were announced as they were skipped
         if r["status"] not in ("ok", "skipped") and r["_reason"]:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
+    seeds = seed_rows(results)
+    if seeds:  # --seeds: the spread across seeds and whether backends differ, not the first seed alone
+        test = seed_test(results)
+        lines += ["", f"across seeds {', '.join(map(str, results['config'].get('seeds', [])))}:",
+                  table(seeds, "simple")] + ([f"do backends differ in FD? {test['verdict']}"] if test else [])
     return "\n".join(lines + busy_warnings(results))
 
 

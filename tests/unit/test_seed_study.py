@@ -212,3 +212,14 @@ def test_quotes_are_rewritten_between_the_markers_only(tmp_path):
     assert text.startswith("before\n") and text.endswith("\nafter\n") and "stale" not in text
     assert "pytorch" in text and "Does any framework reach a different quality?" in text
     assert seed_study.rewrite_quotes(study, tmp_path) == []  # unchanged: nothing written
+
+
+def test_the_terminal_table_of_a_seeds_run_gives_the_spread_and_the_verdict(monkeypatch):
+    monkeypatch.setattr(seed_spread, "load", lambda path=None: None)
+    run = _results(0, {"pytorch": 300.0, "jax": 310.0}, by_seed={
+        str(s): _backends({"pytorch": 300.0 + 40 * s, "jax": 310.0 - 30 * s}) for s in (1, 2, 3)})
+    run["config"]["seeds"] = [0, 1, 2, 3]
+    text = tables.stdout_table(run)
+    assert "across seeds 0, 1, 2, 3:" in text and "FD 95% interval" in text
+    assert "do backends differ in FD? no difference found: at 4 seeds per backend" in text
+    assert "Mann-Whitney U p = " in text  # two backends: the exact two-group test

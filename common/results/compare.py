@@ -2,26 +2,15 @@
 from __future__ import annotations
 
 from common.results import seed_spread
-from common.results.tables import headline_losses, table
+from common.results.tables import (
+    RUN_TO_RUN_SPREAD,
+    headline_losses,
+    noise_verdict,
+    table,
+)
 
-# Run-to-run spread of one backend's img/s between two single runs minutes apart on a shared
-# machine, measured on the 2-core development VM (benchmarks/README.md#run-to-run-spread-on-the-
-# development-vm-measured: 430-668 img/s for the same code, differences under ~25% mean nothing).
-RUN_TO_RUN_SPREAD = 0.25
 # Loads this far apart (1-minute load average, the larger of before/after) are flagged.
 LOAD_DIFFERS_BY = 1.0
-
-
-def noise_verdict(a: dict, b: dict, spread: float = RUN_TO_RUN_SPREAD) -> str:
-    """'beyond noise' only when the two runs' img/s IQRs do not overlap AND the medians differ
-    by more than the run-to-run spread (relative to the slower); else 'within noise'. The rule
-    is documented in docs/outputs.md#noise."""
-    ma, mb = a.get("img_per_s_median"), b.get("img_per_s_median")
-    ia, ib = a.get("img_per_s_iqr"), b.get("img_per_s_iqr")
-    if not (ma and mb and ia and ib):
-        return ""
-    disjoint = ia[1] < ib[0] or ib[1] < ia[0]
-    return "beyond noise" if disjoint and abs(mb - ma) / min(ma, mb) > spread else "within noise"
 
 
 def peak_load(r: dict) -> float | None:

@@ -127,26 +127,39 @@ def loss_curves(losses: pd.DataFrame, path: Path, context: str = ""):
 
 
 def throughput_chart(rows: list[dict], path: Path, context: str = ""):
-    """Median img/s per backend with IQR bars and its value printed, from tables.summary_rows."""
+    """Median img/s per backend with IQR bars and its value printed, from tables.summary_rows;
+    a band marks the measured run-to-run spread below the fastest: a bar reaching it is within
+    noise of the fastest (tables.RUN_TO_RUN_SPREAD), so one run does not rank them."""
+    from common.results.tables import RUN_TO_RUN_MEASURED, RUN_TO_RUN_SPREAD
     rows = [r for r in rows if r.get("_median")]
     if not rows:
         return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(1.6 * len(rows) + 3, 7), 4.2))
+    fig, ax = plt.subplots(figsize=(max(1.6 * len(rows) + 3, 7), 5.0))
     med = np.array([r["_median"] for r in rows])
     lo = med - np.array([r["_iqr"][0] for r in rows])
     hi = np.array([r["_iqr"][1] for r in rows]) - med
     x = np.arange(len(rows))
-    bars = ax.bar(x, med, color="#4C72B0", tick_label=[r["backend"] for r in rows])
+    best = med.max()
+    # over the bars, translucent: a bar whose top is shaded is within noise of the fastest
+    ax.axhspan(best / (1 + RUN_TO_RUN_SPREAD), best, facecolor="#DD8452", alpha=0.35, zorder=3,
+               edgecolor="#C44E52", linestyle="--",
+               label=f"run-to-run spread (measured: two runs of one command differed\nby up "
+                     f"to {RUN_TO_RUN_SPREAD:.0%}; {RUN_TO_RUN_MEASURED.split('#')[0]}): a bar "
+                     "reaching\nthis band below the fastest is within noise of it")
+    bars = ax.bar(x, med, color="#4C72B0", tick_label=[r["backend"] for r in rows], zorder=1)
     # errorbar separately: bar(yerr=2xN) trips a numpy deprecation inside matplotlib 3.11
-    ax.errorbar(x, med, yerr=np.array([lo, hi]), fmt="none", capsize=6, ecolor="black")
+    ax.errorbar(x, med, yerr=np.array([lo, hi]), fmt="none", capsize=6, ecolor="black", zorder=4,
+                label="IQR of the steps within this run")
     ax.bar_label(bars, labels=[f"{m:.1f}" for m in med], label_type="center", color="white",
                  fontsize=9, fontweight="bold")
     ax.set_ylabel("images / s (median; bars: IQR)")
     ax.set_xlabel("backend")
     ax.grid(axis="y", alpha=0.3)
     figure_title(fig, "Training throughput (warm-up excluded)", context)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.17, 1, 1))  # room for the legend below
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=8, frameon=False)
     save_figure(fig, path)
     return fig
 

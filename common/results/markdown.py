@@ -17,7 +17,10 @@ from common.results.tables import table
 PROSE = {
     "results": "img/s is the median over timed steps (warm-up excluded; first step shown separately), "
                "IQR its interquartile range: the spread within this run; two runs minutes apart on "
-               "a shared machine differ far more (docs/outputs.md#noise). load: the machine's "
+               "a shared machine differ far more (docs/outputs.md#noise). vs fastest: img/s against "
+               "the run's fastest, 'within noise' where the IQRs overlap or the medians are within "
+               "the measured run-to-run spread (under the table): one run does not rank those. "
+               "load: the machine's "
                "1-minute load average before and after the backend trained (its own threads add "
                "to the second). Losses: mean ± std over the last 10% of iterations; the last "
                "step's are shown only as such (a GAN's per-step losses swing widely).",
@@ -30,9 +33,9 @@ PROSE = {
                "the classifier's 64 features with the cubic kernel, in the kernel's own units (no "
                "x1000 scale as some papers print); being unbiased it is slightly negative when two "
                "sets match as well as chance allows, as the floor can be: read a negative KID as 0. "
-               "'mode collapse?' marks a backend whose precision is high (>= 0.8: its samples look "
-               "like digits) while recall or coverage is under half the floor's (few kinds of "
-               "digit): high precision alone is not quality.",
+               "'mode collapse?' marks a backend whose precision and density are high (>= 0.8: its "
+               "samples sit among real digits) while recall or coverage is under half the floor's "
+               "(few kinds of digit); noise scores low density. High precision alone is not quality.",
     "seeds": "Seeds {seeds}: mean ± std across seeds (each seed's own init, noise and data order), "
              "the FD's 95% Student-t interval of the mean; the sections above show the first seed.",
     "parity": "Every backend against this run's PyTorch from the same initial weights: outputs of G "
@@ -144,6 +147,8 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         "",
         *_section("Results", rows, PROSE["results"]),
     ]
+    if any(r.get("_median") for r in rows):
+        lines += [tables.spread_line(rows), ""]
     busy = tables.busy_warnings(results)
     if busy:
         lines += [f"> **{line}**" for line in busy] + [""]

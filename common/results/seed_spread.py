@@ -53,11 +53,14 @@ def match(results: dict, study: dict | None = None) -> dict | None:
     """The study setting that stands for this run's seed spread, None when none matches:
     {"name", "n": {backend: seeds}, "fd_std": {backend: std}, "fd_mean", "versions_differ":
     {backend: {package: (study's versions, this run's)}}, "machines", "verdict"}."""
+    config = results.get("config")
+    if not config:  # a bare or partial results object: no setting to match
+        return None
     study = study if study is not None else load()
     if not study:
         return None
-    dataset = (results.get("dataset") or {}).get("name") or results["config"].get("dataset")
-    key = setting_key(results["config"], dataset)
+    dataset = (results.get("dataset") or {}).get("name") or config.get("dataset")
+    key = setting_key(config, dataset)
     run_packages = (results.get("provenance") or {}).get("packages") or {}
     for name, setting in (study.get("settings") or {}).items():
         if setting.get("key") != key:

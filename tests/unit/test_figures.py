@@ -56,6 +56,12 @@ def test_throughput_prints_its_values(tmp_path):
     (ax,) = fig.axes
     assert "images / s" in ax.get_ylabel()
     assert [t.get_text() for t in ax.texts] == ["612.3", "136.1"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0].startswith("run-to-run spread (measured: ") and "25%" in labels[0]
+    assert labels[1] == "IQR of the steps within this run"
+    (band,) = [p for p in ax.patches if p.get_label() == labels[0]]  # from the fastest down 25%
+    ys = band.get_path().transformed(band.get_patch_transform()).vertices[:, 1]
+    assert (ys.min(), ys.max()) == pytest.approx((612.34 / 1.25, 612.34))
 
 
 def test_quality_fd_on_a_log_axis_with_the_floor_visible_and_values_printed(tmp_path):

@@ -65,7 +65,8 @@ def test_classifier_score_bounds():
 
 def test_precision_recall_density_coverage_of_a_set_with_itself():
     x = _gaussian(300, 8, 5)
-    assert stats.precision_recall(x, x) == (1.0, 1.0)
+    # every kept point lies in its own ball; only the dropped widest balls' centres may lie in none
+    assert all(1 - stats.OUTLIER_FRACTION <= v < 1.0 for v in stats.precision_recall(x, x))
     density, coverage = stats.density_coverage(x, x)
     assert coverage == 1.0 and density == pytest.approx(1.0, abs=0.2)
     far = x + 100.0
@@ -196,3 +197,47 @@ def test_a_trained_generator_beats_an_untrained_one_by_a_wide_margin(evaluator):
     assert after["fd"] < 0.6 * before["fd"]
     assert after["fd"] + 10 * after["fd_std"] < before["fd"] - 10 * before["fd_std"]
     assert after["classifier_score"] > before["classifier_score"] + 0.5
+
+
+def _fidelity(evaluator, images_uint8) -> dict:
+    """Precision/recall and density/coverage of a set of images against the reference half A."""
+    feats, _ = evaluator.net.forward(evaluate.to_float(images_uint8))
+    p, r = stats.precision_recall(evaluator.feat_a, feats)
+    d, c = stats.density_coverage(evaluator.feat_a, feats)
+    return {"precision": p, "recall": r, "density": d, "coverage": c}
+
+
+def test_noise_scores_low_and_only_a_collapse_onto_one_digit_is_flagged(evaluator):
+    """docs/quality.md#noise: grey noise once scored precision 0.96 through one isolated real
+    digit's wide ball. Real digits score high (floor 0.84/0.87), noise low and unflagged, one
+    repeated digit precise, unvaried and flagged."""
+    from common.results.tables import collapse_flag
+    rng = np.random.default_rng(0)
+    floor = _fidelity(evaluator, evaluator.real_b)
+    assert floor["precision"] >= 0.8 and floor["recall"] >= 0.8  # measured 0.838, 0.873
+    assert collapse_flag(floor, floor) == ""
+    grey = data.quantize_to_uint8(np.tanh(rng.normal(0, 0.5, evaluator.real_a.shape)))
+    uniform = rng.integers(0, 256, evaluator.real_a.shape).astype(np.uint8)
+    for name, images in (("grey", grey), ("uniform", uniform)):
+        q = _fidelity(evaluator, images)
+        assert q["recall"] < 0.05 and q["coverage"] < 0.05, name
+        assert q["density"] < 0.8 * floor["density"], name  # measured 0.30, 0.53 (floor 0.95)
+        assert collapse_flag(q, floor) == "", name
+    # grey noise: 1.000 before the widest balls were dropped, 0.225 after. Uniform iid noise
+    # still sits inside ordinary balls of real 8s (0.82): the density gate keeps it unflagged.
+    assert _fidelity(evaluator, grey)["precision"] < 0.5 * floor["precision"]
+    one = _fidelity(evaluator, np.repeat(evaluator.real_b[:1], len(evaluator.real_b), axis=0))
+    assert one["precision"] == 1.0 and one["recall"] < 0.05
+    assert collapse_flag(one, floor).startswith("mode collapse?")
+
+
+def test_one_outlier_ball_does_not_make_a_far_cluster_precise():
+    """The cause of noise's old precision, in miniature: a tight cluster far from the reals, and one
+    isolated real whose 3-NN ball reaches it. Kynkaanniemi's rule scored the cluster 1.0."""
+    rng = np.random.default_rng(6)
+    real = rng.standard_normal((400, 8))
+    real[0] = 12.0                      # an isolated real: its 3-NN radius is ~12 wide
+    fake = 9.0 + 0.1 * rng.standard_normal((400, 8))  # inside that ball only
+    radius = np.sqrt(np.sort(((real[1:] - real[0]) ** 2).sum(1))[2])
+    assert np.linalg.norm(fake - real[0], axis=1).max() < radius  # the old rule: precision 1.0
+    assert stats.precision_recall(real, fake)[0] == 0.0

@@ -2,12 +2,14 @@
 and the headline losses (mean ± std over the last 10% of iterations)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from common import sysinfo
 from common.harness.steplog import loss_tail
-from common.results import compare, tables
+from common.results import compare, markdown, tables
 
 
 def _summary(median, lo, hi):
@@ -89,3 +91,34 @@ def test_machine_load_steal_fraction_between_samples():
                                                    "cpu_steal_fraction": 0.05}
     assert "cpu_steal_fraction" not in sysinfo.machine_load({"load1": 1.0}, {"load1": 1.0})
     assert sysinfo.load_sample()["load1"] >= 0
+
+
+def _runs(**medians_iqrs):
+    return {"config": {"threads": 2}, "provenance": {}, "backends": {
+        name: {"status": "ok", "summary": _summary(m, *iqr)} for name, (m, iqr) in medians_iqrs.items()}}
+
+
+def test_the_throughput_table_shows_the_measured_run_to_run_spread_and_what_it_leaves_unranked():
+    # the issue's case: PyTorch 470 against TensorFlow 492 img/s in one run, IQRs apart
+    results = _runs(pytorch=(470, (460, 480)), tensorflow=(492, (485, 500)), chainer=(300, (290, 310)))
+    rows = {r["backend"]: r for r in tables.summary_rows(results)}
+    assert rows["tensorflow"]["vs fastest"] == "fastest"
+    assert rows["pytorch"]["vs fastest"] == "-4%, within noise"     # under 25%
+    assert rows["chainer"]["vs fastest"] == "-39%, beyond noise"    # disjoint IQRs, over 25%
+    assert tables.RUN_TO_RUN_SPREAD == compare.RUN_TO_RUN_SPREAD == 0.25  # one source
+    for text in (tables.stdout_table(results), markdown.report_markdown(
+            {**results, "command": "run_all.py", "config": {"dataset": "mnist", "preset": "mnist32",
+                                                             "iters": 9, "batch_size": 64, "seed": 0,
+                                                             "shared_init": True, "device": "cpu"}},
+            tables.summary_rows(results), [], Path("."))):
+        assert "vs fastest" in text and "-4%, within noise" in text
+        assert "Run-to-run spread: two runs of one command differed by up to 25%" in text
+        assert tables.RUN_TO_RUN_MEASURED in text
+        assert "Within it of the fastest (tensorflow): pytorch; this run does not rank them." in text
+
+
+def test_one_backend_gets_the_spread_line_but_no_ranking_column():
+    results = _runs(pytorch=(470, (460, 480)))
+    (row,) = tables.summary_rows(results)
+    assert "vs fastest" not in row
+    assert tables.stdout_table(results).splitlines()[-1].startswith("Run-to-run spread: ")

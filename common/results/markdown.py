@@ -48,6 +48,22 @@ PROSE = {
                 "Per-replica BN normalises over each replica's slice, so the losses differ from a "
                 "1-device run of the same batch (docs/data-parallel.md). Scaling across replica "
                 "counts: `python -m benchmarks.scaling`.",
+    "time_to_target": "Each backend trained until the FD of its fixed-z samples was at most "
+                      "{target:g} (checked every {every} iterations and at the last, at most "
+                      "{iters} iterations), the MLPerf way of putting speed and quality in one "
+                      "number. iterations: the first check at or under the target, so it is "
+                      "resolved to {every} iterations. train s: the training seconds to that "
+                      "check, the sum of the backend's own step times (its first step and any "
+                      "compilation included), which leaves out the checks' evaluation and the "
+                      "harness's logging. {seeds}",
+    "time_to_target_one": "One seed: how long a GAN takes to reach a quality varies between seeds "
+                          "(docs/quality.md), so one run is no ranking; --seeds 0,1,2 gives the "
+                          "median and range.",
+    "time_to_target_seeds": "Median (min-max) over the seeds that finished; a seed that missed "
+                            "the target counts as slower than every seed that reached it, so a "
+                            "median 'not reached' means half of them or more missed it. Seconds "
+                            "compare only on the same idle machine (the warnings above say if it "
+                            "was not).",
     "fid": "Fréchet Inception Distance of {samples} samples per backend from the run's fixed z "
            "(uint8 as a PNG stores them) against {reference}; {network}, {convention}. FID grows "
            "as N shrinks: compare only at the same N (the published 50k-sample numbers are not "
@@ -154,6 +170,7 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
     if sections.get("seeds"):
         seeds = ", ".join(map(str, results["config"].get("seeds")))
         lines += _section("Across training seeds", sections["seeds"], PROSE["seeds"].format(seeds=seeds))
+    lines += time_to_target_lines(results)
     if sections.get("parity"):
         lines += _section("Parity in this run", sections["parity"], PROSE["parity"])
     if sections.get("parallel"):
@@ -185,3 +202,17 @@ def fid_lines(results: dict) -> list[str]:
     rows = tables.fid_rows(results)
     return ["## Sample quality (FID)", "", PROSE["fid"].format(**info), "",
             table(rows, "github") if rows else "", *errors, ""]
+
+
+def time_to_target_lines(results: dict) -> list[str]:
+    """A run with --target-fd: the "Time to target" section (none otherwise)."""
+    rows = tables.time_to_target_rows(results)
+    if not rows:
+        return []
+    cfg = results["config"]
+    q = cfg.get("quality") or {}
+    several = len(tables.target_runs(results)) > 1
+    prose = PROSE["time_to_target"].format(
+        target=q["target_fd"], every=q["every"], iters=cfg["iters"],
+        seeds=PROSE["time_to_target_seeds" if several else "time_to_target_one"])
+    return _section("Time to target", rows, prose)

@@ -98,7 +98,7 @@ def stdout_table(results: dict) -> str:
     for r in rows:  # skipped backends were announced as they were skipped
         if r["status"] not in ("ok", "skipped") and r["_reason"]:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
-    return "\n".join(lines + busy_warnings(results))
+    return "\n".join(lines + time_to_target_stdout(results) + busy_warnings(results))
 
 
 # ----- losses -----
@@ -250,3 +250,65 @@ def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: s
                 row[f"max Δ loss, first {n}"] = f"{diff.max():.1e}"
         rows.append(row)
     return rows
+
+
+# ----- time to target quality (--target-fd) -----
+def target_runs(results: dict) -> list[dict]:
+    """Every seed's backend results (the first seed's, then by_seed's)."""
+    return [results["backends"], *(results.get("by_seed") or {}).values()]
+
+
+def _median_range(values: list[float], digits: int) -> str:
+    """median (min-max) of values where inf stands for 'not reached': a seed that missed the
+    target is slower than every seed that reached it, so the median stays defined while fewer
+    than half missed."""
+    def cell(v):
+        return "not reached" if np.isinf(v) else f"{v:.{digits}f}"
+    if len(values) == 1:
+        return cell(values[0])
+    return f"{cell(float(np.median(values)))} ({cell(min(values))}-{cell(max(values))})"
+
+
+def time_to_target_rows(results: dict) -> list[dict]:
+    """One row per backend of a run with --target-fd (none otherwise): whether its fixed-z FD
+    reached the target, after how many iterations and training seconds; with several seeds,
+    how many reached it and the median and range (min-max) over the seeds that finished."""
+    from common.results.schema import time_to_target
+    runs = target_runs(results)
+    rows = []
+    for name in results["backends"]:
+        done = [r[name] for r in runs if name in r and r[name].get("status") == "ok"
+                and time_to_target(r[name])]
+        if not done:
+            continue
+        records = [time_to_target(r) for r in done]
+        reached = [t for t in records if t["reached"]]
+        row = {"backend": name}
+        if len(runs) == 1:
+            row["reached"] = "yes" if reached else f"no, FD {_last_fd(done[0])} at the end"
+        else:
+            row["reached"] = f"{len(reached)}/{len(records)} seeds" + (
+                "" if len(records) == len(runs) else f" ({len(runs) - len(records)} failed)")
+        for label, key, digits in (("iterations", "iterations", 0), ("train s", "seconds", 1)):
+            row[label] = _median_range([t[key] if t["reached"] else float("inf") for t in records],
+                                       digits)
+        rows.append(row)
+    return rows
+
+
+def _last_fd(result: dict) -> str:
+    curve = result.get("quality_curve") or []
+    return f"{curve[-1]['fd']:.0f}" if curve else "?"
+
+
+def time_to_target_stdout(results: dict) -> list[str]:
+    """run_all.py's lines after its table for a run with --target-fd (none otherwise)."""
+    rows = time_to_target_rows(results)
+    if not rows:
+        return []
+    q = results["config"].get("quality") or {}
+    seeds = len(target_runs(results))
+    return ["", f"time to FD <= {q.get('target_fd'):g} (checked every {q.get('every')} "
+                f"iterations; training seconds, the checks excluded"
+                + (f"; median (min-max) over {seeds} seeds" if seeds > 1 else "; one seed") + "):",
+            table(rows, "simple")]

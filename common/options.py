@@ -210,7 +210,7 @@ class RunOptions:
         None, "train each backend until its fixed-z FD is at most F, checked every "
               "--quality-every K iterations and at the last, or until the iterations run out; "
               "results.json records each backend's time to target in training seconds, the "
-              "checks excluded (digits only; default: off)", QUALITY, metavar="F",
+              "checks excluded; digits only (default: off)", QUALITY, metavar="F",
         check="positive", read=lambda c: (c.get("quality") or {}).get("target_fd"))
     checkpoint_every: int | None = option(
         None, "write each backend's checkpoint (native state + canonical weights) every N "

@@ -221,3 +221,47 @@ def test_bad_target_is_one_line_exit_2_before_anything_trains(tmp_path, offline_
     proc = run_cli("--backend", "pytorch", *args, "--out", str(tmp_path / "run"), env=offline_env)
     assert needle in one_line_error(proc)
     assert not (tmp_path / "run").exists()
+
+
+# ----- python -m benchmarks.time_to_target -----
+def test_the_table_command_tabulates_a_run_per_backend_and_seed(tmp_path, capsys):
+    from benchmarks import time_to_target
+    results = run_results({
+        "pytorch": [record(True, 400, 10.0), record(True, 500, 30.0), record(True, 450, 20.0)],
+        "jax": [record(True, 300, 5.0), record(False), None]})
+    v1 = schema.load_results(V1)
+    results.update(schema_version=1, command="python run_all.py ...", dataset={"name": "mnist-5k"},
+                   provenance=v1["provenance"])
+    results["config"].update(dataset="mnist", preset="mnist32", batch_size=64, seed=0, threads=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "table"
+    assert time_to_target.main(["--from-run", str(run), "--out", str(out)]) == 0
+    doc = json.loads((out / "time_to_target.json").read_text())
+    assert [(r["backend"], r["seed"], r["reached"], r["iterations"]) for r in doc["records"]] == [
+        ("pytorch", 0, True, 400), ("jax", 0, True, 300), ("pytorch", 1, True, 500),
+        ("jax", 1, False, None), ("pytorch", 2, True, 450)]  # jax's failed seed 2: no record
+    assert doc["setting"]["target_fd"] == 500.0 and doc["setting"]["seeds"] == [0, 1, 2]
+    assert doc["versions"] == v1["provenance"]["packages"]
+    text = (out / "time_to_target.md").read_text()
+    assert "| pytorch   | 3/3 seeds" in text and "450 (400-500)" in text
+    assert "not reached" in text and text in capsys.readouterr().out
+    assert time_to_target.main(["--from-run", str(run), "--out", str(out)]) == 2  # never overwrites
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--target-fd", "500", "--seeds", "0,1"], "at least 3"),
+    (["--target-fd", "500", "--seeds", "0,0,1"], "at least 3"),
+    ([], "--target-fd F is needed"),
+    (["--target-fd", "-1"], "--target-fd must be positive"),
+    (["--target-fd", "500", "--quality-every", "0"], "--quality-every 0"),
+], ids=["two-seeds", "repeated-seed", "no-target", "negative-target", "no-checks"])
+def test_the_table_command_refuses_bad_input_in_one_line(args, needle):
+    import subprocess
+    import sys
+
+    from tests.support.processes import REPO
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.time_to_target", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert needle in one_line_error(proc)

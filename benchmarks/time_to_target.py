@@ -118,6 +118,7 @@ def document(results: dict, command: str) -> tuple[dict, str]:
            "records": records(results), "rows": rows}
     loads = [v for r in doc["records"] for v in ((r.get("machine_load") or {}).get("load1_before"),)
              if v is not None]
+    threads = setting["threads"]
     text = "\n".join([
         f"Command: `{command}`", "",
         f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
@@ -129,7 +130,11 @@ def document(results: dict, command: str) -> tuple[dict, str]:
          f"iterations; seeds {', '.join(map(str, setting['seeds']))}"),
         *([f"- 1-minute load average before each backend: {min(loads):.2f}-{max(loads):.2f}"]
           if loads else []),
-        f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
+        *([(f"- **warning: a load average above {threads} threads + 1: the machine was busy, so "
+            "these seconds are not an idle machine's; do not publish them**")]
+          if loads and threads and max(loads) > threads + tables.BUSY_MARGIN else []),
+        f"- Code: git {(prov.get('git') or {}).get('commit')}"
+        + (" (dirty)" if (prov.get("git") or {}).get("dirty") else ""), "",
         ("iterations: the first check at or under the target (resolved to the check interval); "
          "train s: the backend's own step times summed up to it (first step and compilation "
          "included, the checks' evaluation excluded). Median (min-max) over the seeds that "

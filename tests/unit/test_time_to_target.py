@@ -247,6 +247,7 @@ def test_the_table_command_tabulates_a_run_per_backend_and_seed(tmp_path, capsys
     text = (out / "time_to_target.md").read_text()
     assert "| pytorch   | 3/3 seeds" in text and "450 (400-500)" in text
     assert "not reached" in text and text in capsys.readouterr().out
+    assert "busy" not in text  # no backend recorded its load
     assert time_to_target.main(["--from-run", str(run), "--out", str(out)]) == 2  # never overwrites
 
 

@@ -202,8 +202,16 @@ class RunOptions:
     # resolves; resume reads it from there.
     quality_every: int | None = option(
         None, "FD of the fixed-z samples every K iterations, for the time-to-quality curve "
-              "(default: about 10 points per run, a multiple of 10; 0: off)", QUALITY, metavar="K",
+              "(default: about 10 points per run: the iterations / 10 rounded to a multiple of "
+              "10, at least 10; 0: off)", QUALITY, metavar="K",
         check="non_negative", read=lambda c: (c.get("quality") or {}).get("every", 0))
+    # Stored there too ("quality": {"target_fd": F}), only when given.
+    target_fd: float | None = option(
+        None, "train each backend until its fixed-z FD is at most F, checked every "
+              "--quality-every K iterations and at the last, or until the iterations run out; "
+              "results.json records each backend's time to target in training seconds, the "
+              "checks excluded; digits only (default: off)", QUALITY, metavar="F",
+        check="positive", read=lambda c: (c.get("quality") or {}).get("target_fd"))
     checkpoint_every: int | None = option(
         None, "write each backend's checkpoint (native state + canonical weights) every N "
               "iterations into backends/<name>/checkpoints/, for --resume (default: none)",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks import configs
 from benchmarks.gpu_check.state import outcome
-from common.results import seedstats, tables
+from common.results import seeds, seedstats, tables
 
 # A backend's best run is a main-job process: imports, the first step's compile, the main job's
 # iterations and its quality probes. Not started with less left (an estimate; on the 2-core VM a
@@ -34,7 +34,7 @@ def quality_of(results: Path, backend: str) -> dict | None:
 def fds_of(results: Path, backend: str) -> list[float]:
     """One backend's FD per training seed of a run (its --seeds too), [] without any."""
     try:
-        return tables.seed_fds(json.loads(results.read_text())).get(backend, [])
+        return seeds.seed_fds(json.loads(results.read_text())).get(backend, [])
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -65,7 +65,7 @@ def quality_step(check, ready: list[str], main_command) -> None:
     rows, seconds = [], 0.0
     best = {n: configs.fast_paths("best", n, device) for n in ready}
     having = [n for n in ready if best[n] and not isinstance(best[n], str)]  # else the grid's row says why
-    seeds = check.args.size["quality_seeds"]
+    n_seeds = check.args.size["quality_seeds"]
     for name in having[:check.args.size["quality_backends"]]:
         paths = best[name]
         if name in kept:
@@ -73,13 +73,13 @@ def quality_step(check, ready: list[str], main_command) -> None:
             continue
         row = {"backend": name, "as run": configs.label(paths)}
         # best's seeds, and spec's beyond the main job's first: one main-job process each
-        needed = MIN_SECONDS * (2 * seeds - 1)
+        needed = MIN_SECONDS * (2 * n_seeds - 1)
         if check.left() < needed:
             rows.append(dict(row, status="not run: budget", reason=f"needs {needed} s left"))
             continue
         runs, took = {}, 0.0
-        for config, flags, seed_list in (("best", configs.flags(paths), list(range(seeds))),
-                                         ("spec", [], list(range(1, seeds)))):
+        for config, flags, seed_list in (("best", configs.flags(paths), list(range(n_seeds))),
+                                         ("spec", [], list(range(1, n_seeds)))):
             if not seed_list:
                 continue
             out = check.out / f"quality-{name}{'' if config == 'best' else '-spec'}{check.suffix}"

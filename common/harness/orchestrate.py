@@ -16,7 +16,7 @@ from common import atomic, canonical, data, options, sysinfo
 from common.data import image_folder, noise
 from common.harness import interrupts, reporting
 from common.harness.child import run_child
-from common.harness.quality import QualityJudge, quality_config, quality_unavailable
+from common.harness.quality import QualityJudge, quality_config, quality_unavailable, target_problem
 from common.harness.runfolder import check_out, make_run_dir, rel
 from common.options import DEFAULT_ITERS, UsageError
 from common.results import schema
@@ -45,6 +45,10 @@ def run(args) -> int:
     preset = args.preset or DATASET_PRESETS.get(
         args.dataset, FOLDER_PRESET if image_folder.is_folder_dataset(args.dataset) else "mnist32")
     spec = model_spec(preset)  # --preset choices are validated by argparse
+    problem = target_problem(args.target_fd, args.quality_every, args.dataset, spec,
+                             args.devices * args.nodes)
+    if problem:
+        raise UsageError(problem)
     with interrupts.process.raising():  # a Ctrl-C while data load or download: nothing written yet
         dataset = data.load_dataset(args.dataset, spec.preset, data_dir=args.data_dir, seed=args.seed)
     try:
@@ -66,7 +70,8 @@ def run(args) -> int:
         results = args.stored_results
         results["resumed"] = results.get("resumed", []) + [resumed]
     quality = quality_config(dataset.meta["name"], spec, iters, args.quality_every,
-                             len(dataset.images), child_dataset(dataset.meta).get("decoded"))
+                             len(dataset.images), child_dataset(dataset.meta).get("decoded"),
+                             args.target_fd)
     config["quality"] = quality
     why_no_quality = None if quality else quality_unavailable(dataset.meta["name"], spec)
     if why_no_quality:

@@ -40,15 +40,28 @@ class Diverged(RuntimeError):
         self.iteration = iteration
 
 
+class TargetReached(Exception):
+    """Raised from on_step when a probe's FD reached the run's target (--target-fd): it unwinds
+    every backend's loop from the same place as Diverged, so all stop alike, at that iteration."""
+
+    def __init__(self, point: dict):
+        super().__init__(f"FD {point['fd']:.1f} at iteration {point['iteration']}")
+        self.point = point
+
+
 class StepLog:
     flush_every = 25
 
     def __init__(self, backend: str, csv_path: Path, start: int, stop: int, batch_size: int,
-                 progress: bool = True, probe=None, probe_every: int = 0):
+                 progress: bool = True, probe=None, probe_every: int = 0,
+                 target_fd: float | None = None):
         self.backend, self.batch_size = backend, batch_size
-        # probe(iterations_done, train_seconds): an evaluation every probe_every iterations (the
-        # time-to-quality curve); its time is neither step time nor harness overhead.
-        self.probe, self.probe_every, self.probe_seconds = probe, probe_every, 0.0
+        # probe(iterations_done, train_seconds) -> its curve point {"iteration", "train_seconds",
+        # "fd"}: an evaluation every probe_every iterations (the time-to-quality curve); its time
+        # is neither step time nor harness overhead. With target_fd, the last iteration is
+        # probed too, and a point whose FD is at or under target_fd stops training (TargetReached).
+        self.probe, self.probe_every, self.probe_seconds = probe, int(probe_every or 0), 0.0
+        self.target_fd = target_fd
         self.start, self.stop, self.next_iteration = start, stop, start
         self.step_seconds: list[float] = []
         # When each step was reported, on time.monotonic (one clock for every process of a Linux
@@ -91,11 +104,17 @@ class StepLog:
         # Harness time: inside this call, plus any wall time between calls the step did not claim.
         outside = max(0.0, (entered - self._returned) - seconds)
         self.overhead_seconds.append(outside + (now - entered))
-        if self.probe and self.probe_every and (iteration + 1) % self.probe_every == 0:
-            self.probe(iteration + 1, float(sum(self.step_seconds)))
+        if self.probe and self.probe_every and self._probe_due(iteration + 1):
+            point = self.probe(iteration + 1, float(sum(self.step_seconds)))
             self.probe_seconds += time.perf_counter() - now
             now = time.perf_counter()
+            if self.target_fd is not None and point and point["fd"] <= self.target_fd:
+                self._returned = now
+                raise TargetReached(point)
         self._returned = now
+
+    def _probe_due(self, done: int) -> bool:
+        return done % self.probe_every == 0 or (self.target_fd is not None and done == self.stop)
 
     def flush(self) -> None:
         """Every logged row on disk (before a checkpoint claims those iterations are done)."""

@@ -26,7 +26,8 @@ from common.data import noise
 from common import canonical
 from common.errors import DataError
 from common.spec import model_spec
-from common.harness.steplog import Diverged, StepLog, loss_tail
+from common.harness.quality import time_to_target
+from common.harness.steplog import Diverged, StepLog, TargetReached, loss_tail
 from common.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
@@ -72,8 +73,10 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
         probe, every = _quality_probe(backend, spec, config, result, harness.get("train_seconds", 0.0))
         if probe and start == 0:
             probe(0, 0.0)  # the time-to-quality curve starts at the initial weights
+        target = (config.get("quality") or {}).get("target_fd")
         log = StepLog(config["backend"], out / "losses.csv", start, stop, config["batch_size"],
-                      progress=not config.get("quiet"), probe=probe, probe_every=every)
+                      progress=not config.get("quiet"), probe=probe, probe_every=every,
+                      target_fd=target)
         load_before = sysinfo.load_sample()  # how busy the machine was: the report warns
         t0 = time.perf_counter()
         on_step = _with_injected_fault(config["backend"], log)
@@ -89,6 +92,10 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
                 with log.paused():  # harness work: neither step time nor loop overhead
                     _save_checkpoint(backend, config, out, b, result, harness, log)
             a = b
+        stops.shutdown()
+        result["wall_seconds"] = time.perf_counter() - t0
+        result["status"] = "ok"
+    except TargetReached:  # --target-fd: training is done, as if the iterations had run out
         stops.shutdown()
         result["wall_seconds"] = time.perf_counter() - t0
         result["status"] = "ok"
@@ -121,6 +128,9 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
             result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds,
                                           log.step_clock)
             result["summary"]["quality_probe_seconds"] = log.probe_seconds
+            if log.target_fd is not None:
+                result["time_to_target"] = time_to_target(result.get("quality_curve", []),
+                                                          log.target_fd)
             if log.last:
                 result["final_losses"] = dict(zip(("iteration", "loss_d", "loss_g"), log.last))
 
@@ -237,9 +247,10 @@ def _quality_probe(backend, spec, config, result, seconds_before: float = 0.0):
     evaluator = Evaluator(sample_count=q["samples"])
     curve = result.setdefault("quality_curve", [])
 
-    def probe(iterations_done: int, train_seconds: float) -> None:
+    def probe(iterations_done: int, train_seconds: float) -> dict:
         curve.append({"iteration": iterations_done, "train_seconds": seconds_before + train_seconds,
                       "fd": evaluator.fd(_quality_samples(backend, spec, config))})
+        return curve[-1]
     return probe, q["every"]
 
 

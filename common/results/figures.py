@@ -167,7 +167,7 @@ def throughput_chart(rows: list[dict], path: Path, context: str = ""):
 def quality_chart(rows: list[dict], path: Path, context: str = "", seeds: list[dict] | None = None,
                   seed_std: dict | None = None):
     """FD (log axis, the real floor visible) and classifier score per backend against the
-    real-digit floor, from tables.quality_rows. Every seed is a point (seeds: tables.seed_rows,
+    real-digit floor, from tables.quality_rows. Every seed is a point (seeds: seeds.seed_rows,
     whose _fds are each backend's FD per seed), the bar their mean; with one seed the whisker
     is the seed study's std at this setting where one matches (seed_std: backend -> std), never
     the evaluator's bootstrap error alone, which is far below what moves between runs."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from common.results import figures, replica_scaling, seed_spread, tables
+from common.results import figures, replica_scaling, seed_spread, seeds, tables
 from common.results.schema import LOSS_COLUMNS
 from common.results.tables import table
 
@@ -52,6 +52,22 @@ PROSE = {
                 "Per-replica BN normalises over each replica's slice, so the losses differ from a "
                 "1-device run of the same batch (docs/data-parallel.md). Scaling across replica "
                 "counts: `python -m benchmarks.scaling`.",
+    "time_to_target": "Each backend trained until the FD of its fixed-z samples was at most "
+                      "{target:g} (checked every {every} iterations and at the last, at most "
+                      "{iters} iterations), the MLPerf way of putting speed and quality in one "
+                      "number. iterations: the first check at or under the target, so it is "
+                      "resolved to {every} iterations. train s: the training seconds to that "
+                      "check, the sum of the backend's own step times (its first step and any "
+                      "compilation included), which leaves out the checks' evaluation and the "
+                      "harness's logging. {seeds}",
+    "time_to_target_one": "One seed: how long a GAN takes to reach a quality varies between seeds "
+                          "(docs/quality.md), so one run is no ranking; --seeds 0,1,2 gives the "
+                          "median and range.",
+    "time_to_target_seeds": "Median (min-max) over the seeds that finished; a seed that missed "
+                            "the target counts as slower than every seed that reached it, so a "
+                            "median 'not reached' means half of them or more missed it. Seconds "
+                            "compare only on the same idle machine (the warnings above say if it "
+                            "was not).",
     "fid": "Fréchet Inception Distance of {samples} samples per backend from the run's fixed z "
            "(uint8 as a PNG stores them) against {reference}; {network}, {convention}. FID grows "
            "as N shrinks: compare only at the same N (the published 50k-sample numbers are not "
@@ -73,7 +89,7 @@ def write_report(run_dir: Path, results: dict, figures_too: bool = True) -> list
     rows, quality = tables.summary_rows(results), tables.quality_rows(results)
     if figures_too:
         written += _write_figures(run_dir, results, names, losses, rows, quality)
-    sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": tables.seed_rows(results),
+    sections = {"losses": tables.loss_rows(losses), "quality": quality, "seeds": seeds.seed_rows(results),
                 "parity": tables.parity_rows(run_dir, results, losses),
                 "parallel": replica_scaling.parallel_rows(results)}
     text = report_markdown(results, rows, written, run_dir, sections)
@@ -110,7 +126,7 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
         written.append(run_dir / "throughput.png")
     if quality:
         study = seed_spread.match(results)
-        figures.quality_chart(quality, run_dir / "quality.png", context, tables.seed_rows(results),
+        figures.quality_chart(quality, run_dir / "quality.png", context, seeds.seed_rows(results),
                               study["fd_std"] if study else None)
         written.append(run_dir / "quality.png")
     if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
@@ -161,9 +177,10 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
             reference=info.get("reference", "held-out real digits")))
         lines += [seed_spread.report_words(results), ""]
     if sections.get("seeds"):
-        seeds = ", ".join(map(str, results["config"].get("seeds")))
-        lines += _section("Across training seeds", sections["seeds"], PROSE["seeds"].format(seeds=seeds))
-        lines += seed_test_lines(tables.seed_test(results))
+        listed = ", ".join(map(str, results["config"].get("seeds")))
+        lines += _section("Across training seeds", sections["seeds"], PROSE["seeds"].format(seeds=listed))
+        lines += seed_test_lines(seeds.seed_test(results))
+    lines += time_to_target_lines(results)
     if sections.get("parity"):
         lines += _section("Parity in this run", sections["parity"], PROSE["parity"])
     if sections.get("parallel"):
@@ -205,3 +222,17 @@ def fid_lines(results: dict) -> list[str]:
     rows = tables.fid_rows(results)
     return ["## Sample quality (FID)", "", PROSE["fid"].format(**info), "",
             table(rows, "github") if rows else "", *errors, ""]
+
+
+def time_to_target_lines(results: dict) -> list[str]:
+    """A run with --target-fd: the "Time to target" section (none otherwise)."""
+    rows = tables.time_to_target_rows(results)
+    if not rows:
+        return []
+    cfg = results["config"]
+    q = cfg.get("quality") or {}
+    several = len(tables.target_runs(results)) > 1
+    prose = PROSE["time_to_target"].format(
+        target=q["target_fd"], every=q["every"], iters=cfg["iters"],
+        seeds=PROSE["time_to_target_seeds" if several else "time_to_target_one"])
+    return _section("Time to target", rows, prose)

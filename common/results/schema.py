@@ -41,4 +41,30 @@ def load_results(path: Path, schema_version: int | None = SCHEMA_VERSION) -> dic
             raise ValueError(f"no {key!r} object")
     if not all(isinstance(r, dict) for r in results["backends"].values()):
         raise ValueError("a backend's entry is not an object")
+    for run in [results["backends"], *(results.get("by_seed") or {}).values()]:
+        for r in run.values() if isinstance(run, dict) else ():
+            if isinstance(r, dict):
+                time_to_target(r)  # optional; malformed: ValueError
     return results
+
+
+# A backend's "time_to_target" (runs with --target-fd; optional, absent from older results and
+# from runs without it): {"target_fd": F, "reached": bool, "iterations": N | None,
+# "seconds": S | None}, iterations and seconds None exactly when not reached.
+def time_to_target(result: dict) -> dict | None:
+    """A backend result's time to target, or None where it has none; ValueError (one line) if
+    it is there but malformed."""
+    ttt = result.get("time_to_target")
+    if ttt is None:
+        return None
+    number = (int, float)
+    ok = (isinstance(ttt, dict) and isinstance(ttt.get("target_fd"), number)
+          and isinstance(ttt.get("reached"), bool))
+    if ok and ttt["reached"]:
+        ok = isinstance(ttt.get("iterations"), int) and isinstance(ttt.get("seconds"), number)
+    elif ok:
+        ok = ttt.get("iterations") is None and ttt.get("seconds") is None
+    if not ok:
+        raise ValueError(f"{result.get('backend', 'a backend')}'s time_to_target is not "
+                         f"{{target_fd, reached, iterations, seconds}}: {str(ttt)[:80]}")
+    return ttt

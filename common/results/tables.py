@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.results import seed_spread, seedstats
+from common.results import seed_spread, seeds
 from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION
 
 
@@ -152,12 +152,12 @@ def stdout_table(results: dict) -> str:
             lines.append(f"  {r['backend']}: {r['status']}: {r['_reason']}")
     if any(r.get("_median") for r in rows):
         lines.append(spread_line(rows))
-    seeds = seed_rows(results)
-    if seeds:  # --seeds: the spread across seeds and whether backends differ, not the first seed alone
-        test = seed_test(results)
+    rows_by_seed = seeds.seed_rows(results)
+    if rows_by_seed:  # --seeds: the spread across seeds and whether backends differ, not the first seed alone
+        test = seeds.seed_test(results)
         lines += ["", f"across seeds {', '.join(map(str, results['config'].get('seeds', [])))}:",
-                  table(seeds, "simple")] + ([f"do backends differ in FD? {test['verdict']}"] if test else [])
-    return "\n".join(lines + busy_warnings(results))
+                  table(rows_by_seed, "simple")] + ([f"do backends differ in FD? {test['verdict']}"] if test else [])
+    return "\n".join(lines + time_to_target_stdout(results) + busy_warnings(results))
 
 
 # ----- losses -----
@@ -259,57 +259,6 @@ def fid_rows(results: dict) -> list[dict]:
     return rows
 
 
-# ----- across training seeds -----
-def seed_values(results: dict, get) -> dict[str, list]:
-    """backend -> get(result) over the seeds where it finished ok (None values left out)."""
-    runs = [results["backends"], *(results.get("by_seed") or {}).values()]
-    out = {}
-    for name in results["backends"]:
-        ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
-        out[name] = [v for v in map(get, ok) if v is not None]
-    return out
-
-
-def seed_fds(results: dict) -> dict[str, list[float]]:
-    return seed_values(results, lambda r: (r.get("quality") or {}).get("fd"))
-
-
-def seed_test(results: dict) -> dict | None:
-    """The between-backend test of FD across a --seeds run's seeds (seedstats), None for one seed
-    or fewer than two backends with quality."""
-    fds = {k: v for k, v in seed_fds(results).items() if v}
-    if not results.get("by_seed") or len(fds) < 2:
-        return None
-    return seedstats.between_backends(fds, "FD")
-
-
-def seed_rows(results: dict) -> list[dict]:
-    """Mean and spread across training seeds (GAN runs vary more between seeds than between
-    evaluation resamples): one row per backend, over the seeds where it finished."""
-    if not results.get("by_seed"):
-        return []
-    runs = [results["backends"], *results["by_seed"].values()]
-    fds = seed_fds(results)
-    rows = []
-    for name in results["backends"]:
-        ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
-        row = {"backend": name, "seeds ok": f"{len(ok)}/{len(runs)}"}
-        for label, get, digits in (
-                ("img/s", lambda r: (r.get("summary") or {}).get("img_per_s_median"), 1),
-                ("final loss_D", lambda r: (r.get("final_losses") or {}).get("loss_d"), 3),
-                ("final loss_G", lambda r: (r.get("final_losses") or {}).get("loss_g"), 3),
-                ("FD", lambda r: (r.get("quality") or {}).get("fd"), 1),
-                ("classifier score", lambda r: (r.get("quality") or {}).get("classifier_score"), 2)):
-            values = [v for v in map(get, ok) if v is not None]
-            row[label] = (f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-                          if len(values) > 1 else (f"{values[0]:.{digits}f}" if values else ""))
-        ci = seedstats.summarize(fds[name])["ci95"] if fds.get(name) else None
-        row["FD 95% interval"] = f"{ci[0]:.1f} to {ci[1]:.1f}" if ci else ""
-        row["_fds"] = fds.get(name, [])
-        rows.append(row)
-    return rows
-
-
 # ----- parity of this run's backends (shared initial weights) -----
 PARITY_ITERS = (5, 10)
 
@@ -343,3 +292,65 @@ def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: s
                 row[f"max Δ loss, first {n}"] = f"{diff.max():.1e}"
         rows.append(row)
     return rows
+
+
+# ----- time to target quality (--target-fd) -----
+def target_runs(results: dict) -> list[dict]:
+    """Every seed's backend results (the first seed's, then by_seed's)."""
+    return [results["backends"], *(results.get("by_seed") or {}).values()]
+
+
+def _median_range(values: list[float], digits: int) -> str:
+    """median (min-max) of values where inf stands for 'not reached': a seed that missed the
+    target is slower than every seed that reached it, so the median stays defined while fewer
+    than half missed."""
+    def cell(v):
+        return "not reached" if np.isinf(v) else f"{v:.{digits}f}"
+    if len(values) == 1:
+        return cell(values[0])
+    return f"{cell(float(np.median(values)))} ({cell(min(values))}-{cell(max(values))})"
+
+
+def time_to_target_rows(results: dict) -> list[dict]:
+    """One row per backend of a run with --target-fd (none otherwise): whether its fixed-z FD
+    reached the target, after how many iterations and training seconds; with several seeds,
+    how many reached it and the median and range (min-max) over the seeds that finished."""
+    from common.results.schema import time_to_target
+    runs = target_runs(results)
+    rows = []
+    for name in results["backends"]:
+        done = [r[name] for r in runs if name in r and r[name].get("status") == "ok"
+                and time_to_target(r[name])]
+        if not done:
+            continue
+        records = [time_to_target(r) for r in done]
+        reached = [t for t in records if t["reached"]]
+        row = {"backend": name}
+        if len(runs) == 1:
+            row["reached"] = "yes" if reached else f"no, FD {_last_fd(done[0])} at the end"
+        else:
+            row["reached"] = f"{len(reached)}/{len(records)} seeds" + (
+                "" if len(records) == len(runs) else f" ({len(runs) - len(records)} failed)")
+        for label, key, digits in (("iterations", "iterations", 0), ("train s", "seconds", 1)):
+            row[label] = _median_range([t[key] if t["reached"] else float("inf") for t in records],
+                                       digits)
+        rows.append(row)
+    return rows
+
+
+def _last_fd(result: dict) -> str:
+    curve = result.get("quality_curve") or []
+    return f"{curve[-1]['fd']:.0f}" if curve else "?"
+
+
+def time_to_target_stdout(results: dict) -> list[str]:
+    """run_all.py's lines after its table for a run with --target-fd (none otherwise)."""
+    rows = time_to_target_rows(results)
+    if not rows:
+        return []
+    q = results["config"].get("quality") or {}
+    seeds = len(target_runs(results))
+    return ["", f"time to FD <= {q.get('target_fd'):g} (checked every {q.get('every')} "
+                f"iterations; training seconds, the checks excluded"
+                + (f"; median (min-max) over {seeds} seeds" if seeds > 1 else "; one seed") + "):",
+            table(rows, "simple")]

@@ -44,6 +44,7 @@ BACKEND_ENTRIES = {
     "run_all.py": [str(REPO / "run_all.py")],
     "benchmarks.throughput": ["-m", "benchmarks.throughput"],
     "benchmarks.scaling": ["-m", "benchmarks.scaling"],
+    "benchmarks.time_to_target": ["-m", "benchmarks.time_to_target", "--target-fd", "500"],
     "benchmarks.gpu_check": ["-m", "benchmarks.gpu_check"],
     "benchmarks.bare": ["-m", "benchmarks.bare", "--out", "never-written.json"],
 }

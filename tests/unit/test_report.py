@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.results import compare, figures, markdown, tables
+from common.results import compare, figures, markdown, seeds, tables
 from common.results.schema import LOSS_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -305,11 +305,11 @@ def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
     results["by_seed"]["1"]["pytorch"]["quality"]["fd"] = 110.0
     results["by_seed"]["2"]["pytorch"]["quality"]["fd"] = 120.0
     results["by_seed"]["2"]["tensorflow"]["status"] = "failed"
-    rows = {r["backend"]: r for r in tables.seed_rows(results)}
+    rows = {r["backend"]: r for r in seeds.seed_rows(results)}
     assert rows["pytorch"]["seeds ok"] == "3/3" and rows["pytorch"]["FD"] == "110.0 ± 10.0"
     assert rows["tensorflow"]["seeds ok"] == "2/3" and rows["tensorflow"]["FD"] == "150.0 ± 0.0"
     assert "## Across training seeds" in markdown.report_markdown(
-        results, tables.summary_rows(results), [], Path("."), {"seeds": tables.seed_rows(results)})
+        results, tables.summary_rows(results), [], Path("."), {"seeds": seeds.seed_rows(results)})
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import seed_study
-from common.results import compare, markdown, seed_spread, tables
+from common.results import compare, markdown, seed_spread, seeds, tables
 from common.results.schema import LOSS_COLUMNS
 
 NAMES = ("pytorch", "jax")
@@ -162,12 +162,12 @@ def test_a_seeds_report_tests_whether_backends_differ(tmp_path, monkeypatch):
         str(s): _backends({"pytorch": 300.0 + s, "jax": 700.0 + s}) for s in range(1, 8)})
     run["config"]["seeds"] = list(range(8))
     text = markdown.report_markdown(run, tables.summary_rows(run), [], tmp_path,
-                                    {"seeds": tables.seed_rows(run)})
+                                    {"seeds": seeds.seed_rows(run)})
     assert "Does any backend reach a different FD?" in text and "Yes:" in text and "pytorch vs jax" in text
     three = _results(0, {"pytorch": 300.0, "jax": 700.0}, by_seed={
         str(s): _backends({"pytorch": 300.0 + s, "jax": 700.0 + s}) for s in (1, 2)})
     three["config"]["seeds"] = [0, 1, 2]
-    assert "too few for any pair" in tables.seed_test(three)["verdict"]
+    assert "too few for any pair" in seeds.seed_test(three)["verdict"]
 
 
 def test_compare_judges_fd_only_against_the_measured_seed_spread(tmp_path, monkeypatch):

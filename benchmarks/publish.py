@@ -23,6 +23,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmarks import grid_output
 from benchmarks.gpu_check import summary as gpu_summary
 from common import atomic
 from common.results import schema, tables
@@ -69,7 +70,7 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-HEADLINE_BATCH = 64
+HEADLINE_BATCH = grid_output.HEADLINE_BATCH
 REQUESTED = ("spec", "best")  # the headline's two configurations, in its column order
 
 
@@ -152,6 +153,10 @@ def headline(docs: list[tuple[str, dict]], gpu_checks: bool = False) -> str:
                      f"grid: `{typed_command(doc['command'], folder)}` "
                      f"([{full}](benchmarks/results/{folder}/throughput.md))")
         lines += quality_line(tag, doc)
+        why = grid_output.quick_try(doc["args"])
+        if why:
+            lines.append(f"- {tag}: a quick try, not a complete grid ({'; '.join(why)}); "
+                         "`publish --readme` leaves it out")
     skipped = {(name, config): row["reason"] for f in found for (name, config), row in f.items()
                if row["status"] == "skipped"}  # one line per backend and reason, in table order
     lines += list(dict.fromkeys(f"- {name}, no `{config}` row: {skipped[(n, config)]}"
@@ -247,9 +252,21 @@ def gpu_headline(checks: list[tuple[str, dict]]) -> str:
     return "\n".join(lines + [""])
 
 
+def complete_grids(found: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The grids that stand in the README's headline; each quick try left out is named on stderr."""
+    kept = []
+    for folder, doc in found:
+        why = grid_output.quick_try(doc["args"])
+        if why:
+            print(f"benchmarks.publish: left out {folder}: a quick try ({'; '.join(why)})", file=sys.stderr)
+        else:
+            kept.append((folder, doc))
+    return kept
+
+
 def readme_section() -> str:
-    docs = [(path.parent.name, json.loads(path.read_text()))
-            for path in sorted(RESULTS_DIR.glob("*/throughput.json"))]
+    docs = complete_grids([(path.parent.name, json.loads(path.read_text()))
+                           for path in sorted(RESULTS_DIR.glob("*/throughput.json"))])
     pairs = [(path.parent.name, json.loads(path.read_text()))
              for path in sorted((RESULTS_DIR / PAIRED).glob("*/throughput.json"))]
     checks = gpu_checks()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Say loudly whether this venv's frameworks are GPU builds: a CPU build is what pip keeps or
 picks without a word (torch 2.13.0+cpu from an earlier install, JAX without its CUDA plugin).
 

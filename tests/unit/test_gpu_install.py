@@ -10,9 +10,9 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 
 from tests.support.processes import REPO
 

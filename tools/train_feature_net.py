@@ -10,13 +10,13 @@ common/metrics/feature_net.py, as every quality number changes with them.
 Uses torch (training only; evaluation is numpy), CPU, a fixed seed, deterministic kernels and one
 thread, on the classifier-training part of the 5k real digits (common.metrics.evaluate.
 split_indices), and reports accuracy on the held-out part. Full MNIST is not used even when
-present, so every machine trains on the same digits in the same order. What that reproduces is
-the network's accuracy, not its bytes: float32 kernels differ between CPUs and torch versions
-(vector width, oneDNN's path), and 20 epochs of Adam carry a last-bit difference into different
-weights. The committed file therefore stays the reference; a retrained one reaches the committed
-held-out accuracy within the bound docs/quality.md states (its section "The feature network").
-Prints the held-out accuracy and the sha256 to put into common/metrics/feature_net.py; exit 1
-when the accuracy is under --min-accuracy.
+present, so every machine trains on the same digits in the same order. It reproduces the
+network's accuracy, not its bytes: on one machine a run repeats its own bytes, but another CPU
+gives other weights (torch picks its CPU kernels by instruction set, which orders float32 sums
+differently, and 20 epochs of Adam carry a last-bit difference into another network), within
+the accuracy bound docs/quality.md measures ("The feature network"). Prints the held-out
+accuracy and the sha256 to put into common/metrics/feature_net.py; exit 1 when the accuracy is
+under --min-accuracy.
 """
 from __future__ import annotations
 

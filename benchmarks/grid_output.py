@@ -21,15 +21,18 @@ TERMINAL_COLUMNS = ("backend", "config", "batch", "status", "img/s", "range acro
 
 def quick_try(args: dict) -> list[str]:
     """Why a grid (its throughput.json's args) is a quick try rather than a complete grid, or []:
-    `publish --readme` leaves a quick try out of the README's headline."""
+    `publish --readme` leaves a quick try out of the README's headline. An argument a document
+    lacks counts as the grid's default."""
     why = []
-    if args.get("backend", "all") != "all":
-        why.append(f"--backend {args['backend']} (not all)")
-    if not {"spec", "best"} <= set(args["configs"].split(",")):
-        why.append(f"--configs {args['configs']} (not spec and best)")
-    if str(HEADLINE_BATCH) not in args["batch_sizes"].split(","):
-        why.append(f"--batch-sizes {args['batch_sizes']} (no {HEADLINE_BATCH})")
-    iters = max(args["min_iters"], math.ceil(args["images"] / HEADLINE_BATCH))
+    backend, configs = args.get("backend", "all"), args.get("configs", "spec,best")
+    batches = str(args.get("batch_sizes", HEADLINE_BATCH))
+    if backend != "all":
+        why.append(f"--backend {backend} (not all)")
+    if not {"spec", "best"} <= set(configs.split(",")):
+        why.append(f"--configs {configs} (not spec and best)")
+    if str(HEADLINE_BATCH) not in batches.split(","):
+        why.append(f"--batch-sizes {batches} (no {HEADLINE_BATCH})")
+    iters = max(args.get("min_iters", HEADLINE_MIN_ITERS), math.ceil(args.get("images", 0) / HEADLINE_BATCH))
     if iters < HEADLINE_MIN_ITERS:
         why.append(f"{iters} iteration(s) at batch {HEADLINE_BATCH} (under {HEADLINE_MIN_ITERS}: "
                    "raise --images or --min-iters)")

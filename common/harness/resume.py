@@ -15,7 +15,6 @@ from common import options
 from common.harness.runfolder import load_run
 from common.options import COMPARE, EXCLUSIVE, FREE, UsageError
 
-
 # Stored options a resume may change: how often progress is kept changes nothing computed (the
 # checkpoint's config hash leaves it out, common/harness/checkpoint.py), and an interrupted run
 # without checkpoints is told to add --checkpoint-every (reporting.how_to_go_on).

@@ -24,6 +24,8 @@ FAST_PATHS = {
 # CPU choices come from the measured ablations in benchmarks/README.md; GPU choices are the
 # frameworks' documented fast paths, not yet measured (no GPU row of spec or best has been timed).
 WHY_NONE = "benchmarks/README.md#mxnets-and-chainers-none"  # where the reasons are measured
+# A grid on another machine shows these reasons as they are: measured once, there, not by it.
+MEASURED_ON = "measured on the 2-core AMD EPYC development VM, not by this grid: " + WHY_NONE
 BEST = {
     # channels_last+bf16 is 1.8x spec at mnist32 batch 64; torch.compile is no faster, and slower
     # on top of the pair (benchmarks/README.md#pytorchs-best).
@@ -36,7 +38,7 @@ BEST = {
     # same float32 kernels (benchmarks/README.md#mxnets-and-chainers-none).
     "mxnet": {
         "cpu": "none: its bf16 graph (AMP, oneDNN) is 2x slower than spec on mnist32 and "
-               "crashes on dcgan64; bf16 Deconvolution segfaults (" + WHY_NONE + ")",
+               "crashes on dcgan64; bf16 Deconvolution segfaults (" + MEASURED_ON + ")",
         "gpu": "none beyond the spec run: cuDNN autotuning is already on by default "
                "(MXNET_CUDNN_AUTOTUNE_DEFAULT=1)",
     },
@@ -51,7 +53,7 @@ BEST = {
     # change nothing measurable (benchmarks/README.md#mxnets-and-chainers-none).
     "chainer": {
         "cpu": "none: iDeep has no wheel for this Python, float16 is 200x slower in numpy, "
-               "type_check off and BLAS threads change nothing measurable (" + WHY_NONE + ")",
+               "type_check off and BLAS threads change nothing measurable (" + MEASURED_ON + ")",
         "gpu": "none beyond the spec run: the backend already turns cuDNN autotuning on",
     },
 }
@@ -95,3 +97,8 @@ def flags(paths: tuple[str, ...]) -> list[str]:
 
 def label(paths: tuple[str, ...]) -> str:
     return "+".join(paths) if paths else "spec (float32)"
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.configs", "the configurations a grid cell can run (spec, best, fast paths)", "benchmarks.throughput -h"))

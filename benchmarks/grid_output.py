@@ -3,11 +3,65 @@ cells; this only presents them)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from benchmarks import peak
 from common.results.figures import figure_title, legend_below, pyplot, save_figure
 from common.results.tables import table
+
+# What a grid needs to stand in the README's headline: every backend, spec and best, batch 64,
+# and at least this many iterations per cell at batch 64 (the grid's default --min-iters).
+HEADLINE_BATCH = 64
+HEADLINE_MIN_ITERS = 8
+TERMINAL_WIDTH = 120  # the grid's table on the terminal; the full one is throughput.md
+TERMINAL_COLUMNS = ("backend", "config", "batch", "status", "img/s", "range across runs", "speed / spec",
+                    "step / bare step", "of measured peak", "peak MiB", "first step s")
+
+
+def quick_try(args: dict) -> list[str]:
+    """Why a grid (its throughput.json's args) is a quick try rather than a complete grid, or []:
+    `publish --readme` leaves a quick try out of the README's headline. An argument a document
+    lacks counts as the grid's default."""
+    why = []
+    backend, configs = args.get("backend", "all"), args.get("configs", "spec,best")
+    batches = str(args.get("batch_sizes", HEADLINE_BATCH))
+    if backend != "all":
+        why.append(f"--backend {backend} (not all)")
+    if not {"spec", "best"} <= set(configs.split(",")):
+        why.append(f"--configs {configs} (not spec and best)")
+    if str(HEADLINE_BATCH) not in batches.split(","):
+        why.append(f"--batch-sizes {batches} (no {HEADLINE_BATCH})")
+    iters = max(args.get("min_iters", HEADLINE_MIN_ITERS), math.ceil(args.get("images", 0) / HEADLINE_BATCH))
+    if iters < HEADLINE_MIN_ITERS:
+        why.append(f"{iters} iteration(s) at batch {HEADLINE_BATCH} (under {HEADLINE_MIN_ITERS}: "
+                   "raise --images or --min-iters)")
+    return why
+
+
+def terminal(doc: dict, folder: Path) -> str:
+    """The grid on a terminal, within TERMINAL_WIDTH columns: the columns a reader compares first
+    (those that fit, in TERMINAL_COLUMNS' order), why a cell has no number below the table, and
+    where the full table is."""
+    rows = doc["rows"]
+    present = [c for c in TERMINAL_COLUMNS if any(r.get(c) not in (None, "", "ok") for r in rows)]
+    shown = [{c: r.get(c) for c in present if c != "status" or r["status"] != "ok"} for r in rows]
+    while True:
+        text = table([{c: r.get(c) for c in present} for r in shown], "github")
+        if max(map(len, text.splitlines())) <= TERMINAL_WIDTH or len(present) <= 4:
+            break
+        present.pop()
+    notes = [f"{r['backend']} {r['config']}: {r.get('reason')}" for r in rows if r.get("reason")]
+    lines = [text, ""]
+    for note in dict.fromkeys(notes):
+        lines += textwrap.wrap(note, TERMINAL_WIDTH, initial_indent="- ", subsequent_indent="  ")
+    why = quick_try(doc["args"])
+    if why:
+        lines += textwrap.wrap("A quick try, not a complete grid (" + "; ".join(why) + "): publish --readme "
+                               "leaves it out of the README.", TERMINAL_WIDTH)
+    lines += ["Wrote throughput.md (the full table), throughput.json and scaling.png into:", f"  {folder}/",
+              "Publish it:", f"  python -m benchmarks.publish {folder}/throughput.json"]
+    return "\n".join(lines)
 
 
 def _context(doc: dict, rows: list[dict]) -> str:
@@ -128,6 +182,8 @@ def render(doc: dict) -> str:
         f"(benchmarks/peak.py, the fastest block): {peak.describe(doc.get('peaks') or {}) or 'not measured (--peak-seconds 0)'}. "
         "`of datasheet peak` only where the device is a GPU with a known dense peak "
         "(common/metrics/flops.py)",
+        *([(f"- A quick try, not a complete grid ({'; '.join(quick_try(a))}): `publish --readme` leaves it "
+             "out of the README")] if quick_try(a) else []),
         "", table([{k: (", ".join("-" if x is None else f"{x}" for x in v) if isinstance(v, list) else v)
                     for k, v in r.items()} for r in doc["rows"]], "github"), ""]
     if doc.get("quality_rows"):
@@ -136,3 +192,8 @@ def render(doc: dict) -> str:
                   "classifier score as in docs/quality.md (± bootstrap spread):", "",
                   table(doc["quality_rows"], "github"), ""]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.grid_output", "the grid's table and scaling figure", "benchmarks.throughput -h"))

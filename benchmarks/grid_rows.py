@@ -88,3 +88,8 @@ def add_spec_comparison(rows: list[dict]) -> None:
             r["speed / spec"] = f"{float(np.median(ratios)):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
         else:
             r["speed / spec"] = f"{r['img/s'] / s['img/s']:.2f}x"
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.grid_rows", "the grid's rows and paired comparisons", "benchmarks.throughput -h"))

@@ -23,9 +23,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmarks import grid_output
 from benchmarks.gpu_check import summary as gpu_summary
 from common import atomic
-from common.results import schema, tables
+from common.results import schema, seed_spread, tables
 from common.spec import PRESETS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,12 +65,13 @@ def render(results: dict) -> str:
     if quality:
         info = results.get("quality_info") or {}
         lines += [f"Sample quality ({info.get('samples')} fixed-z samples per backend against "
-                  "held-out real digits; ± bootstrap/subset/split spread; see docs/quality.md \"Sample "
-                  "quality\"):", "", tables.table(quality, "github"), ""]
+                  "held-out real digits; ± is the evaluator's own bootstrap/subset/split error for "
+                  "this one run, not the spread between runs; see docs/quality.md \"Sample quality\"). "
+                  + seed_spread.report_words(results), "", tables.table(quality, "github"), ""]
     return "\n".join(lines)
 
 
-HEADLINE_BATCH = 64
+HEADLINE_BATCH = grid_output.HEADLINE_BATCH
 REQUESTED = ("spec", "best")  # the headline's two configurations, in its column order
 
 
@@ -152,6 +154,10 @@ def headline(docs: list[tuple[str, dict]], gpu_checks: bool = False) -> str:
                      f"grid: `{typed_command(doc['command'], folder)}` "
                      f"([{full}](benchmarks/results/{folder}/throughput.md))")
         lines += quality_line(tag, doc)
+        why = grid_output.quick_try(doc["args"])
+        if why:
+            lines.append(f"- {tag}: a quick try, not a complete grid ({'; '.join(why)}); "
+                         "`publish --readme` leaves it out")
     skipped = {(name, config): row["reason"] for f in found for (name, config), row in f.items()
                if row["status"] == "skipped"}  # one line per backend and reason, in table order
     lines += list(dict.fromkeys(f"- {name}, no `{config}` row: {skipped[(n, config)]}"
@@ -172,7 +178,9 @@ def quality_line(tag: str, doc: dict) -> list[str]:
             pairs.append(f"{name} best {best[0]['FD']}, spec {spec[0]['FD']}")
     iters = {r.get("iterations") for r in rows}
     return [f"- {tag}, sample quality of best against spec (FD on real digits, lower is better, "
-            f"± bootstrap; after {', '.join(map(str, sorted(iters)))} iterations): " + "; ".join(pairs)]
+            f"after {', '.join(map(str, sorted(iters)))} iterations; one seed each, ± the evaluator's "
+            "own error, far below the spread between seeds, so no ranking: docs/quality.md): "
+            + "; ".join(pairs)]
 
 
 def paired(docs: list[tuple[str, dict]]) -> str:
@@ -247,9 +255,21 @@ def gpu_headline(checks: list[tuple[str, dict]]) -> str:
     return "\n".join(lines + [""])
 
 
+def complete_grids(found: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The grids that stand in the README's headline; each quick try left out is named on stderr."""
+    kept = []
+    for folder, doc in found:
+        why = grid_output.quick_try(doc["args"])
+        if why:
+            print(f"benchmarks.publish: left out {folder}: a quick try ({'; '.join(why)})", file=sys.stderr)
+        else:
+            kept.append((folder, doc))
+    return kept
+
+
 def readme_section() -> str:
-    docs = [(path.parent.name, json.loads(path.read_text()))
-            for path in sorted(RESULTS_DIR.glob("*/throughput.json"))]
+    docs = complete_grids([(path.parent.name, json.loads(path.read_text()))
+                           for path in sorted(RESULTS_DIR.glob("*/throughput.json"))])
     pairs = [(path.parent.name, json.loads(path.read_text()))
              for path in sorted((RESULTS_DIR / PAIRED).glob("*/throughput.json"))]
     checks = gpu_checks()

@@ -63,8 +63,8 @@ def parse_args(argv):
                    help="also time each framework's bare reference loop (default: off)")
     p.add_argument("--images", type=int, default=2048, metavar="N",
                    help="images per cell: the time box (default 2048)")
-    p.add_argument("--min-iters", type=int, default=8, metavar="N",
-                   help="iterations per cell at least (default 8)")
+    p.add_argument("--min-iters", type=int, default=grid_output.HEADLINE_MIN_ITERS, metavar="N",
+                   help=f"iterations per cell at least (default {grid_output.HEADLINE_MIN_ITERS})")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="runs per cell, interleaved (every cell, then every cell again); the cell is "
                         "their median, with their range (default 1)")
@@ -80,7 +80,9 @@ def parse_args(argv):
                         "({device: {precision: ...}}), instead of measuring them (the GPU check "
                         "measures once for all its cells)")
     p.add_argument("--out", metavar="DIR",
-                   help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>)")
+                   help="results folder to create (default: benchmarks/results/<machine>-<date>-<preset>, "
+                        "-2 ... when taken; a quick try, which publish --readme leaves out: "
+                        "runs/<machine>-<date>-<preset>-quick)")
     p.add_argument("--work", metavar="DIR",
                    help="raw run folders of every cell (default: runs/bench-<timestamp>)")
     args = p.parse_args(argv)
@@ -114,9 +116,25 @@ def parse_args(argv):
 
 
 def machine_slug() -> str:
+    """The machine in a folder's name: the GPU's model, or the CPU's model with the logical CPU
+    count (nvidia-h100-80gb-hbm3, amd-epyc-7b13-2core, intel-xeon-platinum-8481c-2core): two
+    machines with the same count of different CPUs never share a name."""
     gpus = sysinfo.gpu_models()
-    name = gpus[0].split(",")[0] if gpus else f"cpu-{os.cpu_count()}core"
+    if gpus:
+        name = gpus[0].split(",")[0]
+    else:  # "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", "AMD EPYC 7B13 64-Core Processor"
+        model = re.sub(r"\((r|tm)\)|@.*|\b(cpu|processor|\d+-core)\b", " ", sysinfo.cpu_model(), flags=re.IGNORECASE)
+        name = f"{model} {os.cpu_count()}core"
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """parent/name, or name-2, name-3 ... where it exists: a second grid of the same day and
+    machine (a quick try, then the real one) gets its own folder."""
+    path, n = parent / name, 2
+    while path.exists():
+        path, n = parent / f"{name}-{n}", n + 1
+    return path
 
 
 def iterations(args, batch: int) -> int:
@@ -233,12 +251,17 @@ def quality_rows(args, work: Path) -> list[dict]:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     today = dt.date.today().isoformat()
-    out = Path(args.out) if args.out else RESULTS_DIR / f"{machine_slug()}-{today}-{args.preset}"
+    # A quick try (grid_output.quick_try) goes to the scratch runs/, a complete grid to the
+    # published benchmarks/results/; neither takes the other's name.
+    quick = grid_output.quick_try(vars(args))
+    name = f"{machine_slug()}-{today}-{args.preset}" + ("-quick" if quick else "")
+    out = Path(args.out).resolve() if args.out else new_folder(REPO / "runs" if quick else RESULTS_DIR, name)
     if out.exists():
         print(f"benchmarks.throughput: {out} already exists; choose a new --out", file=sys.stderr)
         return EXIT_USAGE
     out.mkdir(parents=True)
-    work = Path(args.work) if args.work else REPO / "runs" / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    work = (Path(args.work).resolve() if args.work
+            else new_folder(REPO / "runs", f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}"))
     spec = model_spec(args.preset)
     command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
     started, t0 = dt.datetime.now().astimezone(), dt.datetime.now()
@@ -296,8 +319,14 @@ def main(argv=None) -> int:
     atomic.write_json(out / "throughput.json", doc)
     text = grid_output.render(doc)
     atomic.write_text(out / "throughput.md", text)
-    print(text)
+    print(grid_output.terminal(doc, display_path(out)))
+    print(f"Raw run folders:\n  {display_path(work)}/")
     return 0
+
+
+def display_path(path: Path) -> Path:
+    """A folder as a person types it: relative to the checkout when under it."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
 
 if __name__ == "__main__":

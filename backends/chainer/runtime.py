@@ -30,7 +30,8 @@ def gpu_unavailable_reason() -> str | None:
     """Why chainer cannot use a GPU here (None if it can)."""
     if not cuda.available:
         error = getattr(cuda, "_resolution_error", None)
-        why = ("CuPy is not installed (pip install '.[gpu-chainer]')" if error is None
+        why = ("CuPy is not installed (the gpu-chainer line of docs/gpu.md#a-gpu-workstation, "
+               "with the build constraint Chainer needs)" if error is None
                or isinstance(error, ModuleNotFoundError)
                else f"CuPy cannot be used: {type(error).__name__}: {error}")
         return f"chainer cannot use a GPU: {why}"

@@ -47,3 +47,8 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
     with chainer.using_config("train", True):
         result = loop.timed_steps(step, loop.synced_floats(runtime, dev), iters)
     return loop.report(result, runtime, dev)
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.bare.chainer", "Chainer's bare reference loop", "benchmarks.bare -h"))

@@ -45,3 +45,8 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
 
     result = loop.timed_steps(step, loop.synced_floats(runtime, dev), iters)
     return loop.report(result, runtime, dev)
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.bare.jax", "JAX's bare reference loop", "benchmarks.bare -h"))

@@ -61,3 +61,8 @@ def report(timed: dict, runtime, device, threads: dict | None = None) -> dict:
     return dict(timed, peak_memory=peak_memory_or_rss(runtime.peak_memory(device)),
                 framework_version=runtime.version(),
                 threads=runtime.thread_info() if threads is None else threads)
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.bare.loop", "what every bare reference loop shares", "benchmarks.bare -h"))

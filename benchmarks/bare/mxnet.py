@@ -66,3 +66,8 @@ def run(preset: str, batch: int, iters: int, threads: int, device: str = "cpu",
     # On a GPU MXNet has no allocator peak: the device memory in use, sampled at the end.
     return loop.report(loop.timed_steps(step, finish, iters), runtime, ctx,
                        threads={"requested": threads, **runtime.thread_info()})
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.bare.mxnet", "MXNet's bare reference loop", "benchmarks.bare -h"))

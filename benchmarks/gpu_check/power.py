@@ -124,3 +124,8 @@ def cell_power(samples: list[tuple[float, float]], work: Path, backend: str, img
     return {"J/image": round(jpi, 5) if jpi else None,
             "mean W": round(sum(watts) / len(watts), 1) if watts else None,
             "power samples": len(watts), "power": why}
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.gpu_check.power", "the GPU check's power sampling", "benchmarks.gpu_check -h"))

@@ -105,3 +105,8 @@ def quality_step(check, ready: list[str], main_command) -> None:
               else f"partial: budget ({len(cut)} not run)" if cut else "ok")
     check.step("quality", {"status": status, "seconds": round(seconds, 1), "rows": rows,
                            "spec": spec_results.parent.name})
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.gpu_check.quality_step", "the GPU check's quality step", "benchmarks.gpu_check -h"))

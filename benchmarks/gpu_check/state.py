@@ -118,3 +118,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.gpu_check.state", "the GPU check's folder, budget and records", "benchmarks.gpu_check -h"))

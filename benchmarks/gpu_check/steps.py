@@ -197,3 +197,7 @@ def cell_row(row: dict, cell: Path, work: Path, rc: int | None, seconds: float, 
                                          "of measured peak", "of datasheet peak", "peak MiB", "device")},
                 **power.cell_power(samples, work, row["backend"], r.get("img/s")))
 
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.gpu_check.steps", "the GPU check's steps", "benchmarks.gpu_check -h"))

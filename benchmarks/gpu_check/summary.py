@@ -121,3 +121,8 @@ def render(doc: dict) -> str:
         lines += ["", "Measured again by a later run (summary.json `replaced`): " +
                   ", ".join(f"{r['step']} (run {r.get('run', 1)}: {r.get('status')})" for r in doc["replaced"])]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import benchmarks
+    raise SystemExit(benchmarks.internal_entry("benchmarks.gpu_check.summary", "the GPU check's summary (--resume reads it)", "benchmarks.gpu_check -h"))

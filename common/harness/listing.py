@@ -9,25 +9,36 @@ import sys
 import backends
 from common.harness.runfolder import REPO
 
+HEADER = ("backend", "available", "version", "devices / reason")
 
-ROW = "{:<11} {:<10} {:<14} {}"
+
+def probe_row(name: str) -> list[str]:
+    """One backend's row: installed or why not, its version (with its components) and devices."""
+    reason = backends.unavailable_reason(name)
+    if reason:
+        return [name, "no", "", reason]
+    proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", name], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    try:
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        return [name, "yes", info["version"], ", ".join(info["devices"])]
+    except (ValueError, IndexError, KeyError):
+        return [name, "broken", "", (proc.stderr.strip().splitlines() or ["?"])[-1]]
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+    """The rows under HEADER, each column as wide as its longest cell (the last left ragged)."""
+    rows = [list(HEADER), ["-" * len(h) for h in HEADER], *rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows]
 
 
 def list_backends() -> int:
-    """One line per backend as soon as it is probed (a framework's import takes seconds)."""
-    print(ROW.format("backend", "available", "version", "devices / reason"), flush=True)
-    print(ROW.format("-" * 10, "-" * 9, "-" * 13, "-" * 16), flush=True)
+    """The table once every backend is probed (a framework's import takes seconds: each probe
+    says so on stderr as it starts), so that a long version string keeps the columns aligned."""
+    rows = []
     for name in backends.NAMES:
-        reason = backends.unavailable_reason(name)
-        if reason:
-            print(ROW.format(name, "no", "", reason), flush=True)
-            continue
-        proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", name], cwd=REPO,
-                              capture_output=True, text=True, timeout=300)
-        try:
-            info = json.loads(proc.stdout.strip().splitlines()[-1])
-            row = [name, "yes", info["version"], ", ".join(info["devices"])]
-        except (ValueError, IndexError, KeyError):
-            row = [name, "broken", "", (proc.stderr.strip().splitlines() or ["?"])[-1]]
-        print(ROW.format(*row), flush=True)
+        print(f"probing {name} ...", file=sys.stderr, flush=True)
+        rows.append(probe_row(name))
+    print("\n".join(aligned(rows)), flush=True)
     return 0

@@ -3,7 +3,8 @@
 A resumed run continues with exactly the configuration its results.json records; a training
 option given again on the command line must equal the stored value, or the resume is refused
 naming it. Options that do not change what is computed (--quiet, --verbose, --timeout) may differ.
-Which option is which is each option's `resume` metadata in common/options.py.
+Which option is which is each option's `resume` metadata in common/options.py; a stored option
+in CHANGEABLE keeps its stored value unless the command line gives a new one.
 """
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ from common import options
 from common.harness.runfolder import load_run
 from common.options import COMPARE, EXCLUSIVE, FREE, UsageError
 
+# Stored options a resume may change: how often progress is kept changes nothing computed (the
+# checkpoint's config hash leaves it out, common/harness/checkpoint.py), and an interrupted run
+# without checkpoints is told to add --checkpoint-every (reporting.how_to_go_on).
+CHANGEABLE = {"checkpoint_every"}
+
 
 def conflicts(args, given: set[str], config: dict) -> str | None:
     """The first option on the command line that the resumed run cannot honour, said in one
@@ -22,7 +28,7 @@ def conflicts(args, given: set[str], config: dict) -> str | None:
         return "a multi-host run (--nodes) cannot be resumed in this version; start a new run"
     for dest in sorted(given):
         mode, flag = options.resume_mode(dest), options.flag(dest)
-        if mode == FREE:
+        if mode == FREE or dest in CHANGEABLE:
             continue
         if mode == EXCLUSIVE:
             return f"{flag} cannot be combined with --resume (the run folder keeps its own)"
@@ -43,7 +49,10 @@ def conflicts(args, given: set[str], config: dict) -> str | None:
 def apply(args, config: dict, dataset: dict) -> None:
     """Set args to the stored configuration (the data as resolved then: an offline fallback
     stays the fallback, a cache stays that cache). KeyError/TypeError if it is incomplete."""
+    given = getattr(args, "given", set())
     for name, opt in options.options().items():
+        if name in CHANGEABLE and name in given:
+            continue  # the command line's new value
         if options.resume_mode(name) == COMPARE:
             value = options.stored_value(name, config)
             setattr(args, opt.attr or name, list(value) if isinstance(value, list) else value)
@@ -68,6 +77,9 @@ def resume_args(args):
     except (KeyError, TypeError) as exc:
         raise UsageError(f"{run_dir / 'results.json'}: no usable stored configuration "
                          f"({type(exc).__name__}: {exc}); this run cannot be resumed") from None
+    if args.checkpoint_every and args.devices * args.nodes > 1:
+        raise UsageError("--checkpoint-every with a data-parallel run (--devices/--nodes > 1) is not "
+                         "supported in this version; resume without it")
     # As the run was started: 'all' or named backends (a named one that is skipped is an error).
     args.backend = "all" if args.backends == list(backends.NAMES) else ",".join(args.backends)
     args.stored_results = results

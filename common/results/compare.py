@@ -30,9 +30,9 @@ def compare_runs(a: dict, b: dict) -> str:
         row = {"backend": name, "status": f"{ra.get('status', '-')} -> {rb.get('status', '-')}"}
         sa, sb = (ra.get("summary") or {}).get("img_per_s_median"), (rb.get("summary") or {}).get("img_per_s_median")
         row["img/s"] = f"{_fmt(sa, 1)} -> {_fmt(sb, 1)}" + (f" ({(sb / sa - 1) * 100:+.1f}%)" if sa and sb else "")
-        row["change"] = noise_verdict(ra.get("summary") or {}, rb.get("summary") or {})
+        row["img/s change"] = noise_verdict(ra.get("summary") or {}, rb.get("summary") or {})
         la, lb = peak_load(ra), peak_load(rb)
-        row["load"] = f"{_fmt(la, 1)} -> {_fmt(lb, 1)}" if la is not None or lb is not None else ""
+        row["peak load"] = f"{_fmt(la, 1)} -> {_fmt(lb, 1)}" if la is not None or lb is not None else ""
         if la is not None and lb is not None and abs(la - lb) > LOAD_DIFFERS_BY:
             loads.append(f"warning: {name}: the machine's load differed ({la:.1f} -> {lb:.1f}); "
                          "its img/s change is partly the load's")
@@ -46,14 +46,15 @@ def compare_runs(a: dict, b: dict) -> str:
     head = []
     for key, label in (("config", "config"), ("provenance", "machine")):
         if key == "config":
-            diff = {k: (a["config"].get(k), b["config"].get(k))
-                    for k in sorted(set(a["config"]) | set(b["config"]))
-                    if a["config"].get(k) != b["config"].get(k)}
+            ca, cb = _flat(a["config"]), _flat(b["config"])
+            diff = {k: (ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)}
         else:
             pa, pb = a.get("provenance") or {}, b.get("provenance") or {}
             diff = {k: (pa.get(k), pb.get(k)) for k in ("cpu", "gpus", "packages") if pa.get(k) != pb.get(k)}
-        head += [f"{label} differs: {k}: {va} -> {vb}" for k, (va, vb) in diff.items()]
-    rule = (f"change: 'beyond noise' only when the img/s IQRs do not overlap and the medians differ "
+        head += [f"{label} differs: {k}: {_show(va)} -> {_show(vb)}" for k, (va, vb) in diff.items()]
+    rule = ("every cell: run A -> run B; peak load: the larger of the 1-minute load averages before and "
+            "after that backend's run (the run table's load is one run's before -> after)\n"
+            f"img/s change: 'beyond noise' only when the img/s IQRs do not overlap and the medians differ "
             f"by more than {RUN_TO_RUN_SPREAD:.0%} (the measured run-to-run spread; docs/outputs.md#noise)")
     rule += "\n" + fd_rule(study)
     return "\n".join(head + ([""] if head else []) + [table(rows, "simple"), "", rule] + loads)
@@ -78,6 +79,25 @@ def fd_rule(study: dict | None) -> str:
             f"the seed study measured at this setting ({study['fd_std_pooled']:.0f} pooled over "
             f"{study['fd_std_df']} degrees of freedom: {seed_spread.threshold(study):.0f}; "
             f"{seed_spread.STUDY_LINK}); 5% of two seeds of one backend land beyond it")
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """{"quality": {"every": 50}} -> {"quality.every": 50}: one line per setting that differs."""
+    flat = {}
+    for k, v in config.items():
+        flat.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return flat
+
+
+def _show(value) -> str:
+    """A setting as typed on a command line: 50 not 50.0, a list comma-joined, none for unset."""
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_show, value))
+    return str(value)
 
 
 def _fmt(value, digits: int) -> str:

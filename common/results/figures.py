@@ -47,8 +47,13 @@ def run_context(results: dict) -> str:
                       if (r.get("device") or {}).get("device")}) or [cfg.get("device", "?")]
     prov = results.get("provenance") or {}
     where = ", ".join(prov["gpus"]) if "gpu" in devices and prov.get("gpus") else prov.get("cpu")
+    # a run that stopped early (interrupted, failed) is titled with the iterations it did
+    done = sorted({r["iterations_done"] for r in results["backends"].values()
+                   if isinstance(r.get("iterations_done"), int) and r.get("status") != "skipped"})
+    iters = (f"{cfg.get('iters')} iterations" if not done or done == [cfg.get("iters")]
+             else f"{done[0] if len(done) == 1 else f'{done[0]}-{done[-1]}'} of {cfg.get('iters')} iterations done")
     return (f"{ds.get('name', cfg.get('dataset'))}, preset {cfg.get('preset')}, batch "
-            f"{cfg.get('batch_size')}, {cfg.get('iters')} iterations, {'/'.join(devices)}"
+            f"{cfg.get('batch_size')}, {iters}, {'/'.join(devices)}"
             + (f" ({where})" if where else ""))
 
 

@@ -253,3 +253,21 @@ def test_no_planted_secret_reaches_any_file_of_a_run_folder(tmp_path, offline_en
     from common.harness.child import ALLOCATOR_ENV
     got = results["backends"]["pytorch"]["process_env"]
     assert {k: got.get(k) for k in [*ALLOCATOR_ENV, "OMP_NUM_THREADS"]} == dict(ALLOCATOR_ENV, OMP_NUM_THREADS="1")
+
+
+def test_list_keeps_its_columns_aligned_on_long_versions(monkeypatch, capsys):
+    """Rows as a GPU machine's probes give them: a version with its components, a long reason."""
+    from common.harness import listing
+    rows = {"pytorch": ["pytorch", "yes", "2.5.1+cu121", "cuda:0 (NVIDIA H100 80GB HBM3)"],
+            "jax": ["jax", "yes", "0.6.2 (jaxlib 0.6.2, flax 0.10.7, optax 0.2.5)", "cpu"],
+            "mxnet": ["mxnet", "no", "", "not installed: pip install '.[mxnet]'"]}
+    monkeypatch.setattr(listing.backends, "NAMES", list(rows))
+    monkeypatch.setattr(listing, "probe_row", rows.get)
+    assert listing.list_backends() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5
+    a, v, d = (lines[0].index(h) for h in ("available", "version", "devices"))
+    assert [line[a:v].rstrip() for line in lines[2:]] == ["yes", "yes", "no"]
+    assert [line[v:d].rstrip() for line in lines[2:]] == ["2.5.1+cu121", rows["jax"][2], ""]
+    assert [line[d:] for line in lines[2:]] == ["cuda:0 (NVIDIA H100 80GB HBM3)", "cpu",
+                                                "not installed: pip install '.[mxnet]'"]

@@ -4,48 +4,69 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.backends import require_backend
 from tests.support.processes import REPO
 
-TINY = ["--backend", "pytorch", "--configs", "spec", "--batch-sizes", "64", "--images", "128",
-        "--min-iters", "2"]
 
-
-def _doc_commands() -> list[list[str]]:
+def _doc_blocks() -> list[list[list[str]]]:
+    """docs/publish.md's command blocks: each `$ ` line, split as a shell would."""
     text = (REPO / "docs" / "publish.md").read_text()
-    block = text.split("```")[1]
-    return [shlex.split(line[2:]) for line in block.splitlines() if line.startswith("$ ")]
+    return [[shlex.split(line[2:]) for line in block.splitlines() if line.startswith("$ ")]
+            for block in text.split("```")[1::2]]
+
+
+def _placeholder_pattern(path: str) -> str:
+    """A documented folder with <machine> and <date> as the regular expression a real one matches
+    (a second folder of the same name gets -2, -3 ...)."""
+    folder, file = path.rsplit("/", 1)
+    pattern = re.escape(folder).replace(re.escape("<machine>"), "[a-z0-9-]+").replace(
+        re.escape("<date>"), r"\d{4}-\d\d-\d\d")
+    return pattern + r"(-\d+)?/" + re.escape(file)
+
+
+def test_the_documented_grid_is_complete_and_its_quick_try_is_not():
+    from benchmarks import grid_output, throughput
+    (grid, publish), (quick, quick_publish) = _doc_blocks()
+    assert grid[:3] == quick[:3] == ["python", "-m", "benchmarks.throughput"]
+    assert publish[:3] == quick_publish[:3] == ["python", "-m", "benchmarks.publish"]
+    assert grid_output.quick_try(vars(throughput.parse_args(grid[3:]))) == []
+    assert grid_output.quick_try(vars(throughput.parse_args(quick[3:])))
+    assert publish[3].startswith("benchmarks/results/") and quick_publish[3].startswith("runs/")
 
 
 @pytest.mark.slow
-def test_the_two_documented_commands_produce_and_publish_a_table(tmp_path):
+def test_the_documented_quick_try_runs_exactly_as_written():
+    """The doc's quick try, its two lines as written (the folder the first prints fills the
+    second's <machine> and <date>); what it writes under runs/ is removed afterwards."""
     require_backend("pytorch")
-    grid_cmd, publish_cmd = _doc_commands()
-    assert grid_cmd[:3] == ["python", "-m", "benchmarks.throughput"]
-    assert publish_cmd[:3] == ["python", "-m", "benchmarks.publish"]
-    # the tiny grid the doc names, into a temporary folder instead of benchmarks/results/
-    tiny = shlex.split(re.search(r"quick try.*?add `([^`]+)`", (REPO / "docs" / "publish.md").read_text()
-                                 .replace("\n  ", " "), re.S).group(1))
-    assert tiny == TINY
-    grid = tmp_path / "mybox-2026-12-01-mnist32"
-    proc = subprocess.run([sys.executable, *grid_cmd[1:], *tiny, "--out", str(grid),
-                           "--work", str(tmp_path / "work")], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (grid / "throughput.json").exists() and (grid / "throughput.md").exists()
-    placeholder = "benchmarks/results/<machine>-<date>-mnist32"
-    args = [a.replace(placeholder, str(grid)) for a in publish_cmd[1:]]
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (row,) = [line for line in proc.stdout.splitlines() if line.startswith("| pytorch")]
-    assert re.search(r"\| \d+\.\d", row), row  # a measured img/s in the spec column
-    assert "mybox-2026-12-01-mnist32" in proc.stdout  # the grid it came from, with its command
+    _, (grid_cmd, publish_cmd) = _doc_blocks()
+    proc = subprocess.run([sys.executable, *grid_cmd[1:]], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    wrote = re.search(r"^Wrote throughput.md .* into:\n  (\S+)/$", proc.stdout, re.MULTILINE)
+    work = re.search(r"^Raw run folders:\n  (\S+)/$", proc.stdout, re.MULTILINE)
+    try:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert max(map(len, proc.stdout.splitlines())) <= 120, proc.stdout
+        folder = wrote.group(1)
+        assert f"Publish it:\n  python -m benchmarks.publish {folder}/throughput.json" in proc.stdout
+        assert "A quick try, not a complete grid" in proc.stdout
+        assert re.fullmatch(_placeholder_pattern(publish_cmd[3]), f"{folder}/throughput.json"), folder
+        proc = subprocess.run([sys.executable, *publish_cmd[1:3], f"{folder}/throughput.json"], cwd=REPO,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        (row,) = [line for line in proc.stdout.splitlines() if line.startswith("| pytorch")]
+        assert re.search(r"\| \d+\.\d", row), row  # a measured img/s in the spec column
+        assert "a quick try, not a complete grid" in proc.stdout
+    finally:
+        for found in (wrote, work):
+            if found and (REPO / found.group(1)).is_relative_to(REPO / "runs"):
+                shutil.rmtree(REPO / found.group(1), ignore_errors=True)
 
 
 @pytest.mark.parametrize("entry", ["benchmarks.throughput", "benchmarks.publish",
@@ -108,3 +129,60 @@ def test_the_paired_ratios_and_the_quality_line_are_generated_from_the_grids():
     assert publish.quality_line("mnist32", grid("mnist32")) == [
         "- mnist32, sample quality of best against spec (FD on real digits, lower is better, ± bootstrap; "
         "after 300 iterations): pytorch best 585.9 ± 6.5, spec 615.8 ± 8.5"]
+
+
+def test_a_folder_names_the_machine_and_a_second_grid_of_the_day_gets_its_own(tmp_path, monkeypatch):
+    from benchmarks import throughput
+    from common import sysinfo
+    monkeypatch.setattr(sysinfo, "gpu_models", list)
+    monkeypatch.setattr(throughput.os, "cpu_count", lambda: 2)
+    names = {}
+    for model in ("AMD EPYC 7B13 64-Core Processor", "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"):
+        monkeypatch.setattr(sysinfo, "cpu_model", lambda model=model: model)
+        names[model] = throughput.machine_slug()
+    assert list(names.values()) == ["amd-epyc-7b13-2core", "intel-xeon-platinum-8481c-2core"]
+    monkeypatch.setattr(sysinfo, "gpu_models", lambda: ["NVIDIA H100 80GB HBM3, 550.54.15"])
+    assert throughput.machine_slug() == "nvidia-h100-80gb-hbm3"
+    first = throughput.new_folder(tmp_path, "x-2026-12-07-mnist32")
+    first.mkdir()
+    assert throughput.new_folder(tmp_path, "x-2026-12-07-mnist32").name == "x-2026-12-07-mnist32-2"
+
+
+def test_the_readme_headline_leaves_a_quick_try_out(tmp_path, monkeypatch, capsys):
+    import json
+
+    from benchmarks import publish
+    committed = REPO / "benchmarks" / "results" / "cpu-2core-2026-12-02-mnist32" / "throughput.json"
+    doc = json.loads(committed.read_text())
+    quick = dict(doc, args=dict(doc["args"], backend="pytorch", configs="spec", images=128, min_iters=2))
+    for name, d in (("box-2026-12-07-mnist32", doc), ("box-2026-12-07-mnist32-quick", quick)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "throughput.json").write_text(json.dumps(d))
+    monkeypatch.setattr(publish, "RESULTS_DIR", tmp_path)
+    section = publish.readme_section()
+    assert "box-2026-12-07-mnist32/throughput.md" in section and "quick-try" not in section
+    assert "left out box-2026-12-07-mnist32-quick: a quick try (--backend pytorch (not all)" in capsys.readouterr().err
+
+
+def test_the_grid_on_a_terminal_fits_120_columns_and_names_its_folder():
+    """The committed grid with every column (five backends, spec, best and the bare loop, three
+    batch sizes, repeats): the terminal gets the columns that fit, the reasons below, its folder."""
+    import json
+
+    from benchmarks import grid_output
+    doc = json.loads((REPO / "benchmarks" / "results" / "cpu-2core-2026-12-02-mnist32" / "throughput.json").read_text())
+    assert max(len(line) for line in grid_output.render(doc).splitlines()) > 120  # the full table does not fit
+    text = grid_output.terminal(doc, Path("benchmarks/results/box-2026-12-07-mnist32"))
+    assert max(len(line) for line in text.splitlines()) <= 120, text
+    header = text.splitlines()[0]
+    assert all(c in header for c in ("backend", "config", "batch", "img/s", "speed / spec"))
+    assert "- mxnet best: none" in text
+    assert text.splitlines()[-3:] == ["  benchmarks/results/box-2026-12-07-mnist32/", "Publish it:",
+                                      "  python -m benchmarks.publish benchmarks/results/box-2026-12-07-mnist32/throughput.json"]
+
+
+def test_a_none_reason_says_where_it_was_measured():
+    from benchmarks import configs
+    for name in ("mxnet", "chainer"):
+        reason = configs.fast_paths("best", name, "cpu")
+        assert reason.startswith("none: ") and "measured on the 2-core AMD EPYC development VM, not by this grid" in reason

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ import pytest
 import backends
 from common.harness.worker import FAULT_ENV
 from tests.support.backends import require_backend
-from tests.support.processes import offline, run_cli
+from tests.support.processes import REPO, offline, run_cli
 
 ITERS, EVERY, KILL_AT = 12, 5, 11  # killed after the iteration-10 checkpoint was written
 # One backend's newest checkpoint is also torn before resuming: it must fall back to iter-5.
@@ -136,3 +137,35 @@ def test_a_run_folder_from_a_newer_schema_is_refused(tmp_path, capsys):
 
 def test_resume_of_a_folder_without_results_is_refused(tmp_path, capsys):
     assert "no results.json" in _refused(capsys, "--resume", str(tmp_path))
+
+
+def _interrupted_copy(tmp_path, **config) -> Path:
+    """A committed run's results.json with pytorch interrupted (the rest finished), its config
+    changed by `config`: what --resume reads, without training."""
+    src = REPO / "benchmarks" / "results" / "seed-study" / "amd-epyc-2core-2026-12-07" / "mnist32-500" / "seed-0"
+    results = json.loads((src / "results.json").read_text())
+    results["config"].update(config)
+    results["backends"]["pytorch"]["status"] = "interrupted"
+    run_dir = tmp_path / "cut"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+@pytest.mark.parametrize("stored,given,expected", [
+    (None, ["--checkpoint-every", "50"], 50),   # what the interrupt message suggests adding
+    (100, ["--checkpoint-every", "50"], 50),
+    (100, [], 100),                             # not given: the stored value goes on
+    (None, [], None)])
+def test_resume_takes_a_new_checkpoint_every(tmp_path, stored, given, expected):
+    import run_all
+    from common.harness import resume
+    run_dir = _interrupted_copy(tmp_path, **({"checkpoint_every": stored} if stored else {}))
+    args = resume.resume_args(run_all.parse_args(["--resume", str(run_dir), *given]))
+    assert args.checkpoint_every == expected and args.iters == 500 and args.batch_size == 64
+
+
+def test_resume_refuses_checkpoints_for_a_data_parallel_run(tmp_path, capsys):
+    run_dir = _interrupted_copy(tmp_path, devices=2)
+    assert "--checkpoint-every with a data-parallel run" in _refused(capsys, "--resume", str(run_dir),
+                                                                    "--checkpoint-every", "50")

@@ -110,7 +110,17 @@ def python_m_entries() -> list[str]:
 
 def test_the_entries_are_found():
     assert {"benchmarks.throughput", "benchmarks.gpu_check", "benchmarks.gpu_check.probe",
-            "benchmarks.bare", "common.harness.worker", "tests.support.pytorch_reference"} <= set(python_m_entries())
+            "benchmarks.bare", "common.harness.worker", "tests.support.pytorch_reference",
+            "benchmarks.configs", "benchmarks.grid_output", "benchmarks.grid_rows",
+            "benchmarks.gpu_check.quality_step", "benchmarks.gpu_check.summary"} <= set(python_m_entries())
+
+
+def test_every_module_of_the_commands_layer_is_an_entry():
+    """A user tries `python -m` on any module of benchmarks/ (the commands layer): one that only
+    serves a command says so (benchmarks.internal_entry) rather than printing nothing."""
+    modules = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__main__")
+               for p in (REPO / "benchmarks").rglob("*.py") if p.name != "__init__.py"}
+    assert modules - set(python_m_entries()) == set()
 
 
 @pytest.mark.parametrize("entry", ["run_all.py", *python_m_entries()])

@@ -143,3 +143,16 @@ def test_scaling_chart_names_its_run_and_labels_both_axes(tmp_path):
     assert CONTEXT in _title(fig)
     assert all(ax.get_ylabel() and ax.get_legend() is None for ax in fig.axes)
     assert fig.legends
+
+
+def test_an_interrupted_run_is_titled_with_the_iterations_it_did():
+    from common.results import figures
+    run = {"config": {"dataset": "mnist", "preset": "mnist32", "batch_size": 64, "iters": 100000, "device": "cpu"},
+           "backends": {"pytorch": {"status": "interrupted", "iterations_done": 120},
+                        "jax": {"status": "interrupted", "iterations_done": 80}}}
+    assert ", 80-120 of 100000 iterations done, " in figures.run_context(run)
+    run["backends"] = {"pytorch": {"status": "interrupted", "iterations_done": 120}}
+    assert ", 120 of 100000 iterations done, " in figures.run_context(run)
+    run["backends"] = {"pytorch": {"status": "ok", "iterations_done": 100000},
+                       "mxnet": {"status": "skipped", "iterations_done": 0}}  # not installed: not a stop
+    assert ", 100000 iterations, " in figures.run_context(run)

@@ -19,3 +19,11 @@ def test_readme_has_exactly_two_setup_commands():
 def test_ci_runs_the_readme_test_command():
     ci_lines = [l.strip() for l in (REPO / ".ci" / "run").read_text().splitlines()]
     assert _commands_in_readme()[1] in ci_lines
+
+
+def test_readme_says_what_the_install_needs():
+    """The set-up section names the package registry the install downloads from; "offline is
+    fine" was true of a run, not of the install."""
+    text = (REPO / "README.md").read_text()
+    setup = text.split("## Set up and run", 1)[1].split("\n## ", 1)[0]
+    assert "package registry" in setup.splitlines()[0] and "offline is fine" not in text

@@ -296,6 +296,21 @@ def test_compare_runs_shows_changes(full_run):
     assert "within noise" in text  # +10%: under the run-to-run spread
 
 
+def test_compare_prints_config_differences_as_settings_and_labels_its_load_column():
+    run = {"config": {"iters": 500, "quality": {"samples": 1000, "every": 50.0}, "seeds": [0, 1], "timeout": None},
+           "backends": {"pytorch": {"status": "ok", "machine_load": {"load1_before": 1.0, "load1_after": 3.5}}}}
+    other = json.loads(json.dumps(run))
+    other["config"].update(quality={"samples": 1000, "every": 10000.0}, seeds=[0], timeout=60.0)
+    other["backends"]["pytorch"]["machine_load"] = {"load1_before": 2.0, "load1_after": 1.0}
+    text = compare.compare_runs(run, other)
+    assert text.splitlines()[:3] == ["config differs: quality.every: 50 -> 10000", "config differs: seeds: 0,1 -> 0",
+                                     "config differs: timeout: none -> 60"]
+    assert "{" not in text
+    header = next(line for line in text.splitlines() if line.startswith("backend"))
+    assert "peak load" in header and "3.5 -> 2.0" in text  # each run's larger load, A -> B
+    assert "every cell: run A -> run B; peak load: the larger of" in text
+
+
 @pytest.mark.slow
 def test_seed_rows_give_mean_and_spread_over_seeds(full_run):
     _, results, _ = full_run

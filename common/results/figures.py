@@ -229,9 +229,11 @@ def quality_chart(rows: list[dict], path: Path, context: str = "", seeds: list[d
 
 
 def time_to_quality_chart(results: dict, path: Path, context: str = ""):
-    """FD of the fixed-z samples against training seconds; None (nothing drawn) without a curve."""
+    """FD of the fixed-z samples against training seconds; None (nothing drawn) without a curve:
+    a run stopped before its second check (an interrupt before iteration K) has one point a
+    backend, which is no curve, so it gets no figure."""
     curves = {n: r["quality_curve"] for n, r in results["backends"].items() if r.get("quality_curve")}
-    if not curves:
+    if not any(len(c) > 1 for c in curves.values()):
         return None
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))

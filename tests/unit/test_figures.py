@@ -156,3 +156,10 @@ def test_an_interrupted_run_is_titled_with_the_iterations_it_did():
     run["backends"] = {"pytorch": {"status": "ok", "iterations_done": 100000},
                        "mxnet": {"status": "skipped", "iterations_done": 0}}  # not installed: not a stop
     assert ", 100000 iterations, " in figures.run_context(run)
+
+
+def test_no_time_to_quality_figure_when_every_backend_stopped_before_its_second_check(tmp_path):
+    one = {"backends": {"pytorch": {"quality_curve": [{"iteration": 0, "train_seconds": 0.0, "fd": 2800.0}]}},
+           "config": {}}
+    assert figures.time_to_quality_chart(one, tmp_path / "t.png") is None
+    assert not (tmp_path / "t.png").exists()

@@ -44,6 +44,7 @@ BACKEND_ENTRIES = {
     "run_all.py": [str(REPO / "run_all.py")],
     "benchmarks.throughput": ["-m", "benchmarks.throughput"],
     "benchmarks.scaling": ["-m", "benchmarks.scaling"],
+    "benchmarks.soak": ["-m", "benchmarks.soak"],
     "benchmarks.gpu_check": ["-m", "benchmarks.gpu_check"],
     "benchmarks.bare": ["-m", "benchmarks.bare", "--out", "never-written.json"],
 }

@@ -57,8 +57,14 @@ def parse_args(argv):
         if [b for b in args.backends if b not in multi_host]:
             p.error(f"--nodes: only {', '.join(multi_host)} runs across hosts from run_all.py "
                     f"in this version; pass --backend {','.join(multi_host)}")
-        if not args.rdzv_endpoint:
-            p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
+        if len(args.backends) > 1:
+            p.error("--nodes: one backend per multi-host run; pass one of --backend "
+                    f"{', '.join(multi_host)}")
+    problem = replicas.hosts_problem(
+        args.nodes, args.node_rank, args.rdzv_endpoint,
+        all(backends.REGISTRY[b].assigns_ranks for b in args.backends))
+    if problem:
+        p.error(problem)
     if args.checkpoint_every and args.devices * args.nodes > 1:
         p.error("--checkpoint-every with --devices/--nodes > 1 is not supported in this version "
                 "(each replica would need its own checkpoint); drop one of them")

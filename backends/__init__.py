@@ -21,18 +21,21 @@ class Registration:
     # The launcher of an engine that runs one process per replica ("torchrun", "mpiexec"); None
     # where one process drives every device (TensorFlow MirroredStrategy, MXNet's contexts, JAX).
     launcher: str | None = None
-    # Whether run_all.py drives its launch across hosts (--nodes): torchrun's rendezvous needs
-    # only an address; mpiexec across hosts needs a host file and ssh (docs/data-parallel.md).
+    # Whether run_all.py drives its launch across hosts (--nodes): the same command on every
+    # host, meeting at --rdzv-endpoint (torchrun's c10d rendezvous; jax.distributed's
+    # coordinator); mpiexec across hosts needs a host file and ssh (docs/data-parallel.md).
     multi_host: bool = False
+    # Whether its rendezvous assigns the hosts' ranks (torchrun), so --node-rank may be left out.
+    assigns_ranks: bool = False
 
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("pytorch", "backends.pytorch.backend", "torch", "torch", launcher="torchrun",
-                 multi_host=True),
+                 multi_host=True, assigns_ranks=True),
     Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow"),
     Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2),
     Registration("chainer", "backends.chainer.backend", "chainer", "chainer", launcher="mpiexec"),
-    Registration("jax", "backends.jax.backend", "jax", "jax"),
+    Registration("jax", "backends.jax.backend", "jax", "jax", multi_host=True),
 )}
 
 NAMES = tuple(REGISTRY)

@@ -178,12 +178,22 @@ class RunOptions:
         stored=True, late=True, backend=True)
     # A multi-host run is not resumable in this version (resume refuses it), so never compared.
     nodes: int = option(
-        1, "hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with the same "
-           "arguments on each; --devices replicas per host (default 1)", PARALLEL,
+        1, "hosts of one data-parallel run (PyTorch's torchrun, JAX's jax.distributed): start "
+           "run_all.py with the same arguments on each, but --node-rank and --out; --devices "
+           "replicas per host (default 1)", PARALLEL,
         check="positive", metavar="N", stored=True, resume=REFUSED, child=True, backend=True)
     rdzv_endpoint: str | None = option(
         None, "with --nodes: where the hosts meet (one of them, a free port; no default)", PARALLEL,
-        metavar="HOST:PORT", child=True)
+        metavar="HOST:PORT", child=True, backend=True)
+    # Not stored: each host's own; the hosts' other options are compared at the start instead.
+    node_rank: int | None = option(
+        None, "with --nodes: this host's rank, 0 .. nodes-1; node 0 hosts the endpoint "
+              "(required but for PyTorch, whose rendezvous assigns ranks and checks it when given)",
+        PARALLEL, metavar="R", child=True, backend=True)
+    host_timeout: float | None = option(
+        None, "with --nodes: seconds without word from a host before the others end failed, "
+              "naming it (default: the engine's, docs/data-parallel.md)", PARALLEL,
+        check="positive", metavar="SECONDS", child=True, backend=True)
     out: str | None = option(None, "run folder to create, must not exist (default: a new "
                                    "runs/<timestamp>)", OUTPUT, metavar="DIR",
                              resume=EXCLUSIVE)

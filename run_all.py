@@ -97,6 +97,15 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept;
     # a signal stops only the wait on a child (or the data loading), never the writing of results.
+    if args.nodes > 1 and args.node_rank is not None:
+        # the hosts meet first: the same options everywhere, every host there, else one line
+        from common.harness import launch
+        try:
+            launch.meet(args.nodes, args.node_rank, args.rdzv_endpoint, options.host_settings(args),
+                        args.host_timeout or launch.MEET_WAIT_S)
+        except launch.MeetError as exc:
+            print(f"run_all.py: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     interrupts.process.install()
     try:
         return orchestrate.run(args)

@@ -353,6 +353,19 @@ def child_settings(args, **resolved) -> dict:
     return {name: _value(args, name, resolved) for name, opt in options().items() if opt.child}
 
 
+# Options a host may set for itself in a multi-host run (its machine's threads); every other
+# option that changes what is computed must be the same on every host.
+PER_HOST = {"threads"}
+
+
+def host_settings(args) -> dict:
+    """What the hosts of a multi-host run compare before training (common/harness/launch.py's
+    meet): the options --resume compares but PER_HOST, and the host count."""
+    names = [n for n in options() if resume_mode(n) == COMPARE and n not in PER_HOST]
+    return {**{n: getattr(args, options()[n].attr or n, None) for n in names},
+            "nodes": args.nodes, "host_timeout": args.host_timeout}
+
+
 def backend_settings(args) -> dict:
     """The child's "options": BackendOptions' fields as the command line set them."""
     return {name: getattr(args, name) for name, opt in options().items() if opt.backend}

@@ -23,6 +23,8 @@ in this one process (N GPUs, or on the CPU N XLA host devices made by
 """
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -88,8 +90,22 @@ class Replicas:
                 a.shape, whole, [jax.device_put(a, d) for d in self.devices]), carry)
             real, z = (jax.make_array_from_process_local_data(split, np.asarray(a)[rows]) for a in (real, z))
             new, losses = jitted(carry, real, z)
-            return self.local(new), losses.addressable_data(0)
+            try:  # waited for here, so that a lost host is reported as one
+                losses = losses.addressable_data(0).block_until_ready()
+            except Exception as exc:  # XlaRuntimeError: a peer's connection closed mid-collective
+                raise RuntimeError(self.lost(exc)) from exc
+            return self.local(new), losses
         return across_hosts
+
+    def lost(self, exc) -> str:
+        """The reason a collective failed, naming the host(s) it waited for."""
+        others = [r for r in range(self.nodes) if r != self.node_rank]
+        who = (f"host {others[0]} (--node-rank {others[0]})" if len(others) == 1
+               else f"a host of node ranks {', '.join(map(str, others))}")
+        first = str(exc).splitlines()[0]
+        peer = re.search(r"\[([^\]]+)\]:(\d+): (.*)", first)
+        how = f"{peer.group(3)} at {peer.group(1)}:{peer.group(2)}" if peer else first[:200]
+        return f"lost {who} mid-step: the gloo collective failed ({how}); this is host {self.node_rank}"
 
     def local(self, tree):
         """This host's copy of a replicated global pytree, on its first device."""
@@ -135,7 +151,7 @@ def initialize(options: BackendOptions) -> None:
              "client_heartbeat_interval_seconds": 1, "client_max_missing_heartbeats": timeout}
     try:
         distributed.global_state.initialize(options.rdzv_endpoint, options.nodes, options.node_rank,
-                                            initialization_timeout=timeout, **beats)
+                                            initialization_timeout=max(timeout, 120), **beats)
     except Exception as exc:  # XlaRuntimeError: the coordinator unreachable
         raise BackendUnavailable(f"--rdzv-endpoint {options.rdzv_endpoint}: jax.distributed did not "
-                                 f"start within {timeout} s ({str(exc).splitlines()[0][:200]})") from exc
+                                 f"start within {max(timeout, 120)} s ({str(exc).splitlines()[0][:200]})") from exc

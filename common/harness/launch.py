@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sys
+import time
 from pathlib import Path
 
 import backends
@@ -86,3 +88,118 @@ def first_failure(stderr_lines: list[str], backend_dir=None) -> tuple[int, str] 
         rank = _rank_of_pid(backend_dir, pid)
         return (-1, f"a replica (pid {pid}) {how}") if rank is None else (rank, f"replica {rank} {how}")
     return None
+
+
+# ----- several hosts: the harness's own meeting at the endpoint, before the engine's -----
+MEET_WAIT_S = 120  # how long a host waits for the others at --rdzv-endpoint (default)
+
+
+class MeetError(Exception):
+    """The hosts did not meet: one line; exit_code 2 where their options differ (usage), 1
+    where a host did not come."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def meet(nodes: int, node_rank: int, endpoint: str, settings: dict, wait: float = MEET_WAIT_S
+         ) -> dict[int, str]:
+    """Every host's address by node rank, once all `nodes` hosts have come to the endpoint
+    with the same `settings` (the options that change what is computed): node 0 listens there,
+    the others connect, each sends its rank and settings, node 0 answers all alike. Only words
+    are exchanged, never a tensor; the engine's own rendezvous at the same port follows (the
+    others close first, so node 0's port is left in no TIME_WAIT)."""
+    host, port = endpoint.rsplit(":", 1)
+    deadline = time.monotonic() + wait
+    mine = {"rank": node_rank, "settings": settings}
+    if node_rank == 0:
+        return _host_meeting(nodes, (host, int(port)), mine, deadline, wait, endpoint)
+    return _join_meeting((host, int(port)), mine, deadline, wait, endpoint)
+
+
+def _send(conn, message: dict) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _receive(conn) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a whole message")
+        data += chunk
+    return json.loads(data)
+
+
+def differences(settings: dict[int, dict]) -> list[str]:
+    """Each option whose value differs from node 0's, naming the hosts and values."""
+    first = settings[0]
+    out = []
+    for rank in sorted(settings)[1:]:
+        for key in sorted(set(first) | set(settings[rank])):
+            if first.get(key) != settings[rank].get(key):
+                out.append(f"--{key.replace('_', '-')} is {first.get(key)!r} on host 0 but "
+                           f"{settings[rank].get(key)!r} on host {rank}")
+    return out
+
+
+def _host_meeting(nodes, address, mine, deadline, wait, endpoint) -> dict[int, str]:
+    came: dict[int, tuple] = {}
+    problems = []
+    with socket.create_server(address) as server:
+        while len(came) < nodes - 1:
+            server.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                conn, (peer, _) = server.accept()
+                conn.settimeout(30)
+                theirs = _receive(conn)
+            except (TimeoutError, socket.timeout):
+                missing = [r for r in range(1, nodes) if r not in came]
+                for conn, _, _ in came.values():
+                    _send(conn, {"error": f"host(s) {missing} did not come to {endpoint}"})
+                    conn.close()
+                raise MeetError(f"--rdzv-endpoint {endpoint}: host(s) {', '.join(map(str, missing))} "
+                                f"of --nodes {nodes} did not come within {wait:g} s; start "
+                                "run_all.py on every host with the same --rdzv-endpoint") from None
+            except (OSError, ValueError):
+                continue  # not one of ours (a port scan, a stale client)
+            rank = theirs.get("rank")
+            if rank in came or rank == 0:
+                problems.append(f"two hosts gave --node-rank {rank}")
+            came[rank] = (conn, peer, theirs.get("settings"))
+    problems += differences({0: mine["settings"], **{r: c[2] for r, c in came.items()}})
+    hosts = {0: address[0], **{r: c[1] for r, c in came.items()}}
+    answer = {"error": "; ".join(problems)} if problems else {"hosts": hosts}
+    for conn, _, _ in came.values():
+        with conn:
+            _send(conn, answer)
+            while conn.recv(1):  # until the other side has closed (TIME_WAIT is theirs)
+                pass
+    if problems:
+        raise MeetError(f"the hosts' options differ: {answer['error']}; run the same command "
+                        "on every host but --node-rank and --out", exit_code=2)
+    return hosts
+
+
+def _join_meeting(address, mine, deadline, wait, endpoint) -> dict[int, str]:
+    while True:
+        try:
+            conn = socket.create_connection(address, timeout=max(0.1, min(5, deadline - time.monotonic())))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise MeetError(f"--rdzv-endpoint {endpoint} did not answer within {wait:g} s; "
+                                "start --node-rank 0 on that host, or correct HOST:PORT") from None
+            time.sleep(0.5)
+    with conn:
+        conn.settimeout(max(1, deadline - time.monotonic()) + 30)
+        _send(conn, mine)
+        try:
+            answer = _receive(conn)
+        except (OSError, ValueError) as exc:
+            raise MeetError(f"--rdzv-endpoint {endpoint}: host 0 did not answer ({exc})") from None
+    if "error" in answer:
+        raise MeetError(f"the hosts did not meet: {answer['error']}; run the same command on "
+                        "every host but --node-rank and --out", exit_code=2)
+    return {int(r): h for r, h in answer["hosts"].items()}

@@ -186,14 +186,15 @@ class RunOptions:
         None, "with --nodes: where the hosts meet (one of them, a free port; no default)", PARALLEL,
         metavar="HOST:PORT", child=True, backend=True)
     # Not stored: each host's own; the hosts' other options are compared at the start instead.
+    # The backend reads these three (common/harness/checkpoint.py hashes them only when set).
     node_rank: int | None = option(
-        None, "with --nodes: this host's rank, 0 .. nodes-1; node 0 hosts the endpoint "
-              "(required but for PyTorch, whose rendezvous assigns ranks and checks it when given)",
-        PARALLEL, metavar="R", child=True, backend=True)
+        None, "with --nodes: this host's rank, 0 .. nodes-1; node 0 hosts the endpoint (no "
+              "default: required but for PyTorch, whose rendezvous assigns ranks; checked when "
+              "given)", PARALLEL, metavar="R", backend=True)
     host_timeout: float | None = option(
         None, "with --nodes: seconds without word from a host before the others end failed, "
               "naming it (default: the engine's, docs/data-parallel.md)", PARALLEL,
-        check="positive", metavar="SECONDS", child=True, backend=True)
+        check="positive", metavar="SECONDS", backend=True)
     out: str | None = option(None, "run folder to create, must not exist (default: a new "
                                    "runs/<timestamp>)", OUTPUT, metavar="DIR",
                              resume=EXCLUSIVE)

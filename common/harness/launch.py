@@ -145,7 +145,7 @@ def differences(settings: dict[int, dict]) -> list[str]:
 
 
 def _host_meeting(nodes, address, mine, deadline, wait, endpoint) -> dict[int, str]:
-    came: dict[int, tuple] = {}
+    came: list[tuple] = []  # (rank, connection, address, settings) of each host that came
     problems = []
     with socket.create_server(address) as server:
         while len(came) < nodes - 1:
@@ -154,9 +154,9 @@ def _host_meeting(nodes, address, mine, deadline, wait, endpoint) -> dict[int, s
                 conn, (peer, _) = server.accept()
                 conn.settimeout(30)
                 theirs = _receive(conn)
-            except (TimeoutError, socket.timeout):
-                missing = [r for r in range(1, nodes) if r not in came]
-                for conn, _, _ in came.values():
+            except TimeoutError:
+                missing = [r for r in range(1, nodes) if r not in [c[0] for c in came]]
+                for _, conn, _, _ in came:
                     _send(conn, {"error": f"host(s) {missing} did not come to {endpoint}"})
                     conn.close()
                 raise MeetError(f"--rdzv-endpoint {endpoint}: host(s) {', '.join(map(str, missing))} "
@@ -165,13 +165,13 @@ def _host_meeting(nodes, address, mine, deadline, wait, endpoint) -> dict[int, s
             except (OSError, ValueError):
                 continue  # not one of ours (a port scan, a stale client)
             rank = theirs.get("rank")
-            if rank in came or rank == 0:
+            if rank == 0 or rank in [c[0] for c in came]:
                 problems.append(f"two hosts gave --node-rank {rank}")
-            came[rank] = (conn, peer, theirs.get("settings"))
-    problems += differences({0: mine["settings"], **{r: c[2] for r, c in came.items()}})
-    hosts = {0: address[0], **{r: c[1] for r, c in came.items()}}
+            came.append((rank, conn, peer, theirs.get("settings")))
+    problems += differences({0: mine["settings"], **{r: c for r, _, _, c in came}})
+    hosts = {0: address[0], **{r: peer for r, _, peer, _ in came}}
     answer = {"error": "; ".join(problems)} if problems else {"hosts": hosts}
-    for conn, _, _ in came.values():
+    for _, conn, _, _ in came:
         with conn:
             _send(conn, answer)
             while conn.recv(1):  # until the other side has closed (TIME_WAIT is theirs)

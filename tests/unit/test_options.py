@@ -30,7 +30,9 @@ def _v1() -> dict:
 TYPES = typing.get_type_hints(options.RunOptions)
 # What run_all.py's own checks need beside an option (--sync-bn needs replicas, --nodes a
 # rendezvous and a multi-host backend).
-NEEDS = {"sync_bn": ["--devices", "4"], "compile_mode": ["--compile"], "nodes": ["--backend", "pytorch", "--rdzv-endpoint", "h:1"]}
+NEEDS = {"sync_bn": ["--devices", "4"], "compile_mode": ["--compile"], "nodes": ["--backend", "pytorch", "--rdzv-endpoint", "h:1"],
+         "rdzv_endpoint": ["--backend", "pytorch", "--nodes", "2"],
+         "node_rank": ["--backend", "pytorch", "--nodes", "8", "--rdzv-endpoint", "h:1"]}
 
 
 def _sample_argv(name: str) -> list[str]:
@@ -45,7 +47,7 @@ def _sample_argv(name: str) -> list[str]:
         return [flag, opt.choices[-1]]
     if {int, float} & set(typing.get_args(TYPES[name]) or [TYPES[name]]):
         return [flag, "4"]
-    return [flag, {"backend": "pytorch", "seeds": "3,4"}.get(name, "x")]
+    return [flag, {"backend": "pytorch", "seeds": "3,4", "rdzv_endpoint": "h:1"}.get(name, "x")]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -149,7 +151,8 @@ def test_the_child_config_keeps_its_keys():
         "preset", "iters", "batch_size", "nodes", "rdzv_endpoint", "quiet", "checkpoint_every"}
     assert set(options.backend_settings(args)) == {
         "device", "seed", "threads", "channels_last", "bf16", "xla", "onednn", "compile",
-        "compile_mode", "devices", "nodes", "sync_bn", "verbose"}
+        "compile_mode", "devices", "nodes", "sync_bn", "verbose", "rdzv_endpoint", "node_rank",
+        "host_timeout"}
 
 
 def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
@@ -158,7 +161,8 @@ def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
     assert dataclasses.asdict(BackendOptions()) == {
         "device": "auto", "seed": 0, "threads": None, "channels_last": False, "bf16": False,
         "xla": False, "onednn": False, "compile": False, "compile_mode": "default", "devices": 1,
-        "nodes": 1, "sync_bn": False, "verbose": False}
+        "nodes": 1, "sync_bn": False, "verbose": False, "rdzv_endpoint": None, "node_rank": None,
+        "host_timeout": None}
     with pytest.raises(dataclasses.FrozenInstanceError):
         BackendOptions().device = "cpu"
     assert BackendOptions(**options.backend_settings(run_all.parse_args([]))).threads \

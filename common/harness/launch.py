@@ -72,6 +72,24 @@ def _rank_of_pid(backend_dir, pid: int) -> int | None:
     return None
 
 
+# jax.distributed's coordination service, when a host stops sending heartbeats (a lost
+# machine, a stopped process), ends every other process with a message naming its task, which
+# is the host's node rank: "The following tasks are unhealthy (stopped sending heartbeats):
+# /job:jax_worker/replica:0/task:1" (jax 0.6), or "Task /job:.../task:1 heartbeat timeout".
+_JAX_TASK = re.compile(r"/job:jax_worker/replica:\d+/task:(\d+)")
+
+
+def lost_host(stderr_lines: list[str]) -> str | None:
+    """Which host(s) a multi-host run lost, from its engine's last words; None if none is named."""
+    text = "\n".join(stderr_lines)
+    ranks = sorted({int(r) for r in _JAX_TASK.findall(text)}) if "heartbeat" in text else []
+    if not ranks:
+        return None
+    named = ", ".join(map(str, ranks))
+    return (f"lost host {named} (--node-rank {named}): no heartbeat within --host-timeout; "
+            "jax.distributed ended this host's process")
+
+
 def first_failure(stderr_lines: list[str], backend_dir=None) -> tuple[int, str] | None:
     """(rank, what happened) of the replica that failed first, from the launcher's summary; the
     others' errors (a peer's lost connection) follow from it. None if there is no summary; rank

@@ -152,3 +152,17 @@ def test_a_killed_jax_host_ends_the_other_failed_naming_it(tmp_path):
     r0 = json.loads((tmp_path / "host0" / "results.json").read_text())["backends"]["jax"]
     assert hosts[0].returncode == 1 and r0["status"] == "failed", r0
     assert "lost host 1 (--node-rank 1)" in r0["reason"], r0["reason"]
+
+
+def test_a_host_without_heartbeats_is_named_from_jax_distributed_last_words():
+    """A stopped host (SIGSTOP: alive, silent) ends the others through jax.distributed's
+    heartbeats, which abort their processes (signal 6) with these lines (jax 0.6.2, measured);
+    the harness names the host from them (the run ended 12 s after a SIGSTOP at
+    --host-timeout 15)."""
+    tail = ["2026-12-07 07:13:59.184697: E external/xla/xla/tsl/distributed_runtime/coordination/"
+            "coordination_service.cc:1839] Use error polling to propagate the following error to all "
+            "tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):",
+            "/job:jax_worker/replica:0/task:1",
+            "The tasks have crashed. Check the task logs for an earlier error."]
+    assert launch.lost_host(tail).startswith("lost host 1 (--node-rank 1): no heartbeat")
+    assert launch.lost_host(["/job:jax_worker/replica:0/task:1 Connection reset"]) is None

@@ -159,9 +159,9 @@ def test_a_host_without_heartbeats_is_named_from_jax_distributed_last_words():
     heartbeats, which abort their processes (signal 6) with these lines (jax 0.6.2, measured);
     the harness names the host from them (the run ended 12 s after a SIGSTOP at
     --host-timeout 15)."""
-    tail = ["2026-12-07 07:13:59.184697: E external/xla/xla/tsl/distributed_runtime/coordination/"
-            "coordination_service.cc:1839] Use error polling to propagate the following error to all "
-            "tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):",
+    tail = [("2026-12-07 07:13:59.184697: E external/xla/xla/tsl/distributed_runtime/coordination/"
+             "coordination_service.cc:1839] Use error polling to propagate the following error to all "
+             "tasks: UNAVAILABLE: The following tasks are unhealthy (stopped sending heartbeats):"),
             "/job:jax_worker/replica:0/task:1",
             "The tasks have crashed. Check the task logs for an earlier error."]
     assert launch.lost_host(tail).startswith("lost host 1 (--node-rank 1): no heartbeat")

@@ -54,9 +54,10 @@ def parse_args(argv):
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     if args.nodes > 1:
         multi_host = [r.name for r in backends.REGISTRY.values() if r.multi_host]
-        if [b for b in args.backends if b not in multi_host]:
+        if single := [b for b in args.backends if b not in multi_host]:
             p.error(f"--nodes: only {', '.join(multi_host)} runs across hosts from run_all.py "
-                    f"in this version; pass --backend {','.join(multi_host)}")
+                    f"({single[0]}: {backends.REGISTRY[single[0]].single_host_reason}); "
+                    f"pass --backend {' or '.join(multi_host)}")
         if len(args.backends) > 1:
             p.error("--nodes: one backend per multi-host run; pass one of --backend "
                     f"{', '.join(multi_host)}")

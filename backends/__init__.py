@@ -27,14 +27,21 @@ class Registration:
     multi_host: bool = False
     # Whether its rendezvous assigns the hosts' ranks (torchrun), so --node-rank may be left out.
     assigns_ranks: bool = False
+    # Why --nodes is refused, where it is (the engine's limit, or what is not wired).
+    single_host_reason: str = ""
 
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("pytorch", "backends.pytorch.backend", "torch", "torch", launcher="torchrun",
                  multi_host=True, assigns_ranks=True),
-    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow"),
-    Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2),
-    Registration("chainer", "backends.chainer.backend", "chainer", "chainer", launcher="mpiexec"),
+    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow",
+                 single_host_reason="Keras 3's fit, the backend's loop, does not run under "
+                 "MultiWorkerMirroredStrategy (docs/data-parallel.md)"),
+    Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2,
+                 single_host_reason="the dist_sync kvstore is not wired in this version"),
+    Registration("chainer", "backends.chainer.backend", "chainer", "chainer", launcher="mpiexec",
+                 single_host_reason="ChainerMN across hosts (mpiexec with a host file) is not "
+                 "wired in this version"),
     Registration("jax", "backends.jax.backend", "jax", "jax", multi_host=True),
 )}
 

@@ -61,9 +61,11 @@ def parse_args(argv):
         if len(args.backends) > 1:
             p.error("--nodes: one backend per multi-host run; pass one of --backend "
                     f"{', '.join(multi_host)}")
-    problem = replicas.hosts_problem(
-        args.nodes, args.node_rank, args.rdzv_endpoint,
-        all(backends.REGISTRY[b].assigns_ranks for b in args.backends))
+    by_hostfile = args.nodes > 1 and backends.REGISTRY[args.backends[0]].multi_host == backends.HOSTFILE
+    problem = (replicas.hostfile_problem(args.nodes, args.hostfile, args.node_rank, args.rdzv_endpoint)
+               if by_hostfile or args.hostfile else replicas.hosts_problem(
+                   args.nodes, args.node_rank, args.rdzv_endpoint,
+                   all(backends.REGISTRY[b].assigns_ranks for b in args.backends)))
     if problem:
         p.error(problem)
     if args.checkpoint_every and args.devices * args.nodes > 1:

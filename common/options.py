@@ -191,6 +191,12 @@ class RunOptions:
         None, "with --nodes: this host's rank, 0 .. nodes-1; node 0 hosts the endpoint (no "
               "default: required but for PyTorch, whose rendezvous assigns ranks; checked when "
               "given)", PARALLEL, metavar="R", backend=True)
+    # One command for every host (Chainer: mpiexec starts them all): a top-level child entry,
+    # hashed into checkpoints only when set (common/harness/checkpoint.py).
+    hostfile: str | None = option(
+        None, "with --nodes, Chainer: MPI's host file (one host a line; MPICH's host:slots "
+              "form too); run_all.py runs once, on the first host, which reaches the others by "
+              "ssh (no default)", PARALLEL, metavar="FILE", child=True)
     host_timeout: float | None = option(
         None, "with --nodes: seconds without word from a host before the others end failed, "
               "naming it (default: the engine's, docs/data-parallel.md)", PARALLEL,

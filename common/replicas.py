@@ -58,9 +58,17 @@ def launcher_rank() -> int:
     return env_int(RANK_ENV)
 
 
+# Set by the launcher of a one-command multi-host run (mpiexec --hostfile): only the first host
+# runs run_all.py, so only rank 0 writes a run folder; every other process writes its replica's.
+ONE_COMMAND_ENV = "DCGAN_BENCH_ONE_COMMAND_HOSTS"
+
+
 def local_rank() -> int:
     """This process's rank among the replicas on its own host; 0 when not launched. Local rank
-    0 writes the run folder of its host (every host's parent has its own)."""
+    0 writes the run folder of its host (every host's parent has its own); in a one-command
+    multi-host run, whose other hosts have no parent, the global rank stands for it."""
+    if os.environ.get(ONE_COMMAND_ENV):
+        return launcher_rank()
     return env_int(LOCAL_RANK_ENV)
 
 
@@ -100,6 +108,27 @@ def hosts_problem(nodes: int, node_rank: int | None, endpoint: str | None,
         return f"--node-rank {node_rank} is out of range for --nodes {nodes}: give 0 .. {nodes - 1}"
     if node_rank == 0:
         return port_problem(host, int(port))
+    return None
+
+
+def hostfile_problem(nodes: int, hostfile: str | None, node_rank: int | None,
+                     endpoint: str | None) -> str | None:
+    """One line if a one-command multi-host run (mpiexec from a host file) is misconfigured."""
+    if nodes <= 1:
+        return "--hostfile applies to --nodes 2 or more" if hostfile else None
+    if node_rank is not None or endpoint:
+        return ("--node-rank and --rdzv-endpoint do not apply to a run started from --hostfile "
+                "(one command, on the first host); drop them")
+    if not hostfile:
+        return f"--nodes {nodes} needs --hostfile FILE, MPI's host file naming the {nodes} hosts"
+    try:
+        hosts = [line.split("#")[0].strip() for line in Path(hostfile).read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"--hostfile {hostfile}: cannot read it ({exc.__class__.__name__}); pass a readable file"
+    hosts = [h for h in hosts if h]
+    if len(hosts) < nodes:
+        return (f"--hostfile {hostfile} names {len(hosts)} host(s) and --nodes is {nodes}; name "
+                "one host a line, at least --nodes of them")
     return None
 
 

@@ -52,6 +52,7 @@ class Replicas:
         self.local_rank, self.local_world = self.comm.intra_rank, self.comm.intra_size
         self._shared = False
         self.sync_bn = options.sync_bn
+        self.nodes = options.nodes  # hosts of the host file (MPI's inter_size counts host names)
 
     def optimizer(self, opt):
         """The multi-node optimizer around `opt` (already set up on its net)."""
@@ -78,8 +79,8 @@ class Replicas:
         return losses[0], losses[1]
 
     def info(self) -> dict:
-        return {"devices": self.local_world, "replicas": self.world,
-                "nodes": self.comm.inter_size, "rank": self.rank,
+        return {"devices": self.world // self.nodes, "replicas": self.world,
+                "nodes": self.nodes, "rank": self.rank,
                 "engine": f"chainermn {self.communicator}",
                 "batchnorm": "MultiNodeBatchNormalization" if self.sync_bn else "per replica",
                 # numpy's BLAS threads, set per replica by the launcher (common.harness.launch)

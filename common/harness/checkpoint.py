@@ -35,7 +35,7 @@ _NOT_HASHED = {"quiet", "out_dir", "init_weights", "verbose", "timeout", "qualit
                "checkpoint_every"}
 # Options added after checkpoints existed: hashed only when not at this default, so a checkpoint
 # written before them (whose config lacks them) still resumes.
-_HASHED_WHEN_SET = {"compile_mode": "default", "onednn": False}
+_HASHED_WHEN_SET = {"compile_mode": "default", "onednn": False, "hostfile": None}
 # The multi-host options in the backend's options (never checkpointed: --checkpoint-every is
 # refused with --nodes): hashed only when set, there only (the top level's rdzv_endpoint always was).
 _OPTIONS_HASHED_WHEN_SET = ("rdzv_endpoint", "node_rank", "host_timeout")

@@ -53,7 +53,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     t0 = time.perf_counter()
     command = launch.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
                                       config.get("nodes", 1), config.get("rdzv_endpoint"),
-                                      config["options"].get("threads"))
+                                      config["options"].get("threads"), config.get("hostfile"))
     launcher = command[1:3] != ["-m", "common.harness.worker"]
     # A launcher and its replicas get their own process group: when it ends, none outlives it.
     # Its stdout joins the stderr pump: mpiexec reports a failed replica there.

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import backends
-from common.replicas import REPLICA_FILE, mpiexec
+from common.replicas import ONE_COMMAND_ENV, REPLICA_FILE, mpiexec
 
 
 def worker_command(backend: str, devices: int, config_path: str, nodes: int = 1,
-                   rendezvous: str | None = None, threads: int | None = None) -> list[str]:
+                   rendezvous: str | None = None, threads: int | None = None,
+                   hostfile: str | None = None) -> list[str]:
     """The command line that runs one backend's worker: the worker itself, or, for engines with
     one process per replica and several replicas, the engine's launcher around it. `threads`:
     the CPU threads of the whole run, shared out among the replicas of one host."""
@@ -32,6 +33,9 @@ def worker_command(backend: str, devices: int, config_path: str, nodes: int = 1,
         # numpy's BLAS reads OMP_NUM_THREADS at import: each replica's share, set before it starts
         # (torch replicas set theirs at run time instead).
         share = ["-genv", "OMP_NUM_THREADS", str(max(1, (threads or os.cpu_count() or 1) // devices))]
+        if nodes > 1:  # every host's processes from one command: MPICH's host file, devices a host
+            hosts = ["-f", str(hostfile), "-ppn", str(devices), "-genv", ONE_COMMAND_ENV, "1"]
+            return [launcher, *hosts, "-n", str(devices * nodes), *share, sys.executable, *worker]
         return [launcher, "-n", str(devices), *share, sys.executable, *worker]
     # torchrun: one process per device; --standalone picks a free local port for one machine;
     # several hosts meet at the rendezvous endpoint (c10d, hosted by the host whose address it
@@ -57,7 +61,7 @@ _TORCHRUN_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+)\s*\(local_rank
 # MPICH's mpiexec (hydra) names the first process that failed by its pid, not its rank:
 # "BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES\n=   PID 3124 RUNNING AT vm\n=   EXIT
 # CODE: 9 ... EXIT STRING: Killed (signal 9)"; each replica records its pid (record_replica).
-_HYDRA_BAD_TERMINATION = re.compile(r"BAD TERMINATION.*?PID (\d+) RUNNING AT.*?EXIT CODE: (\d+)", re.S)
+_HYDRA_BAD_TERMINATION = re.compile(r"BAD TERMINATION.*?PID (\d+) RUNNING AT (\S+).*?EXIT CODE: (\d+)", re.S)
 _HYDRA_SIGNAL = re.compile(r"EXIT STRING: .*\(signal (\d+)\)")
 def _rank_of_pid(backend_dir, pid: int) -> int | None:
     if backend_dir is None:
@@ -100,9 +104,10 @@ def first_failure(stderr_lines: list[str], backend_dir=None) -> tuple[int, str] 
         how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
         return rank, f"replica {rank} {how}"
     if found := _HYDRA_BAD_TERMINATION.search(text):
-        pid, code = int(found.group(1)), int(found.group(2))
+        pid, host, code = int(found.group(1)), found.group(2), int(found.group(3))
         signal = _HYDRA_SIGNAL.search(text)
         how = f"killed by signal {signal.group(1)}" if signal else f"exited with status {code}"
+        how += f" (on host {host})"  # across hosts (--hostfile): the host it lost
         rank = _rank_of_pid(backend_dir, pid)
         return (-1, f"a replica (pid {pid}) {how}") if rank is None else (rank, f"replica {rank} {how}")
     return None

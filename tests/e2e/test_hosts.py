@@ -16,9 +16,10 @@ import time
 import numpy as np
 import pytest
 
+from common import replicas
 from common.harness import launch
 from common.harness.worker import FAULT_ENV
-from tests.support.backends import require_backend
+from tests.support.backends import IN_CI, require_backend
 from tests.support.processes import REPO, offline
 from tests.support.tolerances import FIRST5_ATOL, FORWARD_ATOL
 
@@ -166,3 +167,52 @@ def test_a_host_without_heartbeats_is_named_from_jax_distributed_last_words():
             "The tasks have crashed. Check the task logs for an earlier error."]
     assert launch.lost_host(tail).startswith("lost host 1 (--node-rank 1): no heartbeat")
     assert launch.lost_host(["/job:jax_worker/replica:0/task:1 Connection reset"]) is None
+
+
+# ----- Chainer across 2 loopback hosts: one mpiexec command from a host file -----
+def _require_mpi():
+    require_backend("chainer")
+    if replicas.mpiexec() is None:
+        reason = "chainer: no mpiexec for ChainerMN; pip install '.[chainermn]'"
+        pytest.fail(f"CI=true: {reason}", pytrace=False) if IN_CI else pytest.skip(reason)
+
+
+def _chainer(tmp_path, name, *args, env=None):
+    (tmp_path / "hosts").write_text("127.0.0.1\nlocalhost\n")  # two names: MPICH starts both here
+    return subprocess.run([sys.executable, str(REPO / "run_all.py"), "--backend", "chainer",
+                           "--dataset", "synthetic", "--batch-size", "16", "--quality-every", "0",
+                           "--quiet", "--no-figures", "--timeout", "120", "--out", str(tmp_path / name), *args],
+                          cwd=REPO, env=dict(os.environ, **offline(tmp_path), **(env or {})),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_chainer_hosts_compute_the_one_host_two_replica_run(tmp_path):
+    """ChainerMN from a host file of 2 hosts x 1 process against 1 host x 2 processes: the same
+    MPI job but for where its processes run, so the same numbers (bounds as for JAX above;
+    measured: equal bit for bit); only rank 0 writes the run folder, rank 1 its replica's."""
+    _require_mpi()
+    two = _chainer(tmp_path, "two", "--iters", "5", "--nodes", "2", "--hostfile", str(tmp_path / "hosts"))
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = _chainer(tmp_path, "one", "--iters", "5", "--devices", "2")
+    assert one.returncode == 0, one.stderr[-2000:]
+    r = json.loads((tmp_path / "two" / "results.json").read_text())["backends"]["chainer"]
+    assert (r["parallel"]["nodes"], r["parallel"]["replicas"], r["parallel"]["devices"]) == (2, 2, 1)
+    assert (tmp_path / "two" / "backends" / "chainer" / "replicas" / "rank1" / "losses.csv").exists()
+    got, single = (_losses(tmp_path / d / "backends" / "chainer" / "losses.csv") for d in ("two", "one"))
+    assert got.shape == single.shape == (5, 2)
+    assert abs(got[0, 0] - single[0, 0]) <= FORWARD_ATOL
+    assert np.abs(got - single).max() <= FIRST5_ATOL
+
+
+@pytest.mark.slow
+def test_a_killed_chainer_host_ends_the_run_failed_naming_it(tmp_path):
+    """Host 2's process (rank 1) killed after iteration 1: mpiexec stops the job at once and
+    names the host it ran at; the run ends failed within seconds (measured 5 s in all)."""
+    _require_mpi()
+    t0 = time.monotonic()
+    proc = _chainer(tmp_path, "kill", "--iters", "50", "--nodes", "2", "--hostfile", str(tmp_path / "hosts"),
+                    env={FAULT_ENV: "chainer:kill@1/1"})
+    assert time.monotonic() - t0 < 120 and proc.returncode == 1, proc.stderr[-2000:]
+    r = json.loads((tmp_path / "kill" / "results.json").read_text())["backends"]["chainer"]
+    assert r["status"] == "failed" and "(on host localhost)" in r["reason"], r["reason"]

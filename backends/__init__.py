@@ -10,7 +10,6 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-
 ENDPOINT, HOSTFILE = "endpoint", "hostfile"
 
 

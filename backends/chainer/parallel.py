@@ -1,6 +1,7 @@
 """Chainer data parallel: ChainerMN, one MPI process per replica, launched by mpiexec
 (common.harness.launch.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
-CPU, `pure_nccl` on GPUs (untested here: no GPU).
+CPU, `pure_nccl` on GPUs (untested here: no GPU). Across hosts (--nodes with --hostfile) the same
+job, mpiexec starting each host's processes from the host file: nothing here changes.
 
 - Each optimizer is ChainerMN's multi-node optimizer: update() averages the gradients over the
   replicas (multi_node_mean_grad), then runs Adam. Its first update() would only broadcast rank

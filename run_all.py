@@ -54,11 +54,20 @@ def parse_args(argv):
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     if args.nodes > 1:
         multi_host = [r.name for r in backends.REGISTRY.values() if r.multi_host]
-        if [b for b in args.backends if b not in multi_host]:
+        if single := [b for b in args.backends if b not in multi_host]:
             p.error(f"--nodes: only {', '.join(multi_host)} runs across hosts from run_all.py "
-                    f"in this version; pass --backend {','.join(multi_host)}")
-        if not args.rdzv_endpoint:
-            p.error("--nodes needs --rdzv-endpoint HOST:PORT, the same on every host")
+                    f"({single[0]}: {backends.REGISTRY[single[0]].single_host_reason}); "
+                    f"pass --backend {' or '.join(multi_host)}")
+        if len(args.backends) > 1:
+            p.error("--nodes: one backend per multi-host run; pass one of --backend "
+                    f"{', '.join(multi_host)}")
+    by_hostfile = args.nodes > 1 and backends.REGISTRY[args.backends[0]].multi_host == backends.HOSTFILE
+    problem = (replicas.hostfile_problem(args.nodes, args.hostfile, args.node_rank, args.rdzv_endpoint)
+               if by_hostfile or args.hostfile else replicas.hosts_problem(
+                   args.nodes, args.node_rank, args.rdzv_endpoint,
+                   all(backends.REGISTRY[b].assigns_ranks for b in args.backends)))
+    if problem:
+        p.error(problem)
     if args.checkpoint_every and args.devices * args.nodes > 1:
         p.error("--checkpoint-every with --devices/--nodes > 1 is not supported in this version "
                 "(each replica would need its own checkpoint); drop one of them")
@@ -91,6 +100,15 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     # SIGTERM (a scheduler, `timeout`) ends the run like Ctrl-C: children stopped, results kept;
     # a signal stops only the wait on a child (or the data loading), never the writing of results.
+    if args.nodes > 1 and args.node_rank is not None:
+        # the hosts meet first: the same options everywhere, every host there, else one line
+        from common.harness import launch
+        try:
+            launch.meet(args.nodes, args.node_rank, args.rdzv_endpoint, options.host_settings(args),
+                        args.host_timeout or launch.MEET_WAIT_S)
+        except launch.MeetError as exc:
+            print(f"run_all.py: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     interrupts.process.install()
     try:
         return orchestrate.run(args)

@@ -39,10 +39,9 @@ COMPARE = "compare"      # must equal the stored value (it changes what is compu
 FREE = "free"            # may differ: it changes nothing computed (--quiet, --timeout)
 EXCLUSIVE = "exclusive"  # never with --resume: the run folder keeps its own (--out, --data-dir)
 REFUSED = "refused"      # not stored, so it cannot be checked: refused with --resume
+CHANGEABLE = "changeable"  # stored, and a resume may change it: it changes nothing computed
 
-
-# torch.compile's modes that --compile-mode offers ("default": torch.compile's mode=None).
-COMPILE_MODES = ("default", "max-autotune")
+COMPILE_MODES = ("default", "max-autotune")  # --compile-mode's ("default": torch.compile's mode=None)
 
 AS_CLI = object()  # BackendOptions' default is the command line's
 
@@ -178,12 +177,29 @@ class RunOptions:
         stored=True, late=True, backend=True)
     # A multi-host run is not resumable in this version (resume refuses it), so never compared.
     nodes: int = option(
-        1, "hosts of one data-parallel run (PyTorch, torchrun): start run_all.py with the same "
-           "arguments on each; --devices replicas per host (default 1)", PARALLEL,
+        1, "hosts of one data-parallel run: PyTorch (torchrun) and JAX (jax.distributed) start "
+           "run_all.py with the same arguments on each, but --node-rank and --out; Chainer "
+           "(mpiexec) once, with --hostfile; --devices replicas per host (default 1)", PARALLEL,
         check="positive", metavar="N", stored=True, resume=REFUSED, child=True, backend=True)
     rdzv_endpoint: str | None = option(
         None, "with --nodes: where the hosts meet (one of them, a free port; no default)", PARALLEL,
-        metavar="HOST:PORT", child=True)
+        metavar="HOST:PORT", child=True, backend=True)
+    # Not stored: each host's own; the hosts' other options are compared at the start instead.
+    # The backend reads these three (common/harness/checkpoint.py hashes them only when set).
+    node_rank: int | None = option(
+        None, "with --nodes: this host's rank, 0 .. nodes-1; node 0 hosts the endpoint (no "
+              "default: required but for PyTorch, whose rendezvous assigns ranks; checked when "
+              "given)", PARALLEL, metavar="R", backend=True)
+    # One command for every host (Chainer: mpiexec starts them all): a top-level child entry,
+    # hashed into checkpoints only when set (common/harness/checkpoint.py).
+    hostfile: str | None = option(
+        None, "with --nodes, Chainer: MPI's host file (one host a line; MPICH's host:slots "
+              "form too); run_all.py runs once, on the first host, which reaches the others by "
+              "ssh (no default)", PARALLEL, metavar="FILE", child=True)
+    host_timeout: float | None = option(
+        None, "with --nodes: seconds without word from a host before the others end failed, "
+              "naming it (default: the engine's, docs/data-parallel.md)", PARALLEL,
+        check="positive", metavar="SECONDS", backend=True)
     out: str | None = option(None, "run folder to create, must not exist (default: a new "
                                    "runs/<timestamp>)", OUTPUT, metavar="DIR",
                              resume=EXCLUSIVE)
@@ -216,7 +232,7 @@ class RunOptions:
         None, "write each backend's checkpoint (native state + canonical weights) every N "
               "iterations into backends/<name>/checkpoints/, for --resume (default: none)",
         OUTPUT, metavar="N",
-        check="positive", stored=True, stored_when=bool, late=True, child=True)
+        check="positive", stored=True, stored_when=bool, late=True, child=True, resume=CHANGEABLE)
     resume: str | None = option(
         None, "continue the unfinished backends of run DIR from their last checkpoints, with "
               "DIR's stored configuration", OTHER, metavar="DIR", resume=FREE)
@@ -349,6 +365,19 @@ def stored_config(args, **resolved) -> dict:
 def child_settings(args, **resolved) -> dict:
     """The options the child's config carries at its top level."""
     return {name: _value(args, name, resolved) for name, opt in options().items() if opt.child}
+
+
+# Options a host may set for itself in a multi-host run (its machine's threads); every other
+# option that changes what is computed must be the same on every host.
+PER_HOST = {"threads"}
+
+
+def host_settings(args) -> dict:
+    """What the hosts of a multi-host run compare before training (common/harness/launch.py's
+    meet): the options --resume compares but PER_HOST, and the host count."""
+    names = [n for n in options() if resume_mode(n) == COMPARE and n not in PER_HOST]
+    return {**{n: getattr(args, options()[n].attr or n, None) for n in names},
+            "nodes": args.nodes, "host_timeout": args.host_timeout}
 
 
 def backend_settings(args) -> dict:

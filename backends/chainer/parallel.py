@@ -1,6 +1,7 @@
 """Chainer data parallel: ChainerMN, one MPI process per replica, launched by mpiexec
 (common.harness.launch.worker_command); the `naive` communicator (MPI allreduce through mpi4py) on the
-CPU, `pure_nccl` on GPUs (untested here: no GPU).
+CPU, `pure_nccl` on GPUs (untested here: no GPU). Across hosts (--nodes with --hostfile) the same
+job, mpiexec starting each host's processes from the host file: nothing here changes.
 
 - Each optimizer is ChainerMN's multi-node optimizer: update() averages the gradients over the
   replicas (multi_node_mean_grad), then runs Adam. Its first update() would only broadcast rank
@@ -52,6 +53,7 @@ class Replicas:
         self.local_rank, self.local_world = self.comm.intra_rank, self.comm.intra_size
         self._shared = False
         self.sync_bn = options.sync_bn
+        self.nodes = options.nodes  # hosts of the host file (MPI's inter_size counts host names)
 
     def optimizer(self, opt):
         """The multi-node optimizer around `opt` (already set up on its net)."""
@@ -78,8 +80,8 @@ class Replicas:
         return losses[0], losses[1]
 
     def info(self) -> dict:
-        return {"devices": self.local_world, "replicas": self.world,
-                "nodes": self.comm.inter_size, "rank": self.rank,
+        return {"devices": self.world // self.nodes, "replicas": self.world,
+                "nodes": self.nodes, "rank": self.rank,
                 "engine": f"chainermn {self.communicator}",
                 "batchnorm": "MultiNodeBatchNormalization" if self.sync_bn else "per replica",
                 # numpy's BLAS threads, set per replica by the launcher (common.harness.launch)

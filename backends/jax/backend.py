@@ -66,8 +66,11 @@ class Backend(BackendBase):
             runtime.set_host_devices(options.devices)
         if options.onednn:
             runtime.use_classic_cpu_runtime()
+        if options.nodes > 1:  # before JAX's runtime starts
+            parallel.initialize(options)
         self.device = runtime.select_device(options.device)
-        self.replicas = parallel.Replicas(options, self.device) if options.devices > 1 else None
+        self.replicas = (parallel.Replicas(options, self.device)
+                         if options.devices > 1 or options.nodes > 1 else None)
         # the next batch copied while a step runs (train): on one GPU
         self.stage_batches = runtime.is_gpu(self.device) and not self.replicas
         dtype = jnp.bfloat16 if options.bf16 else None

@@ -79,11 +79,11 @@ def cuda_plugins() -> list[str]:
 
 def select_device(requested: str):
     if not wants_gpu(requested, gpu_unavailable_reason):
-        device = jax.devices("cpu")[0]
+        device = jax.local_devices(backend="cpu")[0]  # this process's (several hosts: jax.distributed)
     else:
         # Full float32 for spec runs (module docstring); bf16 inputs are unaffected.
         jax.config.update("jax_default_matmul_precision", "highest")
-        device = jax.devices("gpu")[0]
+        device = jax.local_devices(backend="gpu")[0]
     jax.config.update("jax_default_device", device)
     return device
 

@@ -12,8 +12,9 @@
 - Each context keeps its own BN running statistics (from its own slice); export_weights gives
   context 0's.
 - Losses: each context's batch-mean loss, averaged by an NDArray mean over the contexts.
-- Several hosts: kvstore 'dist_sync' under MXNet's own launcher (tools/launch.py); not wired
-  into run_all.py in this version (docs/data-parallel.md).
+- Several hosts: kvstore 'dist_sync' (the pip wheel has no tools/launch.py: rank 0 would start
+  the scheduler and server roles with DMLC_*); not wired in this version, run_all.py refuses
+  --nodes with that reason (docs/data-parallel.md).
 """
 from __future__ import annotations
 

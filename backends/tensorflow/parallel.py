@@ -13,8 +13,8 @@
   with aggregation "none": each replica keeps and updates its own copy from its own slice
   (measured: replica 0's G.bn0 moving mean after one step equals one device's after a step on
   rows 0..B/2 alone, replica 1's the other half's); export_weights reads replica 0's.
-- Several hosts: MultiWorkerMirroredStrategy with TF_CONFIG on every host; not wired into
-  run_all.py in this version (docs/data-parallel.md).
+- Several hosts: refused (run_all.py, the registry's reason): Keras 3's fit, this backend's loop,
+  does not run under MultiWorkerMirroredStrategy (measured, docs/data-parallel.md).
 """
 from __future__ import annotations
 

@@ -35,7 +35,10 @@ _NOT_HASHED = {"quiet", "out_dir", "init_weights", "verbose", "timeout", "qualit
                "checkpoint_every"}
 # Options added after checkpoints existed: hashed only when not at this default, so a checkpoint
 # written before them (whose config lacks them) still resumes.
-_HASHED_WHEN_SET = {"compile_mode": "default", "onednn": False}
+_HASHED_WHEN_SET = {"compile_mode": "default", "onednn": False, "hostfile": None}
+# The multi-host options in the backend's options (never checkpointed: --checkpoint-every is
+# refused with --nodes): hashed only when set, there only (the top level's rdzv_endpoint always was).
+_OPTIONS_HASHED_WHEN_SET = ("rdzv_endpoint", "node_rank", "host_timeout")
 
 
 class CheckpointError(DataError):
@@ -57,6 +60,9 @@ def config_hash(config: dict) -> str:
                     and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])}
         return value
     data = dict(strip(config), dataset={"name": config.get("dataset", {}).get("name")})
+    if isinstance(data.get("options"), dict):
+        data["options"] = {k: v for k, v in data["options"].items()
+                           if not (k in _OPTIONS_HASHED_WHEN_SET and v is None)}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

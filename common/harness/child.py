@@ -53,7 +53,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     t0 = time.perf_counter()
     command = launch.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
                                       config.get("nodes", 1), config.get("rdzv_endpoint"),
-                                      config["options"].get("threads"))
+                                      config["options"].get("threads"), config.get("hostfile"))
     launcher = command[1:3] != ["-m", "common.harness.worker"]
     # A launcher and its replicas get their own process group: when it ends, none outlives it.
     # Its stdout joins the stderr pump: mpiexec reports a failed replica there.
@@ -92,6 +92,8 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
         if first and first[0] != 0:
             result.update(status="failed", reason=f"{first[1]}; the launcher stopped the other "
                           f"replicas (rank 0: {result['reason'][:200]})")
+    if config.get("nodes", 1) > 1 and result["status"] == "failed" and (lost := launch.lost_host(list(tail))):
+        result["reason"] = f"{lost} ({result['reason'][:200]})"
     # A child stopped by a signal of its own (kill -INT PID) stops the run as a Ctrl-C would.
     return result, status == "interrupted" or result["status"] == "interrupted"
 

@@ -3,8 +3,8 @@
 A resumed run continues with exactly the configuration its results.json records; a training
 option given again on the command line must equal the stored value, or the resume is refused
 naming it. Options that do not change what is computed (--quiet, --verbose, --timeout) may differ.
-Which option is which is each option's `resume` metadata in common/options.py; a stored option
-in CHANGEABLE keeps its stored value unless the command line gives a new one.
+Which option is which is each option's `resume` metadata in common/options.py; a CHANGEABLE
+one (--checkpoint-every) keeps its stored value unless the command line gives a new one.
 """
 from __future__ import annotations
 
@@ -13,12 +13,7 @@ from pathlib import Path
 import backends
 from common import options
 from common.harness.runfolder import load_run
-from common.options import COMPARE, EXCLUSIVE, FREE, UsageError
-
-# Stored options a resume may change: how often progress is kept changes nothing computed (the
-# checkpoint's config hash leaves it out, common/harness/checkpoint.py), and an interrupted run
-# without checkpoints is told to add --checkpoint-every (reporting.how_to_go_on).
-CHANGEABLE = {"checkpoint_every"}
+from common.options import CHANGEABLE, COMPARE, EXCLUSIVE, FREE, UsageError
 
 
 def conflicts(args, given: set[str], config: dict) -> str | None:
@@ -28,7 +23,7 @@ def conflicts(args, given: set[str], config: dict) -> str | None:
         return "a multi-host run (--nodes) cannot be resumed in this version; start a new run"
     for dest in sorted(given):
         mode, flag = options.resume_mode(dest), options.flag(dest)
-        if mode == FREE or dest in CHANGEABLE:
+        if mode in (FREE, CHANGEABLE):
             continue
         if mode == EXCLUSIVE:
             return f"{flag} cannot be combined with --resume (the run folder keeps its own)"
@@ -51,9 +46,9 @@ def apply(args, config: dict, dataset: dict) -> None:
     stays the fallback, a cache stays that cache). KeyError/TypeError if it is incomplete."""
     given = getattr(args, "given", set())
     for name, opt in options.options().items():
-        if name in CHANGEABLE and name in given:
+        if options.resume_mode(name) == CHANGEABLE and name in given:
             continue  # the command line's new value
-        if options.resume_mode(name) == COMPARE:
+        if options.resume_mode(name) in (COMPARE, CHANGEABLE):
             value = options.stored_value(name, config)
             setattr(args, opt.attr or name, list(value) if isinstance(value, list) else value)
         elif options.resume_mode(name) == EXCLUSIVE:  # not given (conflicts refused it)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ def test_worker_command_uses_the_launcher_only_where_the_engine_needs_one():
         cmd = launch.worker_command("chainer", 2, "c.json", threads=4)
         assert cmd[0] == replicas.mpiexec() and cmd[1:6] == ["-n", "2", "-genv", "OMP_NUM_THREADS", "2"]
         assert cmd[-3:] == ["-m", "common.harness.worker", "c.json"]
+        # across 3 hosts from a host file: 2 a host, 6 in all; only global rank 0 writes the run folder
+        cmd = launch.worker_command("chainer", 2, "c.json", nodes=3, threads=4, hostfile="hosts")
+        assert cmd[1:9] == ["-f", "hosts", "-ppn", "2", "-genv", replicas.ONE_COMMAND_ENV, "1", "-n"]
+        assert cmd[9] == "6"
 
 
 def test_the_launchers_first_failure_is_found_in_its_summary():
@@ -74,13 +79,19 @@ def test_mpiexecs_failed_pid_is_named_by_the_replica_that_recorded_it(tmp_path, 
 =   CLEANING UP REMAINING PROCESSES
 ===================================================================================
 YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)""".splitlines()
-    assert launch.first_failure(hydra, tmp_path) == (-1, "a replica (pid 3124) killed by signal 9")
+    assert launch.first_failure(hydra, tmp_path) == (-1, "a replica (pid 3124) killed by signal 9 (on host vm)")
     replica = tmp_path / "replicas" / "rank1"
     replica.mkdir(parents=True)
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setattr(os, "getpid", lambda: 3124)
     replicas.record_replica(replica)
-    assert launch.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9")
+    assert launch.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9 (on host vm)")
+
+
+# The engines run_all.py does not drive across hosts in this version (backends/__init__.py's
+# multi_host): --nodes refused for them, naming the ones it runs.
+SINGLE_HOST = [r.name for r in backends.REGISTRY.values() if not r.multi_host]
+ENDPOINT = ["--rdzv-endpoint", "127.0.0.1:29500"]
 
 
 @pytest.mark.slow
@@ -88,13 +99,46 @@ YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)""".splitline
     (["--devices", "2", "--batch-size", "63"], "multiple of 2"),
     (["--devices", "0"], "--devices"),
     (["--sync-bn"], "--sync-bn"),
-    (["--nodes", "2", "--rdzv-endpoint", "127.0.0.1:29500", "--backend", "mxnet"], "--nodes"),
+    *[(["--nodes", "2", *ENDPOINT, "--node-rank", "0", "--backend", name],
+       f"runs across hosts from run_all.py ({name}: {backends.REGISTRY[name].single_host_reason})")
+      for name in SINGLE_HOST],
     (["--nodes", "2", "--backend", "pytorch"], "--rdzv-endpoint"),
-], ids=["batch-not-divisible", "zero-devices", "sync-bn-without-devices", "nodes-other-engine",
-        "nodes-without-rendezvous"])
+    (["--nodes", "2", *ENDPOINT, "--backend", "jax"], "needs --node-rank"),
+    (["--nodes", "2", *ENDPOINT, "--node-rank", "2", "--backend", "jax"], "out of range"),
+    (["--nodes", "2", *ENDPOINT, "--node-rank", "-1", "--backend", "pytorch"], "out of range"),
+    (["--nodes", "2", "--rdzv-endpoint", "127.0.0.1", "--node-rank", "1", "--backend", "jax"], "HOST:PORT"),
+    (["--node-rank", "0", "--backend", "jax"], "--nodes 2 or more"),
+    (["--nodes", "2", *ENDPOINT, "--node-rank", "0", "--backend", "pytorch,jax"], "one backend"),
+    (["--nodes", "2", "--backend", "chainer"], "needs --hostfile"),
+    (["--nodes", "3", "--backend", "chainer", "--batch-size", "48", "--hostfile", "pyproject.toml"], None),
+    (["--nodes", "2", "--backend", "chainer", "--hostfile", "no-such-file"], "cannot read it"),
+    (["--nodes", "2", *ENDPOINT, "--backend", "chainer", "--hostfile", "README.md"], "do not apply"),
+    (["--hostfile", "README.md", "--backend", "chainer"], "--nodes 2 or more"),
+], ids=["batch-not-divisible", "zero-devices", "sync-bn-without-devices",
+        *[f"nodes-{name}" for name in SINGLE_HOST], "nodes-without-rendezvous",
+        "node-rank-missing", "node-rank-too-big", "node-rank-negative", "endpoint-without-port",
+        "node-rank-without-nodes", "nodes-two-backends", "hostfile-missing", "hostfile-too-short",
+        "hostfile-unreadable", "hostfile-with-endpoint", "hostfile-without-nodes"])
 def test_bad_parallel_input_is_one_line_exit_2(tmp_path, args, needle):
+    if needle is None:  # a host file of two hosts for --nodes 3
+        (tmp_path / "hosts").write_text("h0\nh1\n")
+        args = [a if a != "pyproject.toml" else str(tmp_path / "hosts") for a in args]
+        needle = "names 2 host(s) and --nodes is 3"
     proc = run_cli("--dataset", "synthetic", *args, "--out", str(tmp_path / "run"), env=offline(tmp_path))
     assert needle in one_line_error(proc)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_node_0_refuses_an_endpoint_port_in_use(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("--dataset", "synthetic", "--backend", "jax", "--nodes", "2", "--node-rank", "0",
+                       "--rdzv-endpoint", f"127.0.0.1:{port}", "--out", str(tmp_path / "run"),
+                       env=offline(tmp_path))
+    assert "the port is in use on this host" in one_line_error(proc)
     assert not (tmp_path / "run").exists()
 
 
@@ -251,7 +295,6 @@ def test_two_hosts_meet_at_the_rendezvous_and_train_one_run(tmp_path):
     """--nodes 2 on one machine: two run_all.py processes (as on two hosts, same arguments) whose
     torchrun agents meet at one c10d endpoint; each host's folder gets the run's losses."""
     require_backend("pytorch")
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

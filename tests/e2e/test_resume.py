@@ -142,7 +142,7 @@ def test_resume_of_a_folder_without_results_is_refused(tmp_path, capsys):
 def _interrupted_copy(tmp_path, **config) -> Path:
     """A committed run's results.json with pytorch interrupted (the rest finished), its config
     changed by `config`: what --resume reads, without training."""
-    src = REPO / "benchmarks" / "results" / "seed-study" / "amd-epyc-2core-2026-12-07" / "mnist32-500" / "seed-0"
+    src = REPO / "benchmarks" / "results" / "seed-study" / "mnist32-500" / "seed-0"
     results = json.loads((src / "results.json").read_text())
     results["config"].update(config)
     results["backends"]["pytorch"]["status"] = "interrupted"

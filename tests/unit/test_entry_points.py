@@ -45,6 +45,7 @@ BACKEND_ENTRIES = {
     "benchmarks.throughput": ["-m", "benchmarks.throughput"],
     "benchmarks.scaling": ["-m", "benchmarks.scaling"],
     "benchmarks.time_to_target": ["-m", "benchmarks.time_to_target", "--target-fd", "500"],
+    "benchmarks.soak": ["-m", "benchmarks.soak"],
     "benchmarks.gpu_check": ["-m", "benchmarks.gpu_check"],
     "benchmarks.bare": ["-m", "benchmarks.bare", "--out", "never-written.json"],
 }

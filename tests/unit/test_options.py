@@ -30,7 +30,10 @@ def _v1() -> dict:
 TYPES = typing.get_type_hints(options.RunOptions)
 # What run_all.py's own checks need beside an option (--sync-bn needs replicas, --nodes a
 # rendezvous and a multi-host backend).
-NEEDS = {"sync_bn": ["--devices", "4"], "compile_mode": ["--compile"], "nodes": ["--backend", "pytorch", "--rdzv-endpoint", "h:1"]}
+NEEDS = {"sync_bn": ["--devices", "4"], "compile_mode": ["--compile"], "nodes": ["--backend", "pytorch", "--rdzv-endpoint", "h:1"],
+         "rdzv_endpoint": ["--backend", "pytorch", "--nodes", "2"],
+         "node_rank": ["--backend", "pytorch", "--nodes", "8", "--rdzv-endpoint", "h:1"],
+         "hostfile": ["--backend", "chainer", "--nodes", "2"]}
 
 
 def _sample_argv(name: str) -> list[str]:
@@ -45,7 +48,8 @@ def _sample_argv(name: str) -> list[str]:
         return [flag, opt.choices[-1]]
     if {int, float} & set(typing.get_args(TYPES[name]) or [TYPES[name]]):
         return [flag, "4"]
-    return [flag, {"backend": "pytorch", "seeds": "3,4"}.get(name, "x")]
+    return [flag, {"backend": "pytorch", "seeds": "3,4", "rdzv_endpoint": "h:1",
+                  "hostfile": str(Path(__file__).parents[2] / "README.md")}.get(name, "x")]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -78,9 +82,9 @@ def test_every_option_has_a_resume_rule_that_resume_applies(name, tmp_path):
         return
     args = run_all.parse_args(["--resume", str(tmp_path), *NEEDS.get(name, []), *_sample_argv(name)])
     mode = options.resume_mode(name)
-    assert mode in (options.COMPARE, options.FREE, options.EXCLUSIVE, options.REFUSED)
+    assert mode in (options.COMPARE, options.FREE, options.EXCLUSIVE, options.REFUSED, options.CHANGEABLE)
     problem = resume.conflicts(args, {name}, config)
-    if mode == options.FREE:
+    if mode in (options.FREE, options.CHANGEABLE):  # CHANGEABLE: the new value wins (test_resume.py)
         assert problem is None
         return
     assert options.flag(name) in problem
@@ -146,10 +150,12 @@ def test_the_child_config_keeps_its_keys():
     entries stay those a version-1 run wrote, or its checkpoints would not resume."""
     args = run_all.parse_args([])
     assert set(options.child_settings(args, preset="mnist32", iters=3)) == {
-        "preset", "iters", "batch_size", "nodes", "rdzv_endpoint", "quiet", "checkpoint_every"}
+        "preset", "iters", "batch_size", "nodes", "rdzv_endpoint", "quiet", "checkpoint_every",
+        "hostfile"}  # hashed only when set (common/harness/checkpoint.py)
     assert set(options.backend_settings(args)) == {
         "device", "seed", "threads", "channels_last", "bf16", "xla", "onednn", "compile",
-        "compile_mode", "devices", "nodes", "sync_bn", "verbose"}
+        "compile_mode", "devices", "nodes", "sync_bn", "verbose", "rdzv_endpoint", "node_rank",
+        "host_timeout"}
 
 
 def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
@@ -158,7 +164,8 @@ def test_backend_options_are_the_backend_subset_frozen_with_their_defaults():
     assert dataclasses.asdict(BackendOptions()) == {
         "device": "auto", "seed": 0, "threads": None, "channels_last": False, "bf16": False,
         "xla": False, "onednn": False, "compile": False, "compile_mode": "default", "devices": 1,
-        "nodes": 1, "sync_bn": False, "verbose": False}
+        "nodes": 1, "sync_bn": False, "verbose": False, "rdzv_endpoint": None, "node_rank": None,
+        "host_timeout": None}
     with pytest.raises(dataclasses.FrozenInstanceError):
         BackendOptions().device = "cpu"
     assert BackendOptions(**options.backend_settings(run_all.parse_args([]))).threads \

@@ -36,7 +36,9 @@ def test_launch_facts_are_the_registrys():
     the harness and run_all.py read them here."""
     launchers = {name: reg.launcher for name, reg in backends.REGISTRY.items() if reg.launcher}
     assert launchers == {"pytorch": "torchrun", "chainer": "mpiexec"}
-    assert [name for name, reg in backends.REGISTRY.items() if reg.multi_host] == ["pytorch"]
+    assert {name: reg.multi_host for name, reg in backends.REGISTRY.items() if reg.multi_host} == {
+        "pytorch": backends.ENDPOINT, "chainer": backends.HOSTFILE, "jax": backends.ENDPOINT}
+    assert [name for name, reg in backends.REGISTRY.items() if reg.assigns_ranks] == ["pytorch"]
 
 
 @pytest.mark.parametrize("name", backends.NAMES)

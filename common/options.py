@@ -101,7 +101,8 @@ docs: README.md, docs/options.md, docs/outputs.md (what a run writes), docs/benc
 @dataclass(frozen=True)
 class RunOptions:
     backend: str = option(
-        "all", "'all' or a comma-separated list of: {backend_names} (default all)",
+        "all", "'all' or a comma-separated list of: {backend_names}; run_all.py takes NAME@ENV too, "
+        "ENV an environment tools.envs built or a Python's absolute path (jax,jax@newest; default all)",
         TRAIN, metavar="LIST",
         attr="backends", stored=True, key="backends")
     dataset: str = option(

@@ -1,6 +1,7 @@
 """Two runs side by side: `run_all.py --compare A B` prints what changed from A to B."""
 from __future__ import annotations
 
+from common.results import schema
 from common.results.tables import headline_losses, table
 
 # Run-to-run spread of one backend's img/s between two single runs minutes apart on a shared
@@ -49,7 +50,7 @@ def compare_runs(a: dict, b: dict) -> str:
         qa, qb = ra.get("quality") or {}, rb.get("quality") or {}
         row["FD"] = f"{_fmt(qa.get('fd'), 2)} -> {_fmt(qb.get('fd'), 2)}"
         rows.append(row)
-    head = []
+    head = environment_changes(a, b)
     for key, label in (("config", "config"), ("provenance", "machine")):
         if key == "config":
             diff = {k: (a["config"].get(k), b["config"].get(k))
@@ -62,6 +63,19 @@ def compare_runs(a: dict, b: dict) -> str:
     rule = (f"change: 'beyond noise' only when the img/s IQRs do not overlap and the medians differ "
             f"by more than {RUN_TO_RUN_SPREAD:.0%} (the measured run-to-run spread; docs/outputs.md#noise)")
     return "\n".join(head + ([""] if head else []) + [table(rows, "simple"), "", rule] + loads)
+
+
+def environment_changes(a: dict, b: dict) -> list[str]:
+    """One line per label present in both runs whose package versions changed ('jax: jax 0.6.2
+    -> 0.12.0, numpy 1.26.4 -> 2.5.5'): what upgrading changed is read beside it."""
+    lines = []
+    for label in [k for k in a["backends"] if k in b["backends"]]:
+        pa, pb = schema.row_packages(a, label), schema.row_packages(b, label)
+        changed = [f"{k} {pa.get(k, '-')} -> {pb.get(k, '-')}" for k in dict.fromkeys([*pa, *pb])
+                   if pa.get(k) != pb.get(k) and k != "setuptools"]
+        if changed:
+            lines.append(f"{label} packages differ: {', '.join(changed)}")
+    return lines
 
 
 def _fmt(value, digits: int) -> str:

@@ -136,6 +136,10 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         + (f", GPUs: {', '.join(prov['gpus'])}" if prov.get("gpus") else ", no GPU"),
         f"- software: Python {prov.get('python')}, "
         + ", ".join(f"{k} {v}" for k, v in pk.items()),
+        *[f"- {label}: {env.get('name')} environment, Python {env.get('python')}, "
+          + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
+          for label, env in ((k, r.get("environment") or {}) for k, r in results["backends"].items())
+          if env.get("name")],  # a backend run in another environment (NAME@ENV)
         f"- git: {(prov.get('git') or {}).get('commit')}"
         + (" (dirty)" if (prov.get("git") or {}).get("dirty") else ""),
         "",

@@ -110,8 +110,8 @@ def read_losses(run_dir: Path, names) -> pd.DataFrame:
     frames = []
     for name in names:
         f = run_dir / "backends" / name / "losses.csv"
-        if f.exists() and f.stat().st_size:
-            frames.append(pd.read_csv(f))
+        if f.exists() and f.stat().st_size:  # keyed by the folder's label ('jax@newest'):
+            frames.append(pd.read_csv(f).assign(backend=name))  # the file holds the plain name
     if not frames:
         return pd.DataFrame(columns=list(LOSS_COLUMNS))
     return pd.concat(frames, ignore_index=True)

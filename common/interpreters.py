@@ -87,4 +87,6 @@ def describe(python: str, env: str | None = None) -> dict:
                              "(python -m common.sysinfo failed there); give a Python 3.10+ "
                              "interpreter or rebuild the environment: python -m tools.envs create NAME"
                              ) from None
+    if info["interpreter"] != python:  # a wrapper or a link: run what was given, record both
+        info["executable"], info["interpreter"] = info["interpreter"], python
     return {"name": env, **info}

@@ -15,6 +15,7 @@ from pathlib import Path
 from common import atomic, sysinfo
 from common.harness import interrupts, launch
 from common.harness.runfolder import REPO
+from common.results import schema
 
 STDERR_TAIL_LINES = 40
 
@@ -48,7 +49,7 @@ def run_child(label: str, config: dict, run_dir: Path, timeout: float | None, ve
     result, with its plain backend name and environment, and whether the run was interrupted."""
     name = label.partition("@")[0]
     python = (environment or {}).get("interpreter") or sys.executable
-    out = run_dir / "backends" / label
+    out = run_dir / "backends" / schema.label_folder(label)
     out.mkdir(parents=True, exist_ok=True)
     config = dict(config, backend=name, out_dir=str(out))
     atomic.write_json(out / "config.json", config)

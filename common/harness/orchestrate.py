@@ -128,7 +128,7 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
         if args.resume and seed_results.get(name, {}).get("status") in ("ok", "skipped"):
             continue  # --resume keeps finished backends as they are
         if args.resume:  # a result left by the stopped attempt must not stand for this one;
-            attempt = seed_dir / "backends" / name  # its stderr log is kept beside the new one
+            attempt = seed_dir / "backends" / schema.label_folder(name)  # its stderr log is kept beside the new one
             (attempt / "result.json").unlink(missing_ok=True)
             if (attempt / "stderr.log").exists():
                 os.replace(attempt / "stderr.log", attempt / "stderr.before-resume.log")
@@ -145,6 +145,6 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
             seed_results[name], interrupted = run_child(
                 name, child_config, seed_dir, args.timeout, args.verbose, env)
             if judge and not interrupted:
-                judge.assess(seed_results[name], seed_dir / "backends" / name, seed)
+                judge.assess(seed_results[name], seed_dir / "backends" / schema.label_folder(name), seed)
         atomic.write_json(run_dir / "results.json", results)  # partial results survive
     return interrupted

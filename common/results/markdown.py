@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from common.results import figures, replica_scaling, tables
+from common.results import figures, replica_scaling, schema, tables
 from common.results.schema import LOSS_COLUMNS
 from common.results.tables import table
 
@@ -88,13 +88,13 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
     context = figures.run_context(results)
     grids, at = {}, {}
     for name in names:
-        f = run_dir / "backends" / name / "samples.npy"
+        f = run_dir / "backends" / schema.label_folder(name) / "samples.npy"
         if f.exists():
             grids[name] = np.load(f, allow_pickle=False)
             at[name] = results["backends"][name].get("iterations_done", "?")
-            figures.save_grid(grids[name], run_dir / f"samples_{name}.png",
+            figures.save_grid(grids[name], run_dir / f"samples_{schema.label_folder(name)}.png",
                               f"{name}: samples from the fixed z, iteration {at[name]}", context)
-            written.append(run_dir / f"samples_{name}.png")
+            written.append(run_dir / f"samples_{schema.label_folder(name)}.png")
     if len(grids) > 1:
         figures.save_grids_side_by_side(grids, run_dir / "samples.png", at, context)
         written.append(run_dir / "samples.png")

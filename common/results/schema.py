@@ -51,6 +51,13 @@ def load_results(path: Path, schema_version: int | None = SCHEMA_VERSION) -> dic
     return results
 
 
+def label_folder(label: str) -> str:
+    """The folder name of a row's files under backends/ (and in file names): the label, with an
+    interpreter path's separators made one name ('jax@/opt/py/bin/python' -> 'jax@opt_py_bin_python')."""
+    name, at, env = label.partition("@")
+    return name + at + env.strip("/").replace("/", "_")
+
+
 def row_packages(results: dict, label: str) -> dict:
     """The package versions a row ran with: its own environment's (version 2), else the run's
     provenance (version 1, where every backend ran in the parent's environment)."""

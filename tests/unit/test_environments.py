@@ -152,3 +152,22 @@ def test_numpy_1_and_2_draw_the_same_data_order_noise_and_initial_weights():
                                       capture_output=True, text=True, check=True).stdout)
     assert here["numpy"].split(".")[0] != there["numpy"].split(".")[0]
     assert here["sha256"] == there["sha256"], (here, there)
+
+
+def test_compare_names_the_packages_that_changed_per_label():
+    from common.results.compare import environment_changes
+    old = json.loads(V1.read_text())  # version 1: the run's provenance packages
+    new = json.loads(V1.read_text())
+    for row in new["backends"].values():
+        row["environment"] = {"packages": dict(old["provenance"]["packages"], numpy="2.4.6")}
+    lines = environment_changes(old, new)
+    assert lines and all("numpy" in line and "-> 2.4.6" in line for line in lines)
+    assert environment_changes(new, new) == []
+
+
+@pytest.mark.parametrize("label, folder", [
+    ("jax", "jax"), ("jax@newest", "jax@newest"),
+    ("jax@/opt/py/bin/python", "jax@opt_py_bin_python"),
+])
+def test_a_labels_files_live_in_one_folder(label, folder):
+    assert schema.label_folder(label) == folder and "/" not in schema.label_folder(label)

@@ -115,22 +115,22 @@ def test_the_environment_builder_builds_offline_from_a_wheel_folder(tmp_path):
                PIP_INDEX_URL="http://127.0.0.1:9/", PIP_EXTRA_INDEX_URL="", PATH=os.environ["PATH"])
     command = [sys.executable, "-m", "tools.envs", "create", "tiny", "--file", str(requirements),
                "--wheels", str(tmp_path / "wheels"), "--python", sys.executable]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     python = tmp_path / "envs" / "tiny" / "bin" / "python"
     got = subprocess.run([str(python), "-c", "import dcgan_bench_tinypkg as t; print(t.VALUE)"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert got.stdout.strip() == "42", got.stderr
     record = json.loads((tmp_path / "envs" / "tiny" / interpreters.RECORD).read_text())
     assert record["offline_from"] == str(tmp_path / "wheels") and record["size_bytes"] > 0
     assert record["requirements_sha256"] == hashlib.sha256(requirements.read_bytes()).hexdigest()
     # built twice without --force: refused, the environment kept
-    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     one_line_error(again)
     assert "--force" in again.stderr and python.exists()
     # a wheel the folder lacks: pip cannot find it offline, exit non-zero, nothing recorded as built
     requirements.write_text("dcgan_bench_tinypkg==2.0\n")
     missing = subprocess.run([*command[:4], "tiny2", *command[5:]], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, check=False)
     assert missing.returncode != 0
     assert not (tmp_path / "envs" / "tiny2" / interpreters.RECORD).exists()

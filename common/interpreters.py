@@ -3,6 +3,7 @@ name, from envs/<name>.txt into ENVS_DIR/<name>), or any Python given by its abs
 how such an interpreter describes itself (python -m common.sysinfo run inside it)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -90,3 +91,16 @@ def describe(python: str, env: str | None = None) -> dict:
     if info["interpreter"] != python:  # a wrapper or a link: run what was given, record both
         info["executable"], info["interpreter"] = info["interpreter"], python
     return {"name": env, **info}
+
+
+def stale(env: str) -> str | None:
+    """A warning if built environment `env` was built from other requirements than
+    envs/<env>.txt holds now (None if it matches, or is not one the project defines)."""
+    record, file = envs_dir() / env / RECORD, REQUIREMENTS_DIR / f"{env}.txt"
+    try:
+        built_from = json.loads(record.read_text()).get("requirements_sha256")
+        now = hashlib.sha256(file.read_bytes()).hexdigest()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None if built_from == now else (f"warning: {env} was built from an older {file.name}; "
+                                           f"rebuild it: python -m tools.envs create {env} --force")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import backends
 from common import interpreters
@@ -41,6 +42,9 @@ def check(labels) -> dict[str, dict]:
             raise UsageError(f"{name}{exc}") from None
         if python not in described:
             described[python] = interpreters.describe(python, env)
+            warning = interpreters.stale(env) if env else None
+            if warning:  # it still runs: the row records what it holds
+                print(warning, file=sys.stderr)
         info = dict(described[python])
         if env is not None:
             reg = backends.REGISTRY[name]

@@ -171,3 +171,15 @@ def test_compare_names_the_packages_that_changed_per_label():
 ])
 def test_a_labels_files_live_in_one_folder(label, folder):
     assert schema.label_folder(label) == folder and "/" not in schema.label_folder(label)
+
+
+def test_an_environment_built_from_older_requirements_is_named_stale(tmp_path, monkeypatch):
+    import hashlib
+    monkeypatch.setenv(interpreters.ENVS_DIR_VARIABLE, str(tmp_path))
+    name = interpreters.defined()[0]
+    (tmp_path / name).mkdir()
+    current = hashlib.sha256((interpreters.REQUIREMENTS_DIR / f"{name}.txt").read_bytes()).hexdigest()
+    (tmp_path / name / interpreters.RECORD).write_text(json.dumps({"requirements_sha256": current}))
+    assert interpreters.stale(name) is None
+    (tmp_path / name / interpreters.RECORD).write_text(json.dumps({"requirements_sha256": "0" * 64}))
+    assert f"python -m tools.envs create {name} --force" in interpreters.stale(name)

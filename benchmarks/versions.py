@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
+from benchmarks import configs  # noqa: E402
 from common import atomic, cli, interpreters  # noqa: E402
 from common.harness import environment  # noqa: E402
 from common.options import EXIT_USAGE, UsageError  # noqa: E402
@@ -66,6 +67,9 @@ def parse_args(argv):
     p.add_argument("--iters", type=int, default=60, help="iterations per run (default 60)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     p.add_argument("--preset", default="mnist32", choices=("mnist32", "dcgan64"), help="(default mnist32)")
+    p.add_argument("--configs", default="spec,best", metavar="LIST",
+                   help="spec and/or best (benchmarks/configs.py: the backend's CPU fast paths), "
+                        "each its own table; a backend without a best runs spec only (default spec,best)")
     p.add_argument("--no-parity", action="store_true", help="skip the parity tests")
     p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/versions/<backend>)")
     args = p.parse_args(argv)
@@ -74,6 +78,9 @@ def parse_args(argv):
     if args.versions and args.backend in NO_RELEASES:
         p.error(NO_RELEASES[args.backend])
     args.out = args.out or RESULTS_DIR / args.backend
+    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if not args.config_list or set(args.config_list) - {"spec", "best"}:
+        p.error(f"--configs takes spec, best or spec,best, got {args.configs!r}")
     return args
 
 
@@ -116,15 +123,15 @@ def run_parity(backend: str, python: str) -> dict:
     return {"pass": proc.returncode == 0, **counts, "summary": last.strip("= ")}
 
 
-def repeat_runs(args, labels: list[str]) -> list[dict]:
+def repeat_runs(args, labels: list[str], config: str, paths: tuple[str, ...]) -> list[dict]:
     """Every repeat: one run_all.py with every label, in an order rotated by one each repeat."""
     runs = []
     for k in range(args.repeats):
         order = labels[k % len(labels):] + labels[:k % len(labels)]
-        out = args.out / "runs" / f"repeat-{k}"
+        out = args.out / "runs" / config / f"repeat-{k}"
         command = cli.run_all_command(backend=order, iters=args.iters, batch_size=args.batch_size,
                                       preset=args.preset, dataset="synthetic", quiet=True,
-                                      figures=False, out=str(out))
+                                      figures=False, out=str(out), device="cpu") + configs.flags(paths)
         if subprocess.run(command, cwd=REPO, check=False).returncode not in (0, 1):
             raise UsageError(f"repeat {k}: run_all.py stopped (above); its folder {out} keeps what it wrote")
         runs.append(json.loads((out / "results.json").read_text())["backends"])
@@ -142,7 +149,7 @@ def verdict(mine: list[float], reference: list[float]) -> str:
     return "beyond noise" if disjoint and abs(ma - mb) / min(ma, mb) > spread else "within noise"
 
 
-def table_rows(args, labels, runs, parity) -> list[dict]:
+def table_rows(args, labels, runs, parity, config: str) -> list[dict]:
     package = RELEASE.get(args.backend, (backends.REGISTRY[args.backend].framework,))[0]
     rows = []
     for label in labels:
@@ -150,7 +157,7 @@ def table_rows(args, labels, runs, parity) -> list[dict]:
         ips = [(g.get("summary") or {}).get("img_per_s_median") for g in got]
         ips = [x for x in ips if x]
         packages = next(((g.get("environment") or {}).get("packages") for g in got if g.get("environment")), {})
-        rows.append({"framework": args.backend, "label": label,
+        rows.append({"framework": args.backend, "label": label, "config": config,
                      "version": packages.get(package) or packages.get(backends.REGISTRY[args.backend].framework),
                      "packages": packages, "parity": parity.get(label),
                      "img_per_s": statistics.median(ips) if ips else None, "img_per_s_repeats": ips,
@@ -194,15 +201,22 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     parity = ({} if args.no_parity else
               {label: run_parity(args.backend, info["interpreter"]) for label, info in checked.items()})
-    try:
-        rows = table_rows(args, labels, repeat_runs(args, labels), parity)
-    except UsageError as exc:
-        print(f"benchmarks.versions: error: {exc}", file=sys.stderr)
-        return 1
+    rows, text = [], ""
+    for config in args.config_list:
+        paths = configs.fast_paths(config, args.backend, "cpu")
+        if isinstance(paths, str) or (config == "best" and not paths):
+            text += f"## {config}\n\n{args.backend} has no {config} configuration on a CPU ({paths or 'spec'})\n\n"
+            continue
+        try:
+            mine = table_rows(args, labels, repeat_runs(args, labels, config, paths), parity, config)
+        except UsageError as exc:
+            print(f"benchmarks.versions: error: {exc}", file=sys.stderr)
+            return 1
+        rows += mine
+        text += f"## {config}: {configs.label(paths)}\n\n{markdown(mine)}\n"
     atomic.write_json(args.out / "versions.json", {"backend": args.backend, "preset": args.preset,
                       "batch_size": args.batch_size, "iters": args.iters, "repeats": args.repeats,
-                      "rows": rows})
-    text = markdown(rows)
+                      "device": "cpu", "rows": rows})
     atomic.write_text(args.out / "versions.md", text)
     print(text)
     return 0

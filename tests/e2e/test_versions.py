@@ -65,7 +65,7 @@ def test_a_planted_slowdown_is_beyond_noise_and_an_unchanged_environment_is_not(
     assert all(r["version"] == rows["reference"]["version"] for r in rows.values())
     assert "beyond noise" in (tmp_path / "out" / "versions.md").read_text()
     # each label's files in one folder of its own (the path's separators made one name)
-    assert len(list((tmp_path / "out" / "runs" / "repeat-0" / "backends").iterdir())) == 3
+    assert len(list((tmp_path / "out" / "runs" / "spec" / "repeat-0" / "backends").iterdir())) == 3
 
 
 def test_the_verdict_needs_disjoint_repeats_and_a_gap_past_their_spread():

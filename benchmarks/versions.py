@@ -106,9 +106,13 @@ def release_envs(args) -> list[str]:
             command = [sys.executable, "-m", "tools.envs", "create", name, "--file", str(path), "--force"]
             if args.wheels:
                 command += ["--wheels", str(args.wheels)]
-            if subprocess.run(command, cwd=REPO, check=False).returncode != 0:
-                raise UsageError(f"{package}=={version}: its environment did not build (pip's reason "
-                                 f"above); list the releases: pip index versions {package}")
+            print(f"benchmarks.versions: building {name} (python -m tools.envs create)", flush=True)
+            built = subprocess.run(command, cwd=REPO, check=False, capture_output=True, text=True)
+            if built.returncode != 0:
+                errors = [line for line in built.stderr.splitlines() if line.startswith("ERROR:")]
+                raise UsageError(f"{package}=={version}: its environment did not build "
+                                 f"({(errors or ['see python -m tools.envs create'])[-1]}); "
+                                 f"list the releases: pip index versions {package}")
         names.append(name)
     return names
 

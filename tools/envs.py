@@ -114,6 +114,7 @@ def create(args) -> int:
     for command in install_commands(python, target, requirements, args.wheels, constraint):
         print("+ " + " ".join(command), file=sys.stderr, flush=True)
         if subprocess.run(command, env=env, check=False).returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)  # a failed build leaves no half environment
             print(f"tools.envs: building {args.name} failed (above); fix {requirements} or the "
                   f"wheel folder and run again with --force", file=sys.stderr)
             return 1

@@ -4,6 +4,7 @@ sleeps (a sitecustomize that delays the loss fetch, inside the timed step)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,17 @@ def test_a_release_that_cannot_be_found_or_a_bad_env_exits_2(tmp_path):
                           capture_output=True, text=True, timeout=300, check=False)
     one_line_error(proc)
     assert "unknown environment" in proc.stderr and not (tmp_path / "out" / "versions.json").exists()
+
+
+@pytest.mark.slow
+def test_a_release_pip_cannot_find_exits_2_in_one_line_and_leaves_no_environment(tmp_path):
+    (tmp_path / "wheels").mkdir()  # offline, and the folder holds no release at all
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    env = dict(os.environ, DCGAN_BENCH_ENVS_DIR=str(tmp_path / "envs"))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.versions", "--backend", "jax",
+                           "--versions", "0.6.2", "--python", python, "--wheels", str(tmp_path / "wheels"),
+                           "--out", str(tmp_path / "out")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    one_line_error(proc)
+    assert "jax==0.6.2" in proc.stderr and "pip index versions jax" in proc.stderr
+    assert not (tmp_path / "envs" / "jax-0.6.2").exists()

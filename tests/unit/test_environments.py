@@ -183,3 +183,16 @@ def test_an_environment_built_from_older_requirements_is_named_stale(tmp_path, m
     assert interpreters.stale(name) is None
     (tmp_path / name / interpreters.RECORD).write_text(json.dumps({"requirements_sha256": "0" * 64}))
     assert f"python -m tools.envs create {name} --force" in interpreters.stale(name)
+
+
+def test_launchers_come_from_the_rows_environment(tmp_path):
+    from common.harness import launch
+    python = tmp_path / "env" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    assert launch.worker_command("jax", 1, "c.json", python=str(python))[0] == str(python)
+    torchrun = launch.worker_command("pytorch", 2, "c.json", python=str(python))
+    assert torchrun[:3] == [str(python), "-m", "torch.distributed.run"]
+    (python.parent / "mpiexec").write_text("")  # the environment's own MPI (MPICH's wheel puts it there)
+    mpi = launch.worker_command("chainer", 2, "c.json", threads=4, python=str(python))
+    assert mpi[0] == str(python.parent / "mpiexec") and str(python) in mpi

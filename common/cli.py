@@ -64,13 +64,15 @@ def parse_backends(text: str, names: Sequence[str], environments: bool = False) 
     (the registry's), else a comma-separated list of them, spaces around a name ignored.
     environments: a name may carry @ENV (an environment tools.envs built, or the absolute path
     of a Python interpreter) and one backend may then appear several times, each label once
-    ('jax,jax@newest'); the labels are returned as given. UsageError (one line naming the fix)
+    ('jax,jax@newest'); the labels are returned as given; 'all@ENV' alone is returned as is. UsageError (one line naming the fix)
     for a list naming none, 'all' beside other names, any unknown name (each one named), an
     empty ENV, @ENV where the command takes none, or a label given twice."""
     given = [b.strip() for b in text.split(",") if b.strip()]
     valid = f"valid: all, or a list of {', '.join(names)}"
     if given == ["all"]:
         return list(names)
+    if environments and len(given) == 1 and split_label(given[0])[0] == "all" and given[0][4:].strip():
+        return given  # all@ENV: the harness expands it (environment.expand_all), knowing ENV
     if not given:
         raise UsageError(f"--backend {text!r} names no backend; {valid}")
     if "all" in given:

@@ -102,7 +102,8 @@ docs: README.md, docs/options.md, docs/outputs.md (what a run writes), docs/benc
 class RunOptions:
     backend: str = option(
         "all", "'all' or a comma-separated list of: {backend_names}; run_all.py takes NAME@ENV too, "
-        "ENV an environment tools.envs built or a Python's absolute path (jax,jax@newest; default all)",
+        "ENV an environment tools.envs built or a Python's absolute path (jax,jax@newest), and "
+        "all@ENV: each backend in ENV where ENV holds it (default all)",
         TRAIN, metavar="LIST",
         attr="backends", stored=True, key="backends")
     dataset: str = option(

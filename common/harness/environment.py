@@ -29,6 +29,26 @@ def probe_framework(python: str, name: str) -> dict | None:
         return None
 
 
+def expand_all(labels: list[str]) -> list[str]:
+    """['all@ENV'] as every backend, each in ENV where ENV holds its framework (and the numpy it
+    needs), else in this interpreter: the newest releases ENV holds, the rest as installed here
+    (PyTorch's CPU build, MXNet on numpy 1). Any other list is returned as it is."""
+    if len(labels) != 1 or split_label(labels[0])[0] != "all":
+        return labels
+    env = split_label(labels[0])[1]
+    try:
+        packages = interpreters.describe(interpreters.resolve(env), env)["packages"]
+    except UsageError as exc:
+        raise UsageError(f"all{exc}") from None
+    numpy_major = packages.get("numpy", "0").split(".")[0]
+    out = []
+    for reg in backends.REGISTRY.values():
+        there = reg.framework in packages or f"{reg.framework}-cpu" in packages
+        fits = not (reg.numpy_below and numpy_major.isdigit() and int(numpy_major) >= reg.numpy_below)
+        out.append(f"{reg.name}@{env}" if there and fits else reg.name)
+    return out
+
+
 def check(labels) -> dict[str, dict]:
     """Each label's environment (interpreters.describe's record, 'framework' added for an
     environment other than this one); UsageError for the first that cannot run its backend."""

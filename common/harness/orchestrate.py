@@ -41,6 +41,7 @@ def run(args) -> int:
         check_out(args.out)  # before any data is loaded or downloaded
     # Every label's interpreter runs the project's code and, for NAME@ENV, imports NAME's
     # framework: a bad environment stops the run here, before anything is loaded or trained.
+    args.backends = environment.expand_all(args.backends)  # all@ENV: stored expanded, for --resume
     args.environments = environment.check(args.backends)
     if args.device == "gpu" and not sysinfo.gpu_models():
         raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
@@ -87,7 +88,7 @@ def run(args) -> int:
           + f"; {'resuming' if args.resume else 'writing'} {rel(run_dir)}", file=sys.stderr)
     del dataset  # children load their own copy; keep the parent small
 
-    explicit = args.backend != "all"
+    explicit = args.backend != "all" and not args.backend.startswith("all@")
     interrupted = False
     judge = QualityJudge(results, spec) if quality else None
     for k, seed in enumerate(args.seed_list):

@@ -196,3 +196,18 @@ def test_launchers_come_from_the_rows_environment(tmp_path):
     (python.parent / "mpiexec").write_text("")  # the environment's own MPI (MPICH's wheel puts it there)
     mpi = launch.worker_command("chainer", 2, "c.json", threads=4, python=str(python))
     assert mpi[0] == str(python.parent / "mpiexec") and str(python) in mpi
+
+
+def test_all_at_an_environment_runs_each_backend_there_if_it_holds_its_framework(tmp_path, monkeypatch):
+    from common.harness import environment
+    assert cli.parse_backends("all@newest", NAMES, environments=True) == ["all@newest"]
+    with pytest.raises(UsageError):
+        cli.parse_backends("all@newest,jax", NAMES, environments=True)
+    with pytest.raises(UsageError, match="unknown backend all@newest"):
+        cli.parse_backends("all@newest", NAMES)  # a command that runs backends here only
+    fake = {"numpy": "2.5.5", "jax": "0.12.1", "tensorflow-cpu": "2.21.0", "mxnet": "1.9.1"}
+    monkeypatch.setattr(interpreters, "resolve", lambda env: "/x/bin/python")
+    monkeypatch.setattr(interpreters, "describe", lambda python, env=None: {"packages": fake})
+    # mxnet is there but cannot run on numpy 2: it stays here, as torch and chainer (not there)
+    assert environment.expand_all(["all@e"]) == ["pytorch", "tensorflow@e", "mxnet", "chainer", "jax@e"]
+    assert environment.expand_all(["jax", "jax@e"]) == ["jax", "jax@e"]

@@ -112,6 +112,17 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
     return written
 
 
+def environment_lines(results: dict) -> list[str]:
+    """One line per other environment the run used (NAME@ENV): its labels, Python and packages."""
+    envs: dict[str, tuple[list[str], dict]] = {}
+    for label, row in results["backends"].items():
+        env = row.get("environment") or {}
+        if label.partition("@")[2] and env.get("packages") is not None:
+            envs.setdefault(label.partition("@")[2], ([], env))[0].append(label)
+    return [f"- environment {name} ({', '.join(labels)}): Python {env.get('python')}, "
+            + ", ".join(f"{k} {v}" for k, v in env["packages"].items()) for name, (labels, env) in envs.items()]
+
+
 def _section(title: str, rows: list[dict], prose: str | None = None) -> list[str]:
     return [f"## {title}", "", *([prose, ""] if prose is not None else []), table(rows, "github"), ""]
 
@@ -136,10 +147,7 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         + (f", GPUs: {', '.join(prov['gpus'])}" if prov.get("gpus") else ", no GPU"),
         f"- software: Python {prov.get('python')}, "
         + ", ".join(f"{k} {v}" for k, v in pk.items()),
-        *[f"- {label}: {env.get('name')} environment, Python {env.get('python')}, "
-          + ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items())
-          for label, env in ((k, r.get("environment") or {}) for k, r in results["backends"].items())
-          if env.get("name")],  # a backend run in another environment (NAME@ENV)
+        *environment_lines(results),
         f"- git: {(prov.get('git') or {}).get('commit')}"
         + (" (dirty)" if (prov.get("git") or {}).get("dirty") else ""),
         "",

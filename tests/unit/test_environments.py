@@ -211,3 +211,12 @@ def test_all_at_an_environment_runs_each_backend_there_if_it_holds_its_framework
     # mxnet is there but cannot run on numpy 2: it stays here, as torch and chainer (not there)
     assert environment.expand_all(["all@e"]) == ["pytorch", "tensorflow@e", "mxnet", "chainer", "jax@e"]
     assert environment.expand_all(["jax", "jax@e"]) == ["jax", "jax@e"]
+
+
+def test_the_report_names_each_other_environment_once_with_its_labels():
+    from common.results.markdown import environment_lines
+    env = {"name": "newest", "python": "3.12.1", "packages": {"numpy": "2.5.5", "jax": "0.12.1"}}
+    results = {"backends": {"jax": {"environment": {"name": None, "packages": {"numpy": "1.26.4"}}},
+                            "jax@newest": {"environment": env}, "chainer@newest": {"environment": env}}}
+    assert environment_lines(results) == [
+        "- environment newest (jax@newest, chainer@newest): Python 3.12.1, numpy 2.5.5, jax 0.12.1"]

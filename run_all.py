@@ -34,7 +34,7 @@ def parse_args(argv):
     if problem:
         p.error(problem)
     try:
-        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+        args.backends = cli.parse_backends(args.backend, backends.NAMES, environments=True)
     except UsageError as exc:
         p.error(str(exc))
     try:

@@ -53,26 +53,46 @@ def bounds_problem(args, names: Sequence[str] | None = None) -> str | None:
     return None
 
 
-def parse_backends(text: str, names: Sequence[str]) -> list[str]:
+def split_label(label: str) -> tuple[str, str | None]:
+    """A result's label ('jax', 'jax@newest', 'jax@/opt/py/bin/python') as (backend, ENV or None)."""
+    name, at, env = label.partition("@")
+    return name, (env if at else None)
+
+
+def parse_backends(text: str, names: Sequence[str], environments: bool = False) -> list[str]:
     """The backends a --backend value names, in its order: 'all' alone for every one of `names`
     (the registry's), else a comma-separated list of them, spaces around a name ignored.
-    UsageError (one line naming the fix) for a list naming none, 'all' beside other names, any
-    unknown name (each one named) or a name given twice."""
+    environments: a name may carry @ENV (an environment tools.envs built, or the absolute path
+    of a Python interpreter) and one backend may then appear several times, each label once
+    ('jax,jax@newest'); the labels are returned as given; 'all@ENV' alone is returned as is. UsageError (one line naming the fix)
+    for a list naming none, 'all' beside other names, any unknown name (each one named), an
+    empty ENV, @ENV where the command takes none, or a label given twice."""
     given = [b.strip() for b in text.split(",") if b.strip()]
     valid = f"valid: all, or a list of {', '.join(names)}"
     if given == ["all"]:
         return list(names)
+    if environments and len(given) == 1 and split_label(given[0])[0] == "all" and given[0][4:].strip():
+        return given  # all@ENV: the harness expands it (environment.expand_all), knowing ENV
     if not given:
         raise UsageError(f"--backend {text!r} names no backend; {valid}")
     if "all" in given:
         raise UsageError(f"--backend {text}: 'all' stands alone; pass --backend all or a list "
                          f"like {','.join(names[:2])}")
-    unknown = [b for b in given if b not in names]
+    unknown = [b for b in given if split_label(b)[0] not in names]
     if unknown:
         raise UsageError(f"--backend {text}: unknown backend {', '.join(unknown)}; {valid}")
+    with_env = [b for b in given if split_label(b)[1] is not None]
+    if with_env and not environments:
+        raise UsageError(f"--backend {text}: this command runs backends in its own environment; "
+                         f"drop @ENV from {', '.join(with_env)} or use run_all.py")
+    empty = [b for b in with_env if not split_label(b)[1].strip()]
+    if empty:
+        raise UsageError(f"--backend {text}: {', '.join(empty)} names no environment; write NAME@ENV, "
+                         "ENV an environment's name (python -m tools.envs list) or a Python's absolute path")
     twice = sorted({b for b in given if given.count(b) > 1})
     if twice:
-        raise UsageError(f"--backend {text}: {', '.join(twice)} named twice; name each backend once")
+        raise UsageError(f"--backend {text}: {', '.join(twice)} named twice; name each backend once"
+                         + (" per environment" if environments else ""))
     return given
 
 

@@ -40,7 +40,6 @@ FREE = "free"            # may differ: it changes nothing computed (--quiet, --t
 EXCLUSIVE = "exclusive"  # never with --resume: the run folder keeps its own (--out, --data-dir)
 REFUSED = "refused"      # not stored, so it cannot be checked: refused with --resume
 CHANGEABLE = "changeable"  # stored, and a resume may change it: it changes nothing computed
-
 COMPILE_MODES = ("default", "max-autotune")  # --compile-mode's ("default": torch.compile's mode=None)
 
 AS_CLI = object()  # BackendOptions' default is the command line's
@@ -100,9 +99,10 @@ docs: README.md, docs/options.md, docs/outputs.md (what a run writes), docs/benc
 @dataclass(frozen=True)
 class RunOptions:
     backend: str = option(
-        "all", "'all' or a comma-separated list of: {backend_names} (default all)",
-        TRAIN, metavar="LIST",
-        attr="backends", stored=True, key="backends")
+        "all", "'all' or a comma-separated list of: {backend_names}; run_all.py takes NAME@ENV too, "
+        "ENV an environment tools.envs built or a Python's absolute path (jax,jax@newest), and "
+        "all@ENV: each backend in ENV where ENV holds it (default all)",
+        TRAIN, metavar="LIST", attr="backends", stored=True, key="backends")
     dataset: str = option(
         "mnist", "mnist | mnist-5k | synthetic | cifar10 | PATH (a folder of .png/.jpg images; default mnist)",
         DATA, metavar="NAME|PATH", stored=True)

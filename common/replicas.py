@@ -72,10 +72,10 @@ def local_rank() -> int:
     return env_int(LOCAL_RANK_ENV)
 
 
-def mpiexec() -> str | None:
-    """The MPI launcher: the one installed beside this Python (the chainermn extra's MPICH
-    wheel puts it in the venv's bin), else the first on PATH; None without MPI."""
-    beside = Path(sys.executable).with_name("mpiexec")
+def mpiexec(python: str | None = None) -> str | None:
+    """The MPI launcher: the one installed beside `python` (default this one: the chainermn
+    extra's MPICH wheel puts it in the venv's bin), else the first on PATH; None without MPI."""
+    beside = Path(python or sys.executable).with_name("mpiexec")
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 

@@ -1,7 +1,9 @@
 """What machine and software produced a result: provenance recorded beside every number."""
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import resource
@@ -14,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Distributions whose versions matter for a result (read from metadata: nothing is imported).
 PACKAGES = ("numpy", "pandas", "matplotlib", "torch", "tensorflow", "tensorflow-cpu", "keras",
-            "mxnet", "chainer", "cupy", "jax", "jaxlib", "flax", "optax", "setuptools")
+            "mxnet", "chainer", "cupy", "jax", "jaxlib", "flax", "optax", "setuptools", "mpi4py",
+            "mpich")
 
 # The environment variables recorded with a result: an allow-list of exact names, each one
 # because it changes what is measured. Never a prefix match: TF_ is also Terraform's prefix
@@ -121,6 +124,21 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def packages_hash() -> str:
+    """sha256 of every installed distribution as sorted 'name==version' lines: two environments
+    with the same hash hold the same packages."""
+    lines = sorted({f"{(d.metadata['Name'] or '?').lower()}=={d.version}"
+                    for d in importlib.metadata.distributions()})
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def environment() -> dict:
+    """The Python environment this process runs in, as a result row records it: interpreter,
+    Python version, the versions that matter (PACKAGES) and the hash of the full package list."""
+    return {"interpreter": sys.executable, "python": platform.python_version(),
+            "packages": package_versions(), "packages_hash": packages_hash()}
+
+
 def load_sample() -> dict:
     """How busy the machine is now: the 1-minute load average and, where the kernel reports it
     (/proc/stat's 8th cpu column, on Linux), the CPU ticks stolen by a hypervisor."""
@@ -167,3 +185,15 @@ def provenance() -> dict:
         "packages": package_versions(),
         "env": measured_env(os.environ),
     }
+
+
+if __name__ == "__main__":  # `python -m common.sysinfo`: how another interpreter describes itself
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print("python -m common.sysinfo is internal (this interpreter's environment as JSON, for "
+              "the harness); run python -m tools.envs list to see the environments")
+        sys.exit(0)
+    if sys.argv[1:]:
+        print("python -m common.sysinfo is internal and takes no arguments; run python -m "
+              "tools.envs list to see the environments", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(environment()))

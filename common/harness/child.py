@@ -15,6 +15,7 @@ from pathlib import Path
 from common import atomic, sysinfo
 from common.harness import interrupts, launch
 from common.harness.runfolder import REPO
+from common.results import schema
 
 STDERR_TAIL_LINES = 40
 
@@ -41,10 +42,14 @@ def process_env(threads, quiet: bool = True) -> dict[str, str]:
     return env
 
 
-def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, verbose: bool
-              ) -> tuple[dict, bool]:
-    """Run one backend to its end; returns its result and whether the run was interrupted."""
-    out = run_dir / "backends" / name
+def run_child(label: str, config: dict, run_dir: Path, timeout: float | None, verbose: bool,
+              environment: dict | None = None) -> tuple[dict, bool]:
+    """Run one backend to its end under its label ('jax', 'jax@newest': backends/<label>/) in
+    the interpreter of `environment` (environment.check's record; None: this one); returns its
+    result, with its plain backend name and environment, and whether the run was interrupted."""
+    name = label.partition("@")[0]
+    python = (environment or {}).get("interpreter") or sys.executable
+    out = run_dir / "backends" / schema.label_folder(label)
     out.mkdir(parents=True, exist_ok=True)
     config = dict(config, backend=name, out_dir=str(out))
     atomic.write_json(out / "config.json", config)
@@ -53,7 +58,7 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     t0 = time.perf_counter()
     command = launch.worker_command(name, config["options"].get("devices", 1), str(out / "config.json"),
                                       config.get("nodes", 1), config.get("rdzv_endpoint"),
-                                      config["options"].get("threads"), config.get("hostfile"))
+                                      config["options"].get("threads"), config.get("hostfile"), python)
     launcher = command[1:3] != ["-m", "common.harness.worker"]
     # A launcher and its replicas get their own process group: when it ends, none outlives it.
     # Its stdout joins the stderr pump: mpiexec reports a failed replica there.
@@ -85,6 +90,9 @@ def run_child(name: str, config: dict, run_dir: Path, timeout: float | None, ver
     pump.join(5)
     result = finish_child(name, out, proc, tail, status, time.perf_counter() - t0)
     result["process_env"] = sysinfo.measured_env(env)  # what it ran with, beyond the parent's own
+    result["backend"] = name
+    if environment is not None:
+        result["environment"] = environment
     if launcher and not status and result["status"] in ("failed", "interrupted"):
         # A replica failed and the launcher stopped the rest: unless rank 0 failed first, say which
         # replica it was; rank 0's own error (a lost peer, a stop) follows from it.

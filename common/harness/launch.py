@@ -18,32 +18,35 @@ from common.replicas import ONE_COMMAND_ENV, REPLICA_FILE, mpiexec
 
 def worker_command(backend: str, devices: int, config_path: str, nodes: int = 1,
                    rendezvous: str | None = None, threads: int | None = None,
-                   hostfile: str | None = None) -> list[str]:
+                   hostfile: str | None = None, python: str | None = None) -> list[str]:
     """The command line that runs one backend's worker: the worker itself, or, for engines with
     one process per replica and several replicas, the engine's launcher around it. `threads`:
-    the CPU threads of the whole run, shared out among the replicas of one host."""
+    the CPU threads of the whole run, shared out among the replicas of one host. `python`: the
+    interpreter of the backend's environment (default this one); its launcher is that
+    environment's (torchrun as its `python -m torch.distributed.run`, mpiexec beside it)."""
+    python = python or sys.executable
     worker = ["-m", "common.harness.worker", config_path]
     launcher = backends.REGISTRY[backend].launcher
     if devices <= 1 and nodes <= 1 or launcher is None:
-        return [sys.executable, *worker]
+        return [python, *worker]
     if launcher == "mpiexec":
-        launcher = mpiexec()
+        launcher = mpiexec(python)
         if launcher is None:  # the worker then says what to install (BackendUnavailable)
-            return [sys.executable, *worker]
+            return [python, *worker]
         # numpy's BLAS reads OMP_NUM_THREADS at import: each replica's share, set before it starts
         # (torch replicas set theirs at run time instead).
         share = ["-genv", "OMP_NUM_THREADS", str(max(1, (threads or os.cpu_count() or 1) // devices))]
         if nodes > 1:  # every host's processes from one command: MPICH's host file, devices a host
             hosts = ["-f", str(hostfile), "-ppn", str(devices), "-genv", ONE_COMMAND_ENV, "1"]
-            return [launcher, *hosts, "-n", str(devices * nodes), *share, sys.executable, *worker]
-        return [launcher, "-n", str(devices), *share, sys.executable, *worker]
+            return [launcher, *hosts, "-n", str(devices * nodes), *share, python, *worker]
+        return [launcher, "-n", str(devices), *share, python, *worker]
     # torchrun: one process per device; --standalone picks a free local port for one machine;
     # several hosts meet at the rendezvous endpoint (c10d, hosted by the host whose address it
     # names), which assigns the ranks.
     hosts = (["--standalone"] if nodes <= 1 else
              [f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rendezvous}",
               "--rdzv-id=dcgan-bench"])
-    return [sys.executable, "-m", "torch.distributed.run", *hosts,
+    return [python, "-m", "torch.distributed.run", *hosts,
             f"--nproc-per-node={devices}", "--max-restarts=0", *worker]
 
 

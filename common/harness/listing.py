@@ -1,5 +1,6 @@
 """`run_all.py --list`: every registered backend, whether it is installed, its version and devices
-(each probed in a child process: this one imports no framework)."""
+(each probed in a child process: this one imports no framework), then each backend of every
+environment tools.envs built, by its label (jax@newest)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ import subprocess
 import sys
 
 import backends
+from common import interpreters
+from common.harness import environment
 from common.harness.runfolder import REPO
 
 HEADER = ("backend", "available", "version", "devices / reason")
@@ -40,5 +43,14 @@ def list_backends() -> int:
     for name in backends.NAMES:
         print(f"probing {name} ...", file=sys.stderr, flush=True)
         rows.append(probe_row(name))
+    for env in interpreters.built():  # NAME@ENV: each framework an environment holds
+        print(f"probing environment {env} ...", file=sys.stderr, flush=True)
+        python = str(interpreters.env_python(env))
+        packages = interpreters.describe(python, env)["packages"]
+        for reg in backends.REGISTRY.values():
+            if reg.framework in packages or f"{reg.framework}-cpu" in packages:
+                info = environment.probe_framework(python, reg.name)
+                rows.append([f"{reg.name}@{env}", "yes", info["version"], ", ".join(info["devices"])] if info
+                            else [f"{reg.name}@{env}", "broken", "", f"python -m tools.envs check {env}"])
     print("\n".join(aligned(rows)), flush=True)
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import backends
 from common import atomic, canonical, data, options, sysinfo
 from common.data import image_folder, noise
-from common.harness import interrupts, reporting
+from common.harness import environment, interrupts, reporting
 from common.harness.child import run_child
 from common.harness.quality import QualityJudge, quality_config, quality_unavailable, target_problem
 from common.harness.runfolder import check_out, make_run_dir, rel
@@ -39,6 +39,10 @@ def run(args) -> int:
     the exit status: 0, 1 if a backend did not finish, EXIT_INTERRUPTED."""
     if not args.resume:
         check_out(args.out)  # before any data is loaded or downloaded
+    # Every label's interpreter runs the project's code and, for NAME@ENV, imports NAME's
+    # framework: a bad environment stops the run here, before anything is loaded or trained.
+    args.backends = environment.expand_all(args.backends)  # all@ENV: stored expanded, for --resume
+    args.environments = environment.check(args.backends)
     if args.device == "gpu" and not sysinfo.gpu_models():
         raise UsageError("--device gpu: no GPU is visible on this machine (nvidia-smi lists none); "
                          "use --device cpu or --device auto")
@@ -89,7 +93,7 @@ def run(args) -> int:
           + f"; {'resuming' if args.resume else 'writing'} {rel(run_dir)}", file=sys.stderr)
     del dataset  # children load their own copy; keep the parent small
 
-    explicit = args.backend != "all"
+    explicit = args.backend != "all" and not args.backend.startswith("all@")
     interrupted = False
     judge = QualityJudge(results, spec) if quality else None
     for k, seed in enumerate(args.seed_list):
@@ -125,26 +129,28 @@ def run_seed(args, spec, seed, seed_dir, seed_results, child_config, results, ru
         canonical.save(init_path, canonical.draw_initial_weights(spec, seed), spec)
     child_config = dict(child_config, seed=seed, init_weights=str(init_path) if init_path else None,
                         options=dict(child_config["options"], seed=seed))
-    for name in args.backends:
+    for name in args.backends:  # a label: 'jax', or 'jax@newest' in another environment
+        plain, env = name.partition("@")[0], args.environments[name]
         if args.resume and seed_results.get(name, {}).get("status") in ("ok", "skipped"):
             continue  # --resume keeps finished backends as they are
         if args.resume:  # a result left by the stopped attempt must not stand for this one;
-            attempt = seed_dir / "backends" / name  # its stderr log is kept beside the new one
+            attempt = seed_dir / "backends" / schema.label_folder(name)  # its stderr log is kept beside the new one
             (attempt / "result.json").unlink(missing_ok=True)
             if (attempt / "stderr.log").exists():
                 os.replace(attempt / "stderr.log", attempt / "stderr.before-resume.log")
-        reason = backends.unavailable_reason(name)
+        reason = None if env.get("framework") else backends.unavailable_reason(plain)
         if reason:
-            seed_results[name] = {"backend": name, "status": "skipped", "reason": reason}
+            seed_results[name] = {"backend": plain, "status": "skipped", "reason": reason,
+                                  "environment": env}
             if not args.quiet and seed_dir == run_dir:
                 print(f"{name:>10}: skipped: {reason}", file=sys.stderr)
         elif interrupted or interrupts.process.count:
-            seed_results[name] = {"backend": name, "status": "interrupted",
-                                  "reason": "not started: the run was interrupted"}
+            seed_results[name] = {"backend": plain, "status": "interrupted",
+                                  "reason": "not started: the run was interrupted", "environment": env}
         else:
             seed_results[name], interrupted = run_child(
-                name, child_config, seed_dir, args.timeout, args.verbose)
+                name, child_config, seed_dir, args.timeout, args.verbose, env)
             if judge and not interrupted:
-                judge.assess(seed_results[name], seed_dir / "backends" / name, seed)
+                judge.assess(seed_results[name], seed_dir / "backends" / schema.label_folder(name), seed)
         atomic.write_json(run_dir / "results.json", results)  # partial results survive
     return interrupted

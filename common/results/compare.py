@@ -1,7 +1,7 @@
 """Two runs side by side: `run_all.py --compare A B` prints what changed from A to B."""
 from __future__ import annotations
 
-from common.results import seed_spread
+from common.results import schema, seed_spread
 from common.results.tables import (
     RUN_TO_RUN_SPREAD,
     headline_losses,
@@ -43,7 +43,7 @@ def compare_runs(a: dict, b: dict) -> str:
         row["FD"] = f"{_fmt(qa.get('fd'), 2)} -> {_fmt(qb.get('fd'), 2)}"
         row["FD change"] = fd_verdict(qa.get("fd"), qb.get("fd"), study)
         rows.append(row)
-    head = []
+    head = environment_changes(a, b)
     for key, label in (("config", "config"), ("provenance", "machine")):
         if key == "config":
             ca, cb = _flat(a["config"]), _flat(b["config"])
@@ -98,6 +98,19 @@ def _show(value) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(_show, value))
     return str(value)
+
+
+def environment_changes(a: dict, b: dict) -> list[str]:
+    """One line per label present in both runs whose package versions changed ('jax: jax 0.6.2
+    -> 0.12.0, numpy 1.26.4 -> 2.5.5'): what upgrading changed is read beside it."""
+    lines = []
+    for label in [k for k in a["backends"] if k in b["backends"]]:
+        pa, pb = schema.row_packages(a, label), schema.row_packages(b, label)
+        changed = [f"{k} {pa.get(k, '-')} -> {pb.get(k, '-')}" for k in dict.fromkeys([*pa, *pb])
+                   if pa.get(k) != pb.get(k) and k != "setuptools"]
+        if changed:
+            lines.append(f"{label} packages differ: {', '.join(changed)}")
+    return lines
 
 
 def _fmt(value, digits: int) -> str:

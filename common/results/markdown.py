@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from common import atomic
-from common.results import figures, replica_scaling, seed_spread, seeds, tables
+from common.results import figures, replica_scaling, schema, seed_spread, seeds, tables
 from common.results.schema import LOSS_COLUMNS
 from common.results.tables import table
 
@@ -108,13 +108,13 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
     context = figures.run_context(results)
     grids, at = {}, {}
     for name in names:
-        f = run_dir / "backends" / name / "samples.npy"
+        f = run_dir / "backends" / schema.label_folder(name) / "samples.npy"
         if f.exists():
             grids[name] = np.load(f, allow_pickle=False)
             at[name] = results["backends"][name].get("iterations_done", "?")
-            figures.save_grid(grids[name], run_dir / f"samples_{name}.png",
+            figures.save_grid(grids[name], run_dir / f"samples_{schema.label_folder(name)}.png",
                               f"{name}: samples from the fixed z, iteration {at[name]}", context)
-            written.append(run_dir / f"samples_{name}.png")
+            written.append(run_dir / f"samples_{schema.label_folder(name)}.png")
     if len(grids) > 1:
         figures.save_grids_side_by_side(grids, run_dir / "samples.png", at, context)
         written.append(run_dir / "samples.png")
@@ -132,6 +132,17 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
     if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
         written.append(run_dir / "time_to_quality.png")
     return written
+
+
+def environment_lines(results: dict) -> list[str]:
+    """One line per other environment the run used (NAME@ENV): its labels, Python and packages."""
+    envs: dict[str, tuple[list[str], dict]] = {}
+    for label, row in results["backends"].items():
+        env = row.get("environment") or {}
+        if label.partition("@")[2] and env.get("packages") is not None:
+            envs.setdefault(label.partition("@")[2], ([], env))[0].append(label)
+    return [f"- environment {name} ({', '.join(labels)}): Python {env.get('python')}, "
+            + ", ".join(f"{k} {v}" for k, v in env["packages"].items()) for name, (labels, env) in envs.items()]
 
 
 def _section(title: str, rows: list[dict], prose: str | None = None) -> list[str]:
@@ -158,6 +169,7 @@ def report_markdown(results: dict, rows: list[dict], figure_paths: list[Path], r
         + (f", GPUs: {', '.join(prov['gpus'])}" if prov.get("gpus") else ", no GPU"),
         f"- software: Python {prov.get('python')}, "
         + ", ".join(f"{k} {v}" for k, v in pk.items()),
+        *environment_lines(results),
         f"- git: {(prov.get('git') or {}).get('commit')}"
         + (" (dirty)" if (prov.get("git") or {}).get("dirty") else ""),
         "",

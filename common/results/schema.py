@@ -1,16 +1,21 @@
 """The results.json schema: its version (the one place it is defined) and the reader; and the
 columns of a backend's losses.csv, which the step log writes and the tables read.
 
-Version 1 is what every dcgan-bench so far has written; a reader accepts every version up to
-SCHEMA_VERSION, and a file written by a newer dcgan-bench is refused with a one-line reason.
-tests/unit/test_schema.py reads a committed version-1 file (tests/fixtures/results-v1.json).
+Version 2: "backends" is keyed by label ('jax', or 'jax@newest' for a backend run in another
+Python environment, so one backend may appear more than once); every row holds "backend" (the
+plain name) and "environment" (interpreter, python, "packages" with the versions that matter,
+"packages_hash" of the full package list, and the environment's name or null). Version 1 keyed
+rows by the plain name and recorded the packages once, in "provenance". A reader accepts every
+version up to SCHEMA_VERSION and gives each row its "backend" (a version-1 key is the name); a
+file written by a newer dcgan-bench is refused with a one-line reason. tests/unit/test_schema.py
+reads a committed version-1 file (tests/fixtures/results-v1.json).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # A backend's losses.csv (common/harness/steplog.py writes it, common/results reads it).
 LOSS_COLUMNS = ("backend", "iteration", "loss_d", "loss_g", "step_seconds")
@@ -41,6 +46,8 @@ def load_results(path: Path, schema_version: int | None = SCHEMA_VERSION) -> dic
             raise ValueError(f"no {key!r} object")
     if not all(isinstance(r, dict) for r in results["backends"].values()):
         raise ValueError("a backend's entry is not an object")
+    for label, row in results["backends"].items():  # version 1: the key is the plain name
+        row.setdefault("backend", label.partition("@")[0])
     for run in [results["backends"], *(results.get("by_seed") or {}).values()]:
         for r in run.values() if isinstance(run, dict) else ():
             if isinstance(r, dict):
@@ -68,3 +75,18 @@ def time_to_target(result: dict) -> dict | None:
         raise ValueError(f"{result.get('backend', 'a backend')}'s time_to_target is not "
                          f"{{target_fd, reached, iterations, seconds}}: {str(ttt)[:80]}")
     return ttt
+
+
+def label_folder(label: str) -> str:
+    """The folder name of a row's files under backends/ (and in file names): the label, with an
+    interpreter path's separators made one name ('jax@/opt/py/bin/python' -> 'jax@opt_py_bin_python')."""
+    name, at, env = label.partition("@")
+    return name + at + env.strip("/").replace("/", "_")
+
+
+def row_packages(results: dict, label: str) -> dict:
+    """The package versions a row ran with: its own environment's (version 2), else the run's
+    provenance (version 1, where every backend ran in the parent's environment)."""
+    row = results["backends"].get(label) or {}
+    return ((row.get("environment") or {}).get("packages")
+            or (results.get("provenance") or {}).get("packages") or {})

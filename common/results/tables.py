@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from common.results import seed_spread, seeds
-from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION
+from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION, label_folder
 
 
 def table(rows: list[dict], fmt: str) -> str:
@@ -168,9 +168,9 @@ def read_losses(run_dir: Path, names) -> pd.DataFrame:
     """The backends' losses.csv of a run folder as one frame (empty, with the columns, if none)."""
     frames = []
     for name in names:
-        f = run_dir / "backends" / name / "losses.csv"
-        if f.exists() and f.stat().st_size:
-            frames.append(pd.read_csv(f))
+        f = run_dir / "backends" / label_folder(name) / "losses.csv"
+        if f.exists() and f.stat().st_size:  # keyed by the folder's label ('jax@newest'):
+            frames.append(pd.read_csv(f).assign(backend=name))  # the file holds the plain name
     if not frames:
         return pd.DataFrame(columns=list(LOSS_COLUMNS))
     return pd.concat(frames, ignore_index=True)
@@ -268,7 +268,7 @@ def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: s
     of G(z) and D(x) before training (both BN modes), and of the first iterations' losses."""
     if not results["config"].get("shared_init"):
         return []
-    ref_file = run_dir / "backends" / reference / "init_outputs.npz"
+    ref_file = run_dir / "backends" / label_folder(reference) / "init_outputs.npz"
     if not ref_file.exists():
         return []
     with np.load(ref_file, allow_pickle=False) as f:
@@ -276,7 +276,7 @@ def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: s
     ref_loss = losses[losses["backend"] == reference].sort_values("iteration")
     rows = []
     for name in results["backends"]:
-        f = run_dir / "backends" / name / "init_outputs.npz"
+        f = run_dir / "backends" / label_folder(name) / "init_outputs.npz"
         if name == reference or not f.exists():
             continue
         with np.load(f, allow_pickle=False) as npz:

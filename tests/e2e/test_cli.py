@@ -26,7 +26,8 @@ def test_synthetic_run_writes_every_output(tmp_path, offline_env):
                    "--out", str(out), "--quiet", env=offline_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
+    assert all(r["backend"] == n and r["environment"]["packages"] for n, r in results["backends"].items())
     assert set(results["backends"]) == set(backends.NAMES)
     assert results["config"]["iters"] == 2 and results["config"]["batch_size"] == 8
     assert results["dataset"]["name"] == "synthetic"

@@ -15,8 +15,8 @@ FEATURE_NET = REPO / "common" / "metrics" / "mnist_lenet.npz"
 
 
 def test_tools_holds_what_a_person_runs():
-    assert TOOLS == ["fid_speed.py", "gpu_builds.py", "gpu_session.sh", "parity_seeds.py", "train_feature_net.py",
-                     "wheelhouse.py"]
+    assert TOOLS == ["envs.py", "fid_speed.py", "gpu_builds.py", "gpu_session.sh", "parity_seeds.py",
+                     "train_feature_net.py", "wheelhouse.py"]
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -1,0 +1,99 @@
+"""benchmarks.versions flags a planted slowdown beyond noise and leaves an unchanged environment
+within it: three stand-in environments of this interpreter (wrappers of it), one whose step
+sleeps (a sitecustomize that delays the loss fetch, inside the timed step)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import REPO, one_line_error
+
+# Seconds added to every step: more than a Chainer mnist32 step of batch 16 takes even on this
+# loaded 2-core machine (0.5-0.6 s there; about 0.03 s idle), so the slowdown is at least half.
+DELAY = 1.0
+SLEEPER = f"""
+import time
+try:
+    from common import timing
+except Exception:  # not the project's process (pip, a probe without the checkout)
+    timing = None
+if timing is not None:
+    flush = timing.LossFetcher.flush
+    def slow_flush(self):
+        if self.pending:
+            time.sleep({DELAY})
+        return flush(self)
+    timing.LossFetcher.flush = slow_flush
+"""
+
+
+def stand_in(root: Path, name: str, slow: bool) -> str:
+    python = root / name / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    prefix = ""
+    if slow:
+        (root / name / "site").mkdir()
+        (root / name / "site" / "sitecustomize.py").write_text(SLEEPER)
+        prefix = f'PYTHONPATH="{root / name / "site"}${{PYTHONPATH:+:$PYTHONPATH}}" '
+    python.write_text(f'#!/bin/sh\n{prefix}exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return str(python)
+
+
+@pytest.mark.slow
+def test_a_planted_slowdown_is_beyond_noise_and_an_unchanged_environment_is_not(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("chainer") is None:
+        pytest.skip("chainer is not installed")
+    envs = [stand_in(tmp_path, n, n == "slow") for n in ("reference", "same", "slow")]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.versions", "--backend", "chainer",
+                           "--envs", ",".join(envs), "--repeats", "3", "--iters", "10", "--batch-size", "16",
+                           "--no-parity", "--out", str(tmp_path / "out")],
+                          cwd=REPO, capture_output=True, text=True, timeout=1500, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {Path(r["label"].partition("@")[2]).parts[-3]: r
+            for r in json.loads((tmp_path / "out" / "versions.json").read_text())["rows"]}
+    assert rows["reference"]["verdict"] == "reference"
+    assert rows["same"]["verdict"] == "within noise", {k: r["img_per_s_repeats"] for k, r in rows.items()}
+    measured = {k: r["img_per_s_repeats"] for k, r in rows.items()}
+    assert rows["slow"]["verdict"] == "beyond noise", measured
+    assert rows["slow"]["change"] < -0.3
+    assert all(r["version"] == rows["reference"]["version"] for r in rows.values())
+    assert "beyond noise" in (tmp_path / "out" / "versions.md").read_text()
+    # each label's files in one folder of its own (the path's separators made one name)
+    assert len(list((tmp_path / "out" / "runs" / "spec" / "repeat-0" / "backends").iterdir())) == 3
+
+
+def test_the_verdict_needs_disjoint_repeats_and_a_gap_past_their_spread():
+    from benchmarks.versions import verdict
+    assert verdict([100, 102, 104], [99, 101, 103]) == "within noise"    # overlapping
+    assert verdict([50, 51, 52], [100, 101, 102]) == "beyond noise"      # halved
+    assert verdict([90, 99, 100.5], [101, 110, 120]) == "within noise"   # disjoint, gap < spread
+    assert verdict([100], [50]) == ""                                    # no spread measured
+
+
+def test_a_release_that_cannot_be_found_or_a_bad_env_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.versions", "--backend", "chainer",
+                           "--envs", "nope", "--out", str(tmp_path / "out")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    one_line_error(proc)
+    assert "unknown environment" in proc.stderr and not (tmp_path / "out" / "versions.json").exists()
+
+
+@pytest.mark.slow
+def test_a_release_pip_cannot_find_exits_2_in_one_line_and_leaves_no_environment(tmp_path):
+    (tmp_path / "wheels").mkdir()  # offline, and the folder holds no release at all
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    env = dict(os.environ, DCGAN_BENCH_ENVS_DIR=str(tmp_path / "envs"))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.versions", "--backend", "jax",
+                           "--versions", "0.6.2", "--python", python, "--wheels", str(tmp_path / "wheels"),
+                           "--out", str(tmp_path / "out")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    one_line_error(proc)
+    assert "jax==0.6.2" in proc.stderr and "pip index versions jax" in proc.stderr
+    assert not (tmp_path / "envs" / "jax-0.6.2").exists()

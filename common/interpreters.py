@@ -1,5 +1,5 @@
 """Where a backend's Python is: the current interpreter, an environment tools.envs built (by its
-name, from envs/<name>.txt into ENVS_DIR/<name>), or any Python given by its absolute path; and
+name, from tools/environments/<name>.txt into ENVS_DIR/<name>), or any Python given by its absolute path; and
 how such an interpreter describes itself (python -m common.sysinfo run inside it)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from common.options import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
-REQUIREMENTS_DIR = REPO / "envs"          # envs/<name>.txt: what an environment holds
+REQUIREMENTS_DIR = REPO / "tools" / "environments"  # tools/environments/<name>.txt: what an environment holds
 # Built environments: an ignored folder of the checkout (.gitignore), or where the variable says.
 ENVS_DIR_VARIABLE = "DCGAN_BENCH_ENVS_DIR"
 # Written into a built environment by tools.envs once its checks passed: only then is it built.
@@ -31,7 +31,7 @@ def env_python(name: str) -> Path:
 
 
 def defined() -> list[str]:
-    """The environments the project defines (envs/<name>.txt)."""
+    """The environments the project defines (tools/environments/<name>.txt)."""
     return sorted(p.stem for p in REQUIREMENTS_DIR.glob("*.txt"))
 
 
@@ -65,7 +65,7 @@ def resolve(env: str | None) -> str:
     if env in defined():
         raise UsageError(f"@{env}: environment not built (built: {have}); build it: "
                          f"python -m tools.envs create {env}")
-    raise UsageError(f"@{env}: unknown environment (defined in envs/: {', '.join(defined()) or 'none'}; "
+    raise UsageError(f"@{env}: unknown environment (defined in tools/environments/: {', '.join(defined()) or 'none'}; "
                      f"built: {have}); pass one of them or a Python's absolute path")
 
 
@@ -95,7 +95,7 @@ def describe(python: str, env: str | None = None) -> dict:
 
 def stale(env: str) -> str | None:
     """A warning if built environment `env` was built from other requirements than
-    envs/<env>.txt holds now (None if it matches, or is not one the project defines)."""
+    tools/environments/<env>.txt holds now (None if it matches, or is not one the project defines)."""
     record, file = envs_dir() / env / RECORD, REQUIREMENTS_DIR / f"{env}.txt"
     try:
         built_from = json.loads(record.read_text()).get("requirements_sha256")

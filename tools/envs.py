@@ -1,4 +1,4 @@
-"""The Python environments the project builds: envs/<name>.txt says what one holds (its first
+"""The Python environments the project builds: tools/environments/<name>.txt says what one holds (its first
 '# python: X.Y' line, the Python it needs), and one command builds it into an ignored folder
 (.envs/<name>, or $DCGAN_BENCH_ENVS_DIR/<name>), where `run_all.py --backend jax@<name>` finds it.
 
@@ -156,9 +156,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("create", help="build environment NAME from envs/NAME.txt")
+    c = sub.add_parser("create", help="build environment NAME from tools/environments/NAME.txt")
     c.add_argument("name", metavar="NAME")
-    c.add_argument("--file", help="the requirement file (default envs/NAME.txt)")
+    c.add_argument("--file", help="the requirement file (default tools/environments/NAME.txt)")
     c.add_argument("--python", help="the interpreter to build from (default: the file's '# python: X.Y')")
     c.add_argument("--wheels", metavar="DIR", help="install offline from this folder of wheels")
     c.add_argument("--force", action="store_true", help="rebuild an environment that exists")

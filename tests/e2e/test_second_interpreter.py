@@ -31,7 +31,8 @@ def second_python() -> tuple[str, str] | None:
     found = [os.environ.get("DCGAN_BENCH_SECOND_PYTHON")]
     found += [str(interpreters.env_python(n)) for n in interpreters.built()]
     for python in filter(None, found):
-        if Path(python).resolve() == Path(sys.executable).resolve():
+        # as given, not resolved: every venv's python links to the same base interpreter
+        if Path(python).absolute() == Path(sys.executable).absolute():
             continue
         try:
             packages = interpreters.describe(python)["packages"]
@@ -72,7 +73,8 @@ def test_a_backend_runs_in_a_second_interpreter_and_each_row_records_its_own_num
     assert here["environment"]["packages"]["numpy"] == numpy_of(sys.executable)
     assert there["environment"]["packages"]["numpy"] == numpy_of(python)
     # the second run's files live under its label, and the losses table keeps the two apart
-    assert (tmp_path / "run" / "backends" / label / "losses.csv").exists()
+    from common.results.schema import label_folder  # an interpreter path's / made one folder name
+    assert (tmp_path / "run" / "backends" / label_folder(label) / "losses.csv").exists()
     import pandas as pd
     assert sorted(pd.read_csv(tmp_path / "run" / "losses.csv")["backend"].unique()) == sorted([name, label])
 

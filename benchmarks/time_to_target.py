@@ -92,7 +92,7 @@ def records(results: dict) -> list[dict]:
     """One record per backend and seed that finished with a time to target."""
     seeds = results["config"].get("seeds") or [results["config"]["seed"]]
     out = []
-    for seed, run in zip(seeds, tables.target_runs(results)):
+    for seed, run in zip(seeds, schema.seed_runs(results)):
         for name, r in run.items():
             ttt = schema.time_to_target(r)
             if ttt and r.get("status") == "ok":

@@ -42,8 +42,9 @@ def fds_of(results: Path, backend: str) -> list[float]:
 def _scores(q: dict | None, which: str, fds: list[float]) -> dict:
     if not q:
         return {f"FD {which}": None, f"classifier score {which}": None}
+    across = seedstats.summarize(fds)
     fd = (tables.spread(q, "fd", 1) if len(fds) < 2  # one seed: the evaluator's own ± only
-          else f"{seedstats.summarize(fds)['mean']:.1f} ± {seedstats.summarize(fds)['std']:.1f} ({len(fds)} seeds)")
+          else f"{across['mean']:.1f} ± {across['std']:.1f} ({len(fds)} seeds)")
     return {f"FD {which}": fd, f"classifier score {which}": tables.spread(q, "classifier_score", 2)}
 
 

@@ -243,7 +243,7 @@ def time_to_target_lines(results: dict) -> list[str]:
         return []
     cfg = results["config"]
     q = cfg.get("quality") or {}
-    several = len(tables.target_runs(results)) > 1
+    several = len(schema.seed_runs(results)) > 1
     prose = PROSE["time_to_target"].format(
         target=q["target_fd"], every=q["every"], iters=cfg["iters"],
         seeds=PROSE["time_to_target_seeds" if several else "time_to_target_one"])

@@ -48,11 +48,16 @@ def load_results(path: Path, schema_version: int | None = SCHEMA_VERSION) -> dic
         raise ValueError("a backend's entry is not an object")
     for label, row in results["backends"].items():  # version 1: the key is the plain name
         row.setdefault("backend", label.partition("@")[0])
-    for run in [results["backends"], *(results.get("by_seed") or {}).values()]:
+    for run in seed_runs(results):
         for r in run.values() if isinstance(run, dict) else ():
             if isinstance(r, dict):
                 time_to_target(r)  # optional; malformed: ValueError
     return results
+
+
+def seed_runs(results: dict) -> list[dict]:
+    """Every training seed's backend results: the first seed's ("backends"), then by_seed's."""
+    return [results["backends"], *(results.get("by_seed") or {}).values()]
 
 
 # A backend's "time_to_target" (runs with --target-fd; optional, absent from older results and

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from common.results import seedstats
+from common.results.schema import seed_runs
 
 
 def seed_values(results: dict, get) -> dict[str, list]:
     """backend -> get(result) over the seeds where it finished ok (None values left out)."""
-    runs = [results["backends"], *(results.get("by_seed") or {}).values()]
+    runs = seed_runs(results)
     out = {}
     for name in results["backends"]:
         ok = [r[name] for r in runs if name in r and r[name].get("status") == "ok"]
@@ -35,7 +36,7 @@ def seed_rows(results: dict) -> list[dict]:
     evaluation resamples): one row per backend, over the seeds where it finished."""
     if not results.get("by_seed"):
         return []
-    runs = [results["backends"], *results["by_seed"].values()]
+    runs = seed_runs(results)
     fds = seed_fds(results)
     rows = []
     for name in results["backends"]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from common.results import seed_spread, seeds
-from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION, label_folder
+from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION, label_folder, seed_runs
 
 
 def table(rows: list[dict], fmt: str) -> str:
@@ -295,11 +295,6 @@ def parity_rows(run_dir: Path, results: dict, losses: pd.DataFrame, reference: s
 
 
 # ----- time to target quality (--target-fd) -----
-def target_runs(results: dict) -> list[dict]:
-    """Every seed's backend results (the first seed's, then by_seed's)."""
-    return [results["backends"], *(results.get("by_seed") or {}).values()]
-
-
 def _median_range(values: list[float], digits: int) -> str:
     """median (min-max) of values where inf stands for 'not reached': a seed that missed the
     target is slower than every seed that reached it, so the median stays defined while fewer
@@ -316,7 +311,7 @@ def time_to_target_rows(results: dict) -> list[dict]:
     reached the target, after how many iterations and training seconds; with several seeds,
     how many reached it and the median and range (min-max) over the seeds that finished."""
     from common.results.schema import time_to_target
-    runs = target_runs(results)
+    runs = seed_runs(results)
     rows = []
     for name in results["backends"]:
         done = [r[name] for r in runs if name in r and r[name].get("status") == "ok"
@@ -349,7 +344,7 @@ def time_to_target_stdout(results: dict) -> list[str]:
     if not rows:
         return []
     q = results["config"].get("quality") or {}
-    seeds = len(target_runs(results))
+    seeds = len(seed_runs(results))
     return ["", f"time to FD <= {q.get('target_fd'):g} (checked every {q.get('every')} "
                 f"iterations; training seconds, the checks excluded"
                 + (f"; median (min-max) over {seeds} seeds" if seeds > 1 else "; one seed") + "):",

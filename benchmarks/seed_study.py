@@ -2,8 +2,10 @@
 whether any framework reaches a different quality at the main job's setting.
 
 Each setting trains every seed it lacks with the main job's command (`run_all.py --dataset mnist
---iters N --seed S`), one run folder per seed under --runs; a seed whose folder holds a finished
-run is kept, an unfinished one is moved aside and trained again, so the study goes on after an
+--iters N --seed S`, plus checkpoints every CHECKPOINT_EVERY iterations), one run folder per seed
+under --runs; a seed whose folder holds a finished run is kept, an unfinished one is continued
+with `run_all.py --resume` (finished backends kept, the others from their last checkpoint), and
+one that cannot be resumed is moved aside and trained again, so the study goes on after an
 interruption, on another day or machine too (each record names its machine). Each finished
 seed's results.json and losses.csv are copied to benchmarks/results/seed-study/<setting>/seed-S/
 (committed), and the analysis is rewritten from those: study.json (one record per backend and
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import backends
 from common import atomic, cli
+from common.harness.orchestrate import EXIT_INTERRUPTED as INTERRUPTED
 from common.results import seed_spread, seedstats, tables
 from common.results.schema import LOSS_COLUMNS
 
@@ -39,6 +42,9 @@ SETTINGS = {
 # Runs scored before the evaluator dropped the widest k-NN balls record no rule: their precision
 # and recall are not comparable with later ones (docs/quality.md#noise).
 OLD_PRECISION_RULE = "k=3, every k-NN ball (before the outlier fix)"
+# A seed interrupted mid-backend loses at most this many iterations; a resume reproduces the
+# uninterrupted run's losses bit for bit on a CPU (docs/checkpoints.md), so the quality is the same.
+CHECKPOINT_EVERY = 100
 BASE = {"preset": "mnist32", "batch_size": 64, "shared_init": True, "bf16": False, "devices": 1,
         "nodes": 1, "sync_bn": False}
 
@@ -148,15 +154,26 @@ def train_seed(setting: str, seed: int, runs: Path, inputs: Path) -> bool:
     results = read_results(folder)
     if results and finished(results):
         return keep_inputs(results, folder, inputs, setting, "trained by the study") or True
-    if folder.exists():  # an interrupted attempt: kept aside, never counted
+    if results:  # an interrupted attempt: continued where its checkpoints allow
+        print(f"seed study: {setting} seed {seed}: resuming {folder}", file=sys.stderr, flush=True)
+        rc = subprocess.call(cli.run_all_command(resume=str(folder), quiet=True), cwd=ROOT)
+        results = read_results(folder)
+        if rc == 0 and results and finished(results):
+            keep_inputs(results, folder, inputs, setting, "trained by the study")
+            return True
+        if rc == INTERRUPTED:
+            raise KeyboardInterrupt
+    if folder.exists():  # an attempt that cannot go on: kept aside, never counted
         aside = folder.with_name(f"{folder.name}.unfinished-{dt.datetime.now():%Y%m%dT%H%M%S}")
         folder.rename(aside)
         print(f"seed study: {folder} was unfinished; moved to {aside.name}", file=sys.stderr)
     folder.parent.mkdir(parents=True, exist_ok=True)
     cmd = cli.run_all_command(backend=s["backends"], dataset="mnist", iters=s["iters"], seed=seed,
-                              out=str(folder), quiet=True)
+                              out=str(folder), quiet=True, checkpoint_every=CHECKPOINT_EVERY)
     print(f"seed study: {setting} seed {seed}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     rc = subprocess.call(cmd, cwd=ROOT)
+    if rc == INTERRUPTED:
+        raise KeyboardInterrupt
     results = read_results(folder)
     if rc != 0 or not results or not finished(results):
         print(f"seed study: {setting} seed {seed} did not finish (exit {rc}); run the study "

@@ -49,7 +49,7 @@ def _losses(folder: Path, names=NAMES):
 
 
 def _run_folder(folder: Path, seed: int, fds: dict, **extra) -> Path:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(_results(seed, fds, **extra)))
     _losses(folder)
     return folder
@@ -84,7 +84,7 @@ def test_a_run_at_another_setting_or_unfinished_is_not_adopted(tmp_path):
     assert seed_study.adopt(failed, tmp_path / "inputs") == []
 
 
-def test_an_interrupted_seed_is_set_aside_and_trained_again(tmp_path, monkeypatch):
+def test_an_interrupted_seed_that_cannot_resume_is_set_aside_and_trained_again(tmp_path, monkeypatch):
     runs, inputs = tmp_path / "runs", tmp_path / "inputs"
     stale = runs / "mnist32-2000" / "seed-0"
     stale.mkdir(parents=True)
@@ -93,6 +93,8 @@ def test_an_interrupted_seed_is_set_aside_and_trained_again(tmp_path, monkeypatc
 
     def fake_call(cmd, cwd):  # the study's child: run_all.py, which writes a finished run
         commands.append(cmd)
+        if "--resume" in cmd:
+            return 2  # run_all.py refuses to resume this folder
         out = Path(cmd[cmd.index("--out") + 1])
         _run_folder(out, int(cmd[cmd.index("--seed") + 1]), {"pytorch": 200.0, "jax": 210.0}, iters=2000)
         return 0
@@ -100,9 +102,37 @@ def test_an_interrupted_seed_is_set_aside_and_trained_again(tmp_path, monkeypatc
     monkeypatch.setattr(seed_study.subprocess, "call", fake_call)
     assert seed_study.train_seed("mnist32-2000", 0, runs, inputs)
     assert [p.name.startswith("seed-0.unfinished-") for p in (runs / "mnist32-2000").iterdir()].count(True) == 1
-    assert "--iters" in commands[0] and "2000" in commands[0] and "--quiet" in commands[0]
+    assert commands[0][-3:] == ["--resume", str(stale), "--quiet"]
+    trained = commands[1]
+    assert "--iters" in trained and "2000" in trained and "--quiet" in trained
+    assert trained[trained.index("--checkpoint-every") + 1] == str(seed_study.CHECKPOINT_EVERY)
     assert (inputs / "mnist32-2000" / "seed-0" / "results.json").exists()
-    assert seed_study.train_seed("mnist32-2000", 0, runs, inputs) and len(commands) == 1  # kept
+    assert seed_study.train_seed("mnist32-2000", 0, runs, inputs) and len(commands) == 2  # kept
+
+
+def test_an_interrupted_seed_is_resumed_not_trained_again(tmp_path, monkeypatch):
+    runs, inputs = tmp_path / "runs", tmp_path / "inputs"
+    folder = runs / "mnist32-2000" / "seed-1"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({**_results(1, {"pytorch": 1.0}), "finished": None}))
+    commands = []
+
+    def fake_resume(cmd, cwd):  # run_all.py --resume: finishes the run in its own folder
+        commands.append(cmd)
+        _run_folder(folder, 1, {"pytorch": 200.0, "jax": 210.0}, iters=2000)
+        return 0
+
+    monkeypatch.setattr(seed_study.subprocess, "call", fake_resume)
+    assert seed_study.train_seed("mnist32-2000", 1, runs, inputs)
+    assert len(commands) == 1 and "--resume" in commands[0]
+    assert [p.name for p in (runs / "mnist32-2000").iterdir()] == ["seed-1"]  # nothing set aside
+    assert (inputs / "mnist32-2000" / "seed-1" / "results.json").exists()
+
+
+def test_an_interrupt_during_a_seed_stops_the_study(tmp_path, monkeypatch):
+    monkeypatch.setattr(seed_study.subprocess, "call", lambda cmd, cwd: seed_study.INTERRUPTED)
+    with pytest.raises(KeyboardInterrupt):
+        seed_study.train_seed("mnist32-2000", 0, tmp_path / "runs", tmp_path / "inputs")
 
 
 def _study_inputs(inputs: Path, seeds: int = 4) -> dict:

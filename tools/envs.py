@@ -1,6 +1,6 @@
-"""The Python environments the project builds: tools/environments/<name>.txt says what one holds (its first
-'# python: X.Y' line, the Python it needs), and one command builds it into an ignored folder
-(.envs/<name>, or $DCGAN_BENCH_ENVS_DIR/<name>), where `run_all.py --backend jax@<name>` finds it.
+"""The Python environments the project builds: tools/environments/<name>.txt says what one holds (its
+'# python: X.Y' line: the Python it needs, or 'X.Y, X.Y', the first found), and one command
+builds it into an ignored folder (.envs/<name>, or $DCGAN_BENCH_ENVS_DIR/<name>), where `run_all.py --backend jax@<name>` finds it.
 
     python -m tools.envs create newest                  # from PyPI (uv when installed, else venv + pip)
     python -m tools.envs create newest --wheels DIR     # offline, from a folder of wheels
@@ -33,7 +33,8 @@ RECORD = interpreters.RECORD
 # Chainer 7.8.1 has no wheel: pip builds its sdist, whose setup imports pkg_resources, removed
 # in setuptools 81; the cap reaches pip's isolated build through PIP_BUILD_CONSTRAINT (constraints.txt says why).
 BUILD_CONSTRAINT = "setuptools<81\n"
-_PYTHON_LINE = re.compile(r"^#\s*python:\s*(\d+\.\d+)\s*$", re.MULTILINE)
+# '# python: 3.12' or a preference list, '# python: 3.12, 3.11': the first one found is used.
+PYTHON_LINE = re.compile(r"^#\s*python:\s*(\d+\.\d+(?:\s*,\s*\d+\.\d+)*)\s*$", re.MULTILINE)
 
 
 def requirement_file(name: str, given: str | None) -> Path:
@@ -44,20 +45,25 @@ def requirement_file(name: str, given: str | None) -> Path:
     return path
 
 
-def find_python(version: str | None) -> str:
-    """An interpreter of `version` (X.Y): pyenv's newest X.Y.*, else pythonX.Y on PATH; None: this one."""
-    if version is None:
+def find_python(versions: str | None) -> str:
+    """An interpreter of the first of `versions` ('3.12' or '3.12, 3.11') found: pyenv's newest
+    X.Y.*, else pythonX.Y on PATH, else this one if it is X.Y; None: this one."""
+    if versions is None:
         return sys.executable
+    wanted = [v.strip() for v in versions.split(",")]
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    found = sorted(glob.glob(str(root / "versions" / f"{version}.*" / "bin" / "python")),
-                   key=lambda p: [int(x) for x in re.findall(r"\d+", Path(p).parts[-3])])
-    if found:
-        return found[-1]
-    on_path = shutil.which(f"python{version}")
-    if on_path:
-        return on_path
-    raise UsageError(f"no Python {version} found (pyenv or python{version} on PATH); install it "
-                     f"(pyenv install {version}) or pass --python PATH")
+    for version in wanted:
+        found = sorted(glob.glob(str(root / "versions" / f"{version}.*" / "bin" / "python")),
+                       key=lambda p: [int(x) for x in re.findall(r"\d+", Path(p).parts[-3])])
+        if found:
+            return found[-1]
+        on_path = shutil.which(f"python{version}")
+        if on_path:
+            return on_path
+        if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+            return sys.executable
+    raise UsageError(f"no Python {' or '.join(wanted)} found (pyenv or python{wanted[0]} on PATH); "
+                     f"install it (pyenv install {wanted[0]}) or pass --python PATH")
 
 
 def install_commands(python: str, target: Path, requirements: Path, wheels: str | None,
@@ -72,6 +78,17 @@ def install_commands(python: str, target: Path, requirements: Path, wheels: str 
     return [[python, "-m", "venv", str(target)],
             [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet",
              "--disable-pip-version-check", *offline, "-r", str(requirements)]]
+
+
+def already_built(target: Path, requirements_text: str) -> str | None:
+    """'Python X, N MiB' when `target` holds a finished build of these requirements, else None."""
+    try:
+        record = json.loads((target / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("requirements_sha256") != hashlib.sha256(requirements_text.encode()).hexdigest():
+        return None
+    return f"Python {record.get('python')}, {record.get('size_bytes', 0) / 2**20:.0f} MiB"
 
 
 def folder_bytes(path: Path) -> int:
@@ -99,13 +116,17 @@ def check(name: str, python: str) -> list[str]:
 def create(args) -> int:
     requirements = requirement_file(args.name, args.file)
     text = requirements.read_text()
-    wanted = _PYTHON_LINE.search(text)
+    wanted = PYTHON_LINE.search(text)
     python = args.python or find_python(wanted.group(1) if wanted else None)
     target = interpreters.envs_dir() / args.name
     if target.exists():
-        if not args.force:
-            raise UsageError(f"{target} exists; pass --force to rebuild it")
-        shutil.rmtree(target)
+        built = already_built(target, text)
+        if built and not args.force:  # the same command twice builds once (the README's)
+            print(f"{args.name}: already built from {requirements} ({built}); --force rebuilds it")
+            return 0
+        if built is None and (target / RECORD).exists() and not args.force:
+            raise UsageError(f"{target} was built from other requirements; pass --force to rebuild it")
+        shutil.rmtree(target)  # --force, or a build that never finished (no record)
     target.parent.mkdir(parents=True, exist_ok=True)
     constraint = target.parent / f".{args.name}.build-constraints.txt"
     constraint.write_text(BUILD_CONSTRAINT)
@@ -159,9 +180,11 @@ def main(argv=None) -> int:
     c = sub.add_parser("create", help="build environment NAME from tools/environments/NAME.txt")
     c.add_argument("name", metavar="NAME")
     c.add_argument("--file", help="the requirement file (default tools/environments/NAME.txt)")
-    c.add_argument("--python", help="the interpreter to build from (default: the file's '# python: X.Y')")
+    c.add_argument("--python", help="the interpreter to build from (default: the first found of the "
+                   "file's '# python: X.Y, ...')")
     c.add_argument("--wheels", metavar="DIR", help="install offline from this folder of wheels")
-    c.add_argument("--force", action="store_true", help="rebuild an environment that exists")
+    c.add_argument("--force", action="store_true", help="rebuild an environment that exists (without "
+                   "it, one built from the same requirements is kept and the command succeeds)")
     sub.add_parser("list", help="the environments defined and built")
     k = sub.add_parser("check", help="check a built environment: the project's code, each framework")
     k.add_argument("name", metavar="NAME")

@@ -127,10 +127,17 @@ def test_the_environment_builder_builds_offline_from_a_wheel_folder(tmp_path):
     record = json.loads((tmp_path / "envs" / "tiny" / interpreters.RECORD).read_text())
     assert record["offline_from"] == str(tmp_path / "wheels") and record["size_bytes"] > 0
     assert record["requirements_sha256"] == hashlib.sha256(requirements.read_bytes()).hexdigest()
-    # built twice without --force: refused, the environment kept
+    # built twice: the second command keeps it and succeeds (the README runs it on every machine)
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    one_line_error(again)
-    assert "--force" in again.stderr and python.exists()
+    assert again.returncode == 0 and "already built" in again.stdout and python.exists()
+    assert json.loads((tmp_path / "envs" / "tiny" / interpreters.RECORD).read_text()) == record
+    # the same name from other requirements: refused without --force, the environment kept
+    other = tmp_path / "other.txt"
+    other.write_text("dcgan_bench_tinypkg==1.0\n# changed\n")
+    changed = subprocess.run([*command[:6], str(other), *command[7:]], cwd=REPO, env=env,
+                             capture_output=True, text=True, check=False)
+    one_line_error(changed)
+    assert "--force" in changed.stderr and python.exists()
     # a wheel the folder lacks: pip cannot find it offline, exit non-zero, nothing recorded as built
     requirements.write_text("dcgan_bench_tinypkg==2.0\n")
     missing = subprocess.run([*command[:4], "tiny2", *command[5:]], cwd=REPO, env=env,

@@ -220,3 +220,34 @@ def test_the_report_names_each_other_environment_once_with_its_labels():
                             "jax@newest": {"environment": env}, "chainer@newest": {"environment": env}}}
     assert environment_lines(results) == [
         "- environment newest (jax@newest, chainer@newest): Python 3.12.1, numpy 2.5.5, jax 0.12.1"]
+
+
+def test_an_environment_file_may_name_several_pythons_the_first_found_is_used(tmp_path, monkeypatch):
+    from tools import envs
+    for version in ("3.11.7", "3.11.12", "3.13.1"):
+        python = tmp_path / "versions" / version / "bin" / "python"
+        python.parent.mkdir(parents=True)
+        python.write_text("")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    monkeypatch.setattr(envs.shutil, "which", lambda name: None)
+    assert envs.find_python("3.12, 3.11").endswith("3.11.12/bin/python")  # 3.12 missing, newest 3.11.*
+    assert envs.find_python("3.13,3.11").endswith("3.13.1/bin/python")
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if here not in ("3.11", "3.13"):
+        assert envs.find_python(f"3.9, {here}") == sys.executable  # this interpreter is one of them
+    with pytest.raises(UsageError, match="no Python 3.8 or 3.7 found.*pyenv install 3.8"):
+        envs.find_python("3.8, 3.7")
+    assert envs.PYTHON_LINE.search("# python: 3.12, 3.11\n").group(1) == "3.12, 3.11"
+
+
+def test_a_finished_build_of_the_same_requirements_counts_as_built(tmp_path):
+    import hashlib
+
+    from tools import envs
+    text = "numpy\n"
+    assert envs.already_built(tmp_path, text) is None  # no record: never finished
+    (tmp_path / interpreters.RECORD).write_text(json.dumps({
+        "requirements_sha256": hashlib.sha256(text.encode()).hexdigest(), "python": "3.12.4",
+        "size_bytes": 3 * 2**20}))
+    assert envs.already_built(tmp_path, text) == "Python 3.12.4, 3 MiB"
+    assert envs.already_built(tmp_path, text + "scipy\n") is None

@@ -138,7 +138,10 @@ def document(results: dict, command: str) -> tuple[dict, str]:
         ("iterations: the first check at or under the target (resolved to the check interval); "
          "train s: the backend's own step times summed up to it (first step and compilation "
          "included, the checks' evaluation excluded). Median (min-max) over the seeds that "
-         "finished; a seed that missed the target ranks slowest."), "",
+         "finished; a seed that missed the target ranks slowest. vs fastest: the median train s "
+         "over the fastest backend's; 'ranges apart' when every seed took longer than every seed "
+         "of the fastest; where the ranges overlap these seeds separate nothing (3 seeds against 3 "
+         "allow no rank test at 5%: the smallest exact two-sided Mann-Whitney p is 0.1)."), "",
         tables.table(rows, "github") if rows else "No backend finished with a time to target.", ""])
     return doc, text
 

@@ -65,9 +65,13 @@ PROSE = {
                           "median and range.",
     "time_to_target_seeds": "Median (min-max) over the seeds that finished; a seed that missed "
                             "the target counts as slower than every seed that reached it, so a "
-                            "median 'not reached' means half of them or more missed it. Seconds "
-                            "compare only on the same idle machine (the warnings above say if it "
-                            "was not).",
+                            "median 'not reached' means half of them or more missed it. vs "
+                            "fastest: the median seconds over the fastest backend's, 'ranges "
+                            "apart' when every seed of it took longer than every seed of the "
+                            "fastest; where the ranges overlap, these seeds separate nothing (3 "
+                            "seeds against 3 allow no rank test at 5%: the smallest exact "
+                            "Mann-Whitney p is 0.1). Seconds compare only on the same idle machine "
+                            "(the warnings above say if it was not).",
     "fid": "Fréchet Inception Distance of {samples} samples per backend from the run's fixed z "
            "(uint8 as a PNG stores them) against {reference}; {network}, {convention}. FID grows "
            "as N shrinks: compare only at the same N (the published 50k-sample numbers are not "

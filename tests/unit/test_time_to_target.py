@@ -189,7 +189,11 @@ def test_seeds_give_the_median_and_range_with_missed_targets_ranked_slowest():
         "mxnet": [record(True, 200, 2.0), None, record(True, 250, 3.0)]})
     rows = {r["backend"]: r for r in tables.time_to_target_rows(results)}
     assert rows["pytorch"] == {"backend": "pytorch", "reached": "3/3 seeds",
-                               "iterations": "450 (400-500)", "train s": "20.0 (10.0-30.0)"}
+                               "iterations": "450 (400-500)", "train s": "20.0 (10.0-30.0)",
+                               "vs fastest": "8.00x, ranges apart"}
+    # mxnet's median 2.5 s is the fastest; jax's 6.0 (5.0-inf) starts above mxnet's 3.0
+    assert rows["mxnet"]["vs fastest"] == "fastest" and rows["jax"]["vs fastest"] == "2.40x, ranges apart"
+    assert rows["chainer"]["vs fastest"] == "-"  # its median missed the target: no ratio
     # One of three missed: it is the slowest, so the median is the slower of the other two.
     assert rows["jax"]["iterations"] == "350 (300-not reached)"
     assert rows["jax"]["reached"] == "2/3 seeds"
@@ -199,6 +203,14 @@ def test_seeds_give_the_median_and_range_with_missed_targets_ranked_slowest():
     text = "\n".join(markdown.time_to_target_lines(results))
     assert "Median (min-max) over the seeds that finished" in text
     assert "median (min-max) over 3 seeds" in "\n".join(tables.time_to_target_stdout(results))
+
+
+def test_close_backends_are_said_not_separated_by_the_seeds():
+    results = run_results({"pytorch": [record(True, 400, 10.0), record(True, 450, 14.0), record(True, 450, 12.0)],
+                           "jax": [record(True, 400, 11.0), record(True, 450, 13.0), record(True, 500, 15.0)]})
+    rows = {r["backend"]: r for r in tables.time_to_target_rows(results)}
+    assert rows["pytorch"]["vs fastest"] == "fastest"
+    assert rows["jax"]["vs fastest"] == "1.08x, ranges overlap: not separated"
 
 
 def test_runs_without_a_target_show_no_time_to_target_section():

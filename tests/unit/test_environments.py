@@ -251,3 +251,13 @@ def test_a_finished_build_of_the_same_requirements_counts_as_built(tmp_path):
         "size_bytes": 3 * 2**20}))
     assert envs.already_built(tmp_path, text) == "Python 3.12.4, 3 MiB"
     assert envs.already_built(tmp_path, text + "scipy\n") is None
+
+
+def test_run_all_accepts_all_at_an_environment_and_checks_every_engine_it_names():
+    import run_all
+    args = run_all.parse_args(["--backend", f"all@{sys.executable}", "--iters", "2"])
+    assert args.backends == [f"all@{sys.executable}"]  # expanded by the harness, knowing ENV
+    with pytest.raises(SystemExit) as stop:  # --nodes: tensorflow (one of all) runs on one host
+        run_all.parse_args(["--backend", f"all@{sys.executable}", "--nodes", "2", "--node-rank", "0",
+                            "--rdzv-endpoint", "127.0.0.1:29500"])
+    assert stop.value.code == 2

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.results import schema
+
 STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "seed-study" / "study.json"
 STUDY_LINK = "benchmarks/results/seed-study/study.md"
 
@@ -61,26 +63,34 @@ def match(results: dict, study: dict | None = None) -> dict | None:
         return None
     dataset = (results.get("dataset") or {}).get("name") or config.get("dataset")
     key = setting_key(config, dataset)
-    run_packages = (results.get("provenance") or {}).get("packages") or {}
+    # this run's rows by label ('jax', 'jax@newest'), each with its backend and its own versions
+    labels = {label: (row.get("backend") or label.partition("@")[0])
+              for label, row in (results.get("backends") or {}).items()}
     for name, setting in (study.get("settings") or {}).items():
         if setting.get("key") != key:
             continue
         summary = setting.get("summary") or {}
         differ = {}
-        for backend, versions in (setting.get("versions") or {}).items():
-            ours = backend_versions(run_packages, backend)
+        for label, backend in labels.items():
+            versions = (setting.get("versions") or {}).get(backend)
+            if not versions:
+                continue
+            ours = backend_versions(schema.row_packages(results, label), backend)
             changed = {p: (", ".join(v), ours.get(p, "absent")) for p, v in versions.items()
                        if ours.get(p) not in v}
-            if changed and backend in results.get("backends", {}):
-                differ[backend] = changed
+            if changed:
+                differ[label] = changed
         variances = [s["fd"]["std"] ** 2 for s in summary.values() if s["fd"]["std"] is not None]
-        return {"name": name, "n": {b: s["fd"]["n"] for b, s in summary.items()},
+        studied = {label: summary[b] for label, b in labels.items() if b in summary}
+        return {"name": name,
+                # keyed by this run's labels: a label's numbers are its backend's in the study
+                "n": {label: s["fd"]["n"] for label, s in studied.items()},
                 # every backend's seeds measure the same kind of noise: their pooled std is the
                 # better-estimated one (a 4-seed std alone is uncertain by about ±40%)
                 "fd_std_pooled": float(sum(variances) / len(variances)) ** 0.5 if variances else None,
                 "fd_std_df": sum(s["fd"]["n"] - 1 for s in summary.values() if s["fd"]["std"] is not None),
-                "fd_std": {b: s["fd"]["std"] for b, s in summary.items()},
-                "fd_mean": {b: s["fd"]["mean"] for b, s in summary.items()},
+                "fd_std": {label: s["fd"]["std"] for label, s in studied.items()},
+                "fd_mean": {label: s["fd"]["mean"] for label, s in studied.items()},
                 "versions_differ": differ, "machines": setting.get("machines", []),
                 "verdict": (setting.get("test") or {}).get("verdict", "")}
     return None

@@ -170,6 +170,22 @@ def test_a_one_seed_report_gives_the_matched_study_spread_or_says_none_matches(t
     assert seed_spread.match(run, study) is None
 
 
+def test_a_row_in_another_environment_is_matched_by_its_backend_and_its_own_versions(tmp_path, monkeypatch):
+    study = _study_inputs(tmp_path)
+    run = _results(7, {"pytorch": 380.0, "jax": 450.0})
+    run["schema_version"] = 2
+    run["backends"]["jax@newest"] = dict(run["backends"].pop("jax"), backend="jax", environment={
+        "name": "newest", "packages": {"numpy": "2.5.5", "jax": "0.12.1"}})
+    m = seed_spread.match(run, study)
+    assert m["fd_std"]["jax@newest"] == study["settings"]["mnist32-500"]["summary"]["jax"]["fd"]["std"]
+    assert m["n"]["jax@newest"] == 4 and "jax" not in m["fd_std"]
+    # its own environment's versions, not the parent's (provenance: jax 0.6.2, numpy 1.26.4)
+    assert m["versions_differ"] == {"jax@newest": {"numpy": ("1.26.4", "2.5.5"), "jax": ("0.6.2", "0.12.1")}}
+    monkeypatch.setattr(seed_spread, "load", lambda path=None: study)
+    rows = {r["samples"]: r for r in tables.quality_rows(dict(run, quality_floor=None))}
+    assert rows["jax@newest"]["FD seed std (study)"] == f"{m['fd_std']['jax@newest']:.0f} (n=4)"
+
+
 def test_report_quality_section_says_one_seed_cannot_separate_backends(tmp_path, monkeypatch):
     study = _study_inputs(tmp_path / "study")
     monkeypatch.setattr(seed_spread, "load", lambda path=None: study)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Train the spec's DCGAN with every backend, one after another, and compare them.
 
-    python run_all.py --backend all --dataset mnist
+    python run_all.py --backend all@newest --dataset mnist   (each framework at its newest release)
+    python run_all.py --backend all --dataset mnist          (every backend in this interpreter)
 
 Each backend runs in its own subprocess (common/harness/worker.py) so timings never share the machine
 and a crash, OOM or missing framework in one never takes down the others. This process imports

@@ -87,7 +87,7 @@ DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER = (
 GROUPS = (DATA, TRAIN, SPEED, PARALLEL, QUALITY, OUTPUT, OTHER)
 # --help's closing lines: the commands a new user needs first.
 EXAMPLES = """examples:
-  python run_all.py --backend all --dataset mnist            every backend, 500 iterations
+  python run_all.py --backend all@newest --dataset mnist     the main job (docs/environments.md)
   python run_all.py --backend pytorch --iters 40 --quiet     one backend, a quick check
   python run_all.py --dataset synthetic --device gpu --batch-size 256
   python run_all.py --checkpoint-every 100 --out runs/long   resumable: --resume runs/long

@@ -21,7 +21,7 @@ def test_help_is_grouped_with_examples():
     text = _help()
     heads = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert heads[heads.index("data"):] == [*options.GROUPS, "examples"]
-    assert "python run_all.py --backend all --dataset mnist" in text.split("examples:")[1]
+    assert "python run_all.py --backend all@newest --dataset mnist" in text.split("examples:")[1]
 
 
 @pytest.mark.parametrize("name", list(options.options()))

@@ -12,7 +12,8 @@ def _commands_in_readme() -> list[str]:
 def test_readme_has_exactly_two_setup_commands():
     commands = _commands_in_readme()
     assert len(commands) == 2, commands
-    assert "python run_all.py --backend all --dataset mnist" in commands[0]
+    assert "python run_all.py --backend all@newest --dataset mnist" in commands[0]
+    assert "python -m tools.envs create newest &&" in commands[0]  # the environment it names
     assert "python -m pytest" in commands[1]
 
 

@@ -53,6 +53,7 @@ def parse_args(argv):
     except ValueError as exc:
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     plain = [cli.split_label(b)[0] for b in args.backends]  # NAME@ENV runs NAME's engine
+    plain = list(backends.NAMES) if plain == ["all"] else plain  # all@ENV: every backend
     if args.nodes > 1:
         multi_host = [r.name for r in backends.REGISTRY.values() if r.multi_host]
         if single := [b for b in plain if b not in multi_host]:

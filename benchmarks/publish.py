@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from benchmarks import grid_output
-from benchmarks.grid_rows import row_label
 from benchmarks.gpu_check import summary as gpu_summary
+from benchmarks.grid_rows import row_label
 from common import atomic
 from common.results import schema, seed_spread, tables
 from common.spec import PRESETS

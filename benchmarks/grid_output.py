@@ -7,15 +7,17 @@ import textwrap
 from pathlib import Path
 
 from benchmarks import peak
+from benchmarks.grid_rows import row_label
 from common.results.figures import figure_title, legend_below, pyplot, save_figure
-from common.results.tables import table
+from common.results.markdown import environment_lines
+from common.results.tables import table, without_plain_labels
 
 # What a grid needs to stand in the README's headline: every backend, spec and best, batch 64,
 # and at least this many iterations per cell at batch 64 (the grid's default --min-iters).
 HEADLINE_BATCH = 64
 HEADLINE_MIN_ITERS = 8
 TERMINAL_WIDTH = 120  # the grid's table on the terminal; the full one is throughput.md
-TERMINAL_COLUMNS = ("backend", "config", "batch", "status", "img/s", "range across runs", "speed / spec",
+TERMINAL_COLUMNS = ("backend", "label", "config", "batch", "status", "img/s", "range across runs", "speed / spec",
                     "step / bare step", "of measured peak", "peak MiB", "first step s")
 
 
@@ -39,11 +41,18 @@ def quick_try(args: dict) -> list[str]:
     return why
 
 
+def version_lines(doc: dict) -> list[str]:
+    """One line per other environment the grid's rows ran in (NAME@ENV): its labels, Python and
+    the versions that matter, as report.md gives them."""
+    return environment_lines({"backends": {label: {"environment": env}
+                                           for label, env in (doc.get("environments") or {}).items()}})
+
+
 def terminal(doc: dict, folder: Path) -> str:
     """The grid on a terminal, within TERMINAL_WIDTH columns: the columns a reader compares first
     (those that fit, in TERMINAL_COLUMNS' order), why a cell has no number below the table, and
     where the full table is."""
-    rows = doc["rows"]
+    rows = without_plain_labels(doc["rows"])
     present = [c for c in TERMINAL_COLUMNS if any(r.get(c) not in (None, "", "ok") for r in rows)]
     shown = [{c: r.get(c) for c in present if c != "status" or r["status"] != "ok"} for r in rows]
     while True:
@@ -51,7 +60,7 @@ def terminal(doc: dict, folder: Path) -> str:
         if max(map(len, text.splitlines())) <= TERMINAL_WIDTH or len(present) <= 4:
             break
         present.pop()
-    notes = [f"{r['backend']} {r['config']}: {r.get('reason')}" for r in rows if r.get("reason")]
+    notes = [f"{row_label(r)} {r['config']}: {r.get('reason')}" for r in rows if r.get("reason")]
     lines = [text, ""]
     for note in dict.fromkeys(notes):
         lines += textwrap.wrap(note, TERMINAL_WIDTH, initial_indent="- ", subsequent_indent="  ")
@@ -84,7 +93,7 @@ def scaling_figure(doc: dict, rows: list[dict], path: Path) -> None:
     series: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if r["status"] == "ok":
-            series.setdefault((r["backend"], r["config"]), []).append(r)
+            series.setdefault((row_label(r), r["config"]), []).append(r)
     # One colour per backend, one line style per configuration: with five backends of three
     # configurations each, matplotlib's 10-colour cycle gave two backends the same colour.
     names = sorted({name for name, _ in series})
@@ -118,11 +127,11 @@ def runs_figure(doc: dict, rows: list[dict], path: Path) -> None:
     cells = [r for r in rows if r["status"] == "ok"]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    names = list(dict.fromkeys(r["backend"] for r in cells))
+    names = list(dict.fromkeys(row_label(r) for r in cells))
     colour = {"spec": "C0", "bare": "C7", "fast": "C1"}
     kinds = set()
     for i, name in enumerate(names):
-        mine = [r for r in cells if r["backend"] == name]
+        mine = [r for r in cells if row_label(r) == name]
         xs = [i + (j - (len(mine) - 1) / 2) * 0.3 for j in range(len(mine))]
         per_run = [r.get("img/s per run") or [] for r in mine]
         for k in range(max(map(len, per_run), default=0)):  # pass k across this backend's cells
@@ -163,6 +172,7 @@ def render(doc: dict) -> str:
         f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, {gpu}",
         f"- Software: Python {prov.get('python')}; "
         + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
+        *version_lines(doc),
         f"- Code: git {(prov.get('git') or {}).get('commit')}; started {doc['started']}, "
         f"finished {doc['finished']} ({doc['grid_seconds'] / 60:.1f} min for the whole grid)"
         + (f"; redrawn later: {doc['redrawn']}" if doc.get("redrawn") else ""),
@@ -185,12 +195,12 @@ def render(doc: dict) -> str:
         *([(f"- A quick try, not a complete grid ({'; '.join(quick_try(a))}): `publish --readme` leaves it "
              "out of the README")] if quick_try(a) else []),
         "", table([{k: (", ".join("-" if x is None else f"{x}" for x in v) if isinstance(v, list) else v)
-                    for k, v in r.items()} for r in doc["rows"]], "github"), ""]
+                    for k, v in r.items()} for r in without_plain_labels(doc["rows"])], "github"), ""]
     if doc.get("quality_rows"):
         lines += [f"Sample quality of the best-available paths against spec: mnist-5k, batch 64, "
                   f"{a['quality_iters']} iterations, seed 0, shared initial weights; FD and "
                   "classifier score as in docs/quality.md (± bootstrap spread):", "",
-                  table(doc["quality_rows"], "github"), ""]
+                  table(without_plain_labels(doc["quality_rows"]), "github"), ""]
     return "\n".join(lines)
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks import configs, peak
+from common.cli import split_label
 from common.metrics import flops
 
 
-def cell_row(spec, name: str, config: str, batch: int, runs: list[dict], peaks: dict | None = None) -> dict:
-    row = {"backend": name, "config": config, "batch": batch}
+def cell_row(spec, label: str, config: str, batch: int, runs: list[dict], peaks: dict | None = None) -> dict:
+    """One cell's row. label: the backend's name, or NAME@ENV (run in that environment); the row
+    holds the plain name in "backend" and the label in "label", as results.json's rows do."""
+    row = {"backend": split_label(label)[0], "label": label, "config": config, "batch": batch}
     ok = [r for r in runs if r["status"] == "ok"]
     if not ok:
         return dict(row, status=runs[0]["status"], reason=runs[0].get("reason") or "")
@@ -57,14 +60,19 @@ def _threads(settings: dict | None) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sorted((settings or {}).items()))
 
 
+def row_label(row: dict) -> str:
+    """A row's label (a grid written before labels has only the backend's name)."""
+    return row.get("label") or row["backend"]
+
+
 def add_bare_comparison(rows: list[dict]) -> None:
-    """Throughput the harness loses against the bare loop of the same backend and batch: from the
+    """Throughput the harness loses against the bare loop of the same label and batch: from the
     cells' medians; with repeats also `step / bare step`, the median of the per-repeat ratios of
     step times (repeat k of the cell against repeat k of the bare loop, the same pass of the
     interleaved grid) with their range."""
-    bare = {(r["backend"], r["batch"]): r for r in rows if r["config"] == "bare loop" and r["status"] == "ok"}
+    bare = {(row_label(r), r["batch"]): r for r in rows if r["config"] == "bare loop" and r["status"] == "ok"}
     for r in rows:
-        b = bare.get((r["backend"], r["batch"]))
+        b = bare.get((row_label(r), r["batch"]))
         if r["status"] == "ok" and r["config"] == configs.label(()) and b:
             r["vs bare"] = f"{100 * (1 - r['img/s'] / b['img/s']):+.1f}%"
             ratios = [x / y for x, y in zip(r["_run_img_s"], b["_run_img_s"]) if x and y]
@@ -74,13 +82,13 @@ def add_bare_comparison(rows: list[dict]) -> None:
 
 
 def add_spec_comparison(rows: list[dict]) -> None:
-    """`speed / spec` on every fast-path cell: its img/s over spec's at the same backend and batch;
+    """`speed / spec` on every fast-path cell: its img/s over spec's at the same label and batch;
     with repeats the median of the per-repeat ratios (repeat k against repeat k, the same pass of
     the interleaved grid) with their range, as `step / bare step` pairs spec with the bare loop."""
     spec_label = configs.label(())
-    spec = {(r["backend"], r["batch"]): r for r in rows if r["config"] == spec_label and r["status"] == "ok"}
+    spec = {(row_label(r), r["batch"]): r for r in rows if r["config"] == spec_label and r["status"] == "ok"}
     for r in rows:
-        s = spec.get((r["backend"], r["batch"]))
+        s = spec.get((row_label(r), r["batch"]))
         if r["status"] != "ok" or r["config"] in (spec_label, "bare loop") or not s:
             continue
         ratios = [x / y for x, y in zip(r["_run_img_s"], s["_run_img_s"]) if x and y]

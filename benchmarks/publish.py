@@ -25,6 +25,7 @@ from pathlib import Path
 
 from benchmarks import grid_output
 from benchmarks.gpu_check import summary as gpu_summary
+from benchmarks.grid_rows import row_label
 from common import atomic
 from common.results import schema, seed_spread, tables
 from common.spec import PRESETS
@@ -76,7 +77,8 @@ REQUESTED = ("spec", "best")  # the headline's two configurations, in its column
 
 
 def requested_rows(doc: dict) -> dict[tuple[str, str], dict]:
-    """A throughput grid's rows by (backend, requested configuration) at HEADLINE_BATCH.
+    """A throughput grid's rows by (label, requested configuration) at HEADLINE_BATCH (the label:
+    the backend's name, or NAME@ENV for one run in another Python environment).
 
     A row names its configuration by its fast paths ("bf16"), not by what was asked for
     ("best"), so the rows are matched back to --configs in the grid's own order: per backend,
@@ -85,8 +87,8 @@ def requested_rows(doc: dict) -> dict[tuple[str, str], dict]:
     requested = doc["args"]["configs"].split(",")
     n_batches = len(doc["args"]["batch_sizes"].split(","))
     found: dict[tuple[str, str], dict] = {}
-    for name in dict.fromkeys(r["backend"] for r in doc["rows"]):
-        rows = [r for r in doc["rows"] if r["backend"] == name and r["config"] != "bare loop"]
+    for name in dict.fromkeys(row_label(r) for r in doc["rows"]):  # jax and jax@ENV apart
+        rows = [r for r in doc["rows"] if row_label(r) == name and r["config"] != "bare loop"]
         for config in requested:
             group, rows = (rows[:1], rows[1:]) if rows and rows[0]["batch"] == "all" else (
                 rows[:n_batches], rows[n_batches:])
@@ -171,9 +173,9 @@ def quality_line(tag: str, doc: dict) -> list[str]:
     if not rows:
         return []
     pairs = []
-    for name in dict.fromkeys(r["backend"] for r in rows):
-        spec = [r for r in rows if r["backend"] == name and r["config"].startswith("spec")]
-        best = [r for r in rows if r["backend"] == name and not r["config"].startswith("spec")]
+    for name in dict.fromkeys(row_label(r) for r in rows):
+        spec = [r for r in rows if row_label(r) == name and r["config"].startswith("spec")]
+        best = [r for r in rows if row_label(r) == name and not r["config"].startswith("spec")]
         if spec and best:
             pairs.append(f"{name} best {best[0]['FD']}, spec {spec[0]['FD']}")
     iters = {r.get("iterations") for r in rows}

@@ -7,7 +7,9 @@ into OUT/r<repeat>/d<N>/, repeated --repeats times with the counts interleaved (
 so a machine whose speed drifts over minutes shifts every count alike; OUT/scaling.md,
 scaling.json and scaling.png give the median img/s over the repeats (and their range) against
 replica count and efficiency against linear (common/results/replica_scaling.py). `--from-runs DIR ...` tabulates
-finished run folders instead of training.
+finished run folders instead of training. A backend may run in another Python environment
+(`--backend jax@newest`, `all@ENV`, as run_all.py takes it): its rows carry the label beside the
+plain backend, and the table names each environment's Python and versions.
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
 from common import atomic, cli  # noqa: E402
+from common.harness import environment  # noqa: E402
 from common.options import UsageError  # noqa: E402
 from common.results import replica_scaling, schema  # noqa: E402
-from common.results.tables import table  # noqa: E402
+from common.results.markdown import environment_lines  # noqa: E402
+from common.results.tables import table, without_plain_labels  # noqa: E402
 
 
 def parse_args(argv):
@@ -46,7 +50,7 @@ def parse_args(argv):
     except ValueError:
         p.error(f"--devices takes comma-separated integers like 1,2, got {args.devices!r}")
     try:
-        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+        args.backends = cli.parse_backends(args.backend, backends.NAMES, environments=True)
     except UsageError as exc:
         p.error(str(exc))
     problem = cli.bounds_problem(args, ("batch_size", "iters"))
@@ -57,6 +61,14 @@ def parse_args(argv):
     if any(n <= 0 or args.batch_size % n for n in args.counts):
         p.error(f"--devices {args.devices}: every count must be positive and divide --batch-size "
                 f"{args.batch_size}")
+    if not args.from_runs:
+        try:  # every other environment runs its backend, or one line and exit 2 before any run
+            args.backends = environment.expand_all(args.backends)
+            others = [b for b in args.backends if cli.split_label(b)[1] is not None]
+            if others:
+                environment.check(others)
+        except UsageError as exc:
+            p.error(str(exc))
     return args
 
 
@@ -99,8 +111,9 @@ def main(argv=None) -> int:
         "step (warm-up excluded), range over runs beside it; "
         "efficiency = img/s / (replicas x img/s at 1 replica)",
         *([f"- 1-minute load average before each run: {min(loads):.2f}-{max(loads):.2f}"] if not args.from_runs else []),
+        *dict.fromkeys(line for run in runs for line in environment_lines(run)),
         f"- Code: git {(prov.get('git') or {}).get('commit')}", "",
-        table(rows, "github"), ""])
+        table(without_plain_labels(rows), "github"), ""])
     if rows:
         devices = sorted({((r["backends"][b] or {}).get("device") or {}).get("device") or "?"
                           for r in runs for b in r["backends"]})

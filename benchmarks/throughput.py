@@ -7,7 +7,10 @@ Every cell is its own process, alone on the machine: a `run_all.py --dataset syn
 harness as users run it; quality probes off), or with --bare the framework's bare reference loop
 (`python -m benchmarks.bare`, no harness). A cell is time-boxed by work, not by luck: it trains
 ceil(--images / batch) iterations (at least --min-iters), so every batch size sees the same
-number of images. Configurations: `spec` (full float32, what parity is proven on), `best` (each
+number of images. A backend may run in another Python environment (`--backend jax@newest`,
+`all@ENV`, ENV a built environment or a Python's absolute path, as run_all.py takes it): its
+cells run there, its bare loop too, and its rows carry the label beside the plain backend.
+Configurations: `spec` (full float32, what parity is proven on), `best` (each
 framework's fast paths on that device, benchmarks/configs.py) or single fast paths (an ablation).
 With --quality-iters, every backend whose best configuration differs from spec also trains that
 many iterations on real digits in both configurations and the evaluator scores the samples, so a
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO))
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs, grid_output, grid_rows, peak  # noqa: E402
 from common import atomic, cli, sysinfo  # noqa: E402
-from common.harness import child  # noqa: E402
+from common.harness import child, environment  # noqa: E402
 from common.metrics import flops  # noqa: E402
 from common.options import EXIT_USAGE, UsageError  # noqa: E402
 from common.results import schema, tables  # noqa: E402
@@ -93,13 +96,14 @@ def parse_args(argv):
     if any(b <= 0 for b in args.batches) or min(args.images, args.min_iters, args.repeats, args.threads) <= 0:
         p.error("--batch-sizes, --images, --min-iters, --repeats and --threads must be positive")
     try:
-        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+        args.backends = cli.parse_backends(args.backend, backends.NAMES, environments=True)
     except UsageError as exc:
         p.error(str(exc))
     args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    first = cli.split_label(args.backends[0])[0]  # 'all' of all@ENV: any backend checks the names
     try:
         for c in args.config_list:
-            configs.fast_paths(c, args.backends[0], "cpu")
+            configs.fast_paths(c, backends.NAMES[0] if first == "all" else first, "cpu")
     except configs.ConfigError as exc:
         p.error(str(exc))
     args.measured_peaks = None
@@ -112,7 +116,20 @@ def parse_args(argv):
         except (OSError, ValueError) as exc:
             p.error(f"--peaks {args.peaks}: {exc}; give a file as throughput.json's 'peaks' "
                     "(or drop --peaks to measure them)")
+    try:  # every other environment runs its backend, or one line and exit 2 before any cell
+        args.backends, args.environments = other_environments(args.backends)
+    except UsageError as exc:
+        p.error(str(exc))
     return args
+
+
+def other_environments(labels: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """The labels (all@ENV expanded) and, per NAME@ENV label, its checked environment
+    (common/harness/environment.py: its interpreter runs the project and the framework imports
+    there); UsageError for the first that cannot. Plain names are left to run_all.py's checks."""
+    labels = environment.expand_all(labels)
+    others = [label for label in labels if cli.split_label(label)[1] is not None]
+    return labels, (environment.check(others) if others else {})
 
 
 def machine_slug() -> str:
@@ -147,11 +164,12 @@ def _run(cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess
                           env=env)
 
 
-def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="synthetic",
+def harness_cell(args, label: str, paths: tuple, batch: int, out: Path, dataset="synthetic",
                  iters: int | None = None) -> dict:
-    """One run_all.py run of one backend; its result (whatever its status) plus the provenance."""
+    """One run_all.py run of one backend (label: its name, or NAME@ENV to run it in that
+    environment); its result (whatever its status) plus the provenance."""
     # no quality probes inside timed runs; figures unread
-    cmd = [*cli.run_all_command(backend=name, dataset=dataset, preset=args.preset, batch_size=batch,
+    cmd = [*cli.run_all_command(backend=label, dataset=dataset, preset=args.preset, batch_size=batch,
                                 iters=iters or iterations(args, batch), device=args.device, threads=args.threads,
                                 out=out, quiet=True, quality_every=0, figures=False), *configs.flags(paths)]
     load = os.getloadavg()[0]
@@ -159,18 +177,19 @@ def harness_cell(args, name: str, paths: tuple, batch: int, out: Path, dataset="
     if not (out / "results.json").exists():
         return {"status": "failed", "reason": f"run_all.py: {proc.stderr.strip()[-300:]}", "load_before": load}
     results = schema.load_results(out / "results.json")
-    r = dict(results["backends"][name], load_before=load)
+    r = dict(results["backends"][label], load_before=load)
     r["provenance"] = results["provenance"]
     return r
 
 
-def bare_cell(args, name: str, batch: int, out: Path) -> dict:
-    """The framework's bare loop in a fresh process with the environment a harness worker gets."""
+def bare_cell(args, label: str, batch: int, out: Path) -> dict:
+    """The framework's bare loop (benchmarks/bare/, by the plain name) in a fresh process with the
+    environment a harness worker gets, in the label's interpreter (NAME@ENV: ENV's)."""
     out.mkdir(parents=True, exist_ok=True)
     env = child.process_env(args.threads)
-    device = "cpu" if args.device == "auto" and backend_device(args, name) == "cpu" else args.device
-    cmd = [sys.executable, "-m", "benchmarks.bare", "--backend", name, "--preset", args.preset,
-           "--batch-size", str(batch), "--iters", str(iterations(args, batch)), "--threads",
+    device = "cpu" if args.device == "auto" and backend_device(args, label) == "cpu" else args.device
+    cmd = [interpreter(args, label), "-m", "benchmarks.bare", "--backend", cli.split_label(label)[0],
+           "--preset", args.preset, "--batch-size", str(batch), "--iters", str(iterations(args, batch)), "--threads",
            str(args.threads), "--device", "gpu" if device == "gpu" else "cpu", "--out", str(out / "bare.json")]
     load = os.getloadavg()[0]
     proc = _run(cmd, env)
@@ -190,31 +209,47 @@ def bare_summary(out: Path, batch: int) -> tuple[dict, dict]:
 
 
 def run_folder(work: Path, name: str, label: str, batch: int, k: int) -> Path:
-    """Repeat k (from 1) of one cell's run folder under --work."""
-    return work / f"{name}-{label.split(' ')[0].replace('+', '-')}-b{batch}-r{k}"
+    """Repeat k (from 1) of one cell's run folder under --work (name: the backend's label, an
+    interpreter path's separators made one name as in a run folder)."""
+    return work / f"{schema.label_folder(name)}-{label.split(' ')[0].replace('+', '-')}-b{batch}-r{k}"
+
+
+def interpreter(args, label: str) -> str:
+    """The Python a label's cells run in: its checked environment's, else this one."""
+    return (getattr(args, "environments", {}).get(label) or {}).get("interpreter") or sys.executable
+
+
+def unavailable(args, label: str) -> str | None:
+    """Why a label cannot run here, or None: a plain name's framework must import in this
+    interpreter; a NAME@ENV label was checked in its environment when the grid started."""
+    return None if label in getattr(args, "environments", {}) else backends.unavailable_reason(label)
 
 
 _DEVICES: dict[str, str] = {}
 
 
-def backend_device(args, name: str) -> str:
-    """'gpu' if this backend will run on a GPU (its framework sees one and --device allows it)."""
+def backend_device(args, label: str) -> str:
+    """'gpu' if this backend will run on a GPU (its framework sees one, in its label's
+    interpreter, and --device allows it)."""
     if args.device == "cpu":
         return "cpu"
-    if name not in _DEVICES:
-        proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", name], cwd=REPO,
-                              capture_output=True, text=True)
-        try:
-            devices = json.loads(proc.stdout.strip().splitlines()[-1])["devices"]
-        except (ValueError, IndexError, KeyError):
-            devices = ["cpu"]
-        _DEVICES[name] = "gpu" if any(d != "cpu" for d in devices) else "cpu"
-    return _DEVICES[name]
+    if label not in _DEVICES:
+        probed = (getattr(args, "environments", {}).get(label) or {}).get("framework")
+        if probed is None:
+            proc = subprocess.run([sys.executable, "-m", "common.harness.worker", "--probe", label], cwd=REPO,
+                                  capture_output=True, text=True)
+            try:
+                probed = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                probed = {}
+        devices = probed.get("devices") or ["cpu"]
+        _DEVICES[label] = "gpu" if any(d != "cpu" for d in devices) else "cpu"
+    return _DEVICES[label]
 
 
 def measure_peaks(args, work: Path) -> dict:
     """{device: {precision: measured peak}} for every device and precision the grid's cells use."""
-    devices = {"cpu" if backends.unavailable_reason(n) else backend_device(args, n) for n in args.backends}
+    devices = {"cpu" if unavailable(args, n) else backend_device(args, n) for n in args.backends}
     precisions = ["fp32"] + (["bf16"] if any("bf16" in c or c == "best" for c in args.config_list) else [])
     out = {}
     for device in sorted(devices):
@@ -227,15 +262,16 @@ def quality_rows(args, work: Path) -> list[dict]:
     """Spec and best trained alike on real digits, both scored: does the fast path cost quality?"""
     rows = []
     for name in args.backends:
-        paths = configs.fast_paths("best", name, backend_device(args, name))
-        if isinstance(paths, str) or not paths or backends.unavailable_reason(name):
+        paths = configs.fast_paths("best", cli.split_label(name)[0], backend_device(args, name))
+        if isinstance(paths, str) or not paths or unavailable(args, name):
             continue
         for p in ((), paths):
             label = configs.label(p)
             print(f"quality: {name} {label}", file=sys.stderr, flush=True)
-            r = harness_cell(args, name, p, 64, work / f"quality-{name}-{'-'.join(p) or 'spec'}",
-                             dataset="mnist-5k", iters=args.quality_iters)
-            row = {"backend": name, "config": label, "iterations": args.quality_iters, "status": r["status"]}
+            folder = work / f"quality-{schema.label_folder(name)}-{'-'.join(p) or 'spec'}"
+            r = harness_cell(args, name, p, 64, folder, dataset="mnist-5k", iters=args.quality_iters)
+            row = {"backend": cli.split_label(name)[0], "label": name, "config": label,
+                   "iterations": args.quality_iters, "status": r["status"]}
             q = r.get("quality")
             if q:
                 row.update({"FD": tables.spread(q, "fd", 1), "classifier score": tables.spread(q, "classifier_score", 2),
@@ -269,16 +305,16 @@ def main(argv=None) -> int:
     peaks = (args.measured_peaks if args.measured_peaks is not None
              else measure_peaks(args, work) if args.peak_seconds > 0 else {})
     plan_rows: list = []  # a cell (name, label, paths, batch), or a row saying why none runs
-    for name in args.backends:
-        reason = backends.unavailable_reason(name)
+    for name in args.backends:  # a label: the backend's name, or NAME@ENV
+        reason = unavailable(args, name)
         device = "cpu" if reason else backend_device(args, name)
-        plan = [(c, configs.fast_paths(c, name, device)) for c in args.config_list]
+        plan = [(c, configs.fast_paths(c, cli.split_label(name)[0], device)) for c in args.config_list]
         if args.bare:
             plan.append(("bare loop", "bare"))
         for config, paths in plan:
             if reason or isinstance(paths, str) and paths != "bare":  # one row says why
-                plan_rows.append({"backend": name, "config": config, "batch": "all",
-                                  "status": "skipped", "reason": reason or paths})
+                plan_rows.append({"backend": cli.split_label(name)[0], "label": name, "config": config,
+                                  "batch": "all", "status": "skipped", "reason": reason or paths})
                 continue
             label = config if paths == "bare" else configs.label(paths)
             for batch in args.batches:
@@ -286,6 +322,10 @@ def main(argv=None) -> int:
     # Repeats interleaved: every cell once, then every cell again, so that a neighbour's load
     # or the machine's drift falls on all cells alike and spec and bare pair up per repeat.
     runs: dict[tuple, list[dict]] = {}
+    # NAME@ENV label -> its environment: as checked, then as its first run's results.json records it
+    environments = {label: {k: v for k, v in info.items() if k != "framework"}
+                    for label, info in args.environments.items()}
+    recorded: set[str] = set()
     for k in range(args.repeats):
         for item in plan_rows:
             if isinstance(item, dict):
@@ -300,6 +340,9 @@ def main(argv=None) -> int:
             # measured per run (benchmarks/README.md#idiom-cost-where-fit--tfdata-and-the-module-calls-spend-the-time)
             r["cpu_stolen"] = sysinfo.machine_load(before, sysinfo.load_sample()).get("cpu_steal_fraction")
             provenance = r.pop("provenance", None) or provenance
+            if r.get("environment") and name in environments and name not in recorded:
+                environments[name] = r["environment"]  # the versions the row ran with
+                recorded.add(name)
             runs.setdefault(item, []).append(r)
     for item in plan_rows:
         rows.append(item if isinstance(item, dict)
@@ -307,11 +350,12 @@ def main(argv=None) -> int:
     grid_rows.add_bare_comparison(rows)
     grid_rows.add_spec_comparison(rows)
     q_rows = quality_rows(args, work) if args.quality_iters else []
-    doc = {"command": command, "args": {k: v for k, v in vars(args).items() if k not in ("batches", "measured_peaks")},
+    doc = {"command": command, "args": {k: v for k, v in vars(args).items()
+                                        if k not in ("batches", "measured_peaks", "environments")},
            "started": started.isoformat(timespec="seconds"),
            "finished": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            "grid_seconds": (dt.datetime.now() - t0).total_seconds(),
-           "provenance": provenance or sysinfo.provenance(),
+           "provenance": provenance or sysinfo.provenance(), "environments": environments,
            "flops_per_image": flops.iteration_flops_per_image(spec), "peaks": peaks,
            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
            "quality_rows": q_rows}

@@ -9,9 +9,11 @@ Each release gets an environment (tools.envs, from a requirement file written un
 framework pinned, its companions as pip resolves them: Keras for TensorFlow; jaxlib, Flax, Optax
 and numpy for JAX) unless one with the same requirements is built. In each, the backend's parity
 tests run (forward, gradients, optimizer, one iteration, weight transfer against the float64
-oracle; --no-parity skips them), then every repeat runs one `run_all.py --dataset synthetic`
-with every release's label in rotated order, so the releases of one repeat share the machine's
-state. The reference is the newest release (with --envs, the first environment). A release's
+oracle; --no-parity skips them), recording every comparison's difference (OUT/parity/, by
+common/results/parity_record.py), so the table gives each release's largest difference per kind
+of check beside its tolerance, not only the pass; then every repeat runs one `run_all.py
+--dataset synthetic` with every release's label in rotated order, so the releases of one repeat
+share the machine's state. The reference is the newest release (with --envs, the first environment). A release's
 change is 'beyond noise' only when its repeats' img/s range and the reference's do not overlap
 and the medians differ by more than either range (relative): the spread measured in this very
 table. Writes OUT/versions.json (one row per release) and OUT/versions.md.
@@ -19,6 +21,7 @@ table. Writes OUT/versions.json (one row per release) and OUT/versions.md.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -33,7 +36,7 @@ from benchmarks import configs  # noqa: E402
 from common import atomic, cli, interpreters  # noqa: E402
 from common.harness import environment  # noqa: E402
 from common.options import EXIT_USAGE, UsageError  # noqa: E402
-from common.results import tables  # noqa: E402
+from common.results import parity_record, schema, tables  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results" / "versions"
 # The pip requirements of one release: the framework pinned, its companions left to pip.
@@ -117,14 +120,20 @@ def release_envs(args) -> list[str]:
     return names
 
 
-def run_parity(backend: str, python: str) -> dict:
-    """The backend's parity tests in `python`: passed or not, and how many."""
+def run_parity(backend: str, python: str, record: Path) -> dict:
+    """The backend's parity tests in `python`: passed or not, how many, and per kind of check
+    the largest difference from the float64 oracle for its tolerance ("checks"), from the
+    comparisons the tests record into `record` (common/results/parity_record.py)."""
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)  # the tests append: one run's comparisons only
     proc = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PARITY_TESTS,
                            f"tests/backends/test_{backend}.py", "-k", backend], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          env=dict(os.environ, **{parity_record.RECORD_ENV: str(record)}))
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", last)}
-    return {"pass": proc.returncode == 0, **counts, "summary": last.strip("= ")}
+    return {"pass": proc.returncode == 0, **counts, "summary": last.strip("= "),
+            "checks": parity_record.summarise(parity_record.read(record))}
 
 
 def repeat_runs(args, labels: list[str], config: str, paths: tuple[str, ...]) -> list[dict]:
@@ -176,11 +185,38 @@ def table_rows(args, labels, runs, parity, config: str) -> list[dict]:
     return rows
 
 
+def parity_cell(p: dict | None) -> str:
+    """The parity column: pass or FAIL, and the largest difference from the oracle for its
+    tolerance (the kind of check closest to its bound), e.g. 'pass, max 3.1e-06 (tol 1e-05,
+    forward); 40 passed'."""
+    if p is None:
+        return "-"
+    verdict = "pass" if p["pass"] else "FAIL"
+    tight = parity_record.tightest(p.get("checks") or {})
+    if tight is None:
+        return f"{verdict} ({p.get('summary', '')}; no difference recorded)"
+    kind, entry = tight
+    return f"{verdict}, max {entry['max_rel']:.2g} (tol {entry['tolerance']:.2g}, {kind}); {p.get('summary', '')}"
+
+
+def parity_markdown(parity: dict[str, dict], versions: dict[str, str]) -> str:
+    """Per release, each kind of check's largest difference from the float64 oracle over its
+    tolerance (both relative to the compared values' scale, as the test holds them)."""
+    kinds = list(dict.fromkeys(k for p in parity.values() for k in p.get("checks") or {}))
+    if not kinds:
+        return ""
+    shown = [{"release": versions.get(label) or "?", "environment": label.partition("@")[2],
+              **{k: (f"{c['max_rel']:.2g} / {c['tolerance']:.2g}" if (c := (p.get("checks") or {}).get(k))
+                     else "-") for k in kinds}} for label, p in parity.items()]
+    return ("## parity: largest difference / tolerance, per kind of check\n\n" + tables.table(shown, "github")
+            + "\n\nEach cell: the comparison (of its kind, over the parity tests) that came closest to "
+            "its bound, as max |got - oracle| over the compared values' scale, and the tolerance on "
+            "it (tests/support/tolerances.py); the tests' record is under parity/.\n\n")
+
+
 def markdown(rows) -> str:
-    def parity(p):
-        return "-" if p is None else ("pass" if p["pass"] else "FAIL") + f" ({p.get('summary', '')})"
     shown = [{"release": r["version"] or "?", "environment": r["label"].partition("@")[2],
-              "parity": parity(r["parity"]),
+              "parity": parity_cell(r["parity"]),
               "img/s": f"{r['img_per_s']:.1f}" if r["img_per_s"] else "-",
               "range": (f"{min(r['img_per_s_repeats']):.1f}-{max(r['img_per_s_repeats']):.1f}"
                         if r["img_per_s_repeats"] else "-"),
@@ -204,7 +240,9 @@ def main(argv=None) -> int:
         print(f"benchmarks.versions: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     parity = ({} if args.no_parity else
-              {label: run_parity(args.backend, info["interpreter"]) for label, info in checked.items()})
+              {label: run_parity(args.backend, info["interpreter"],
+                                 args.out / "parity" / f"{schema.label_folder(label)}.jsonl")
+               for label, info in checked.items()})
     rows, text = [], ""
     for config in args.config_list:
         paths = configs.fast_paths(config, args.backend, "cpu")
@@ -218,6 +256,7 @@ def main(argv=None) -> int:
             return 1
         rows += mine
         text += f"## {config}: {configs.label(paths)}\n\n{markdown(mine)}\n"
+    text += parity_markdown(parity, {r["label"]: r["version"] for r in rows})
     atomic.write_json(args.out / "versions.json", {"backend": args.backend, "preset": args.preset,
                       "batch_size": args.batch_size, "iters": args.iters, "repeats": args.repeats,
                       "device": "cpu", "rows": rows})

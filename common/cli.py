@@ -84,7 +84,8 @@ def parse_backends(text: str, names: Sequence[str], environments: bool = False) 
     with_env = [b for b in given if split_label(b)[1] is not None]
     if with_env and not environments:
         raise UsageError(f"--backend {text}: this command runs backends in its own environment; "
-                         f"drop @ENV from {', '.join(with_env)} or use run_all.py")
+                         f"drop @ENV from {', '.join(with_env)} or use run_all.py "
+                         "(or benchmarks.throughput, benchmarks.scaling)")
     empty = [b for b in with_env if not split_label(b)[1].strip()]
     if empty:
         raise UsageError(f"--backend {text}: {', '.join(empty)} names no environment; write NAME@ENV, "

@@ -32,25 +32,30 @@ def parallel_rows(results: dict) -> list[dict]:
 
 
 def scaling_rows(runs: list[dict]) -> list[dict]:
-    """Runs of the same job at several replica counts (repeated or not) -> per backend and
-    replica count: the median img/s over its runs (with their range where repeated), speedup
-    over the 1-replica median and efficiency against linear."""
+    """Runs of the same job at several replica counts (repeated or not) -> per label (the
+    backend's name, or NAME@ENV for one run in another Python environment) and replica count:
+    the median img/s over its runs (with their range where repeated), speedup over the
+    1-replica median and efficiency against linear. A row holds the plain name in "backend" and
+    the label in "label", as results.json's rows do."""
     speeds: dict[str, dict[int, tuple[list[float], str]]] = {}
+    plain: dict[str, str] = {}
     for results in runs:
         devices = results["config"].get("devices", 1)
-        for name, r in results["backends"].items():
+        for label, r in results["backends"].items():
             speed = _img_per_s(r)
             if speed:
                 replicas = (r.get("parallel") or {}).get("replicas", devices)
                 engine = (r.get("parallel") or {}).get("engine", "single device")
-                speeds.setdefault(name, {}).setdefault(replicas, ([], engine))[0].append(speed)
+                speeds.setdefault(label, {}).setdefault(replicas, ([], engine))[0].append(speed)
+                plain[label] = r.get("backend") or label.partition("@")[0]
     rows = []
-    for name, by_n in speeds.items():
+    for label, by_n in speeds.items():
         base = statistics.median(by_n[1][0]) if 1 in by_n else None
         for n in sorted(by_n):
             measured, engine = by_n[n]
             speed = statistics.median(measured)
-            rows.append({"backend": name, "replicas": n, "engine": engine, "img/s": round(speed, 1),
+            rows.append({"backend": plain[label], "label": label, "replicas": n, "engine": engine,
+                         "img/s": round(speed, 1),
                          "range": f"{min(measured):.1f}-{max(measured):.1f}" if len(measured) > 1 else "",
                          "runs": len(measured),
                          "speedup": round(speed / base, 2) if base else None,
@@ -63,8 +68,8 @@ def scaling_chart(rows: list[dict], path: Path, context: str = ""):
     context (dataset, preset, batch, iterations, device) under the title."""
     plt = pyplot()
     fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(11, 4.6))
-    for name in dict.fromkeys(r["backend"] for r in rows):
-        mine = [r for r in rows if r["backend"] == name]
+    for name in dict.fromkeys(r.get("label") or r["backend"] for r in rows):
+        mine = [r for r in rows if (r.get("label") or r["backend"]) == name]
         n = [r["replicas"] for r in mine]
         line, = ax_speed.plot(n, [r["img/s"] for r in mine], marker="o", label=name)
         base = next((r["img/s"] for r in mine if r["replicas"] == 1), None)

@@ -22,6 +22,15 @@ def table(rows: list[dict], fmt: str) -> str:
     return pd.DataFrame(visible).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
 
 
+def without_plain_labels(rows: list[dict]) -> list[dict]:
+    """Rows with a "label" beside "backend" (NAME@ENV for a backend run in another Python
+    environment) as a table shows them: the label column only where some row's label is not its
+    plain backend name."""
+    if any(r.get("label", r.get("backend")) != r.get("backend") for r in rows):
+        return rows
+    return [{k: v for k, v in r.items() if k != "label"} for r in rows]
+
+
 # ----- run-to-run spread: the one source for the report, throughput.png and --compare -----
 # Two single runs of the same command minutes apart on the shared 2-core development VM differed
 # by up to ~25% in img/s (430 and 668 for the same code).

@@ -6,6 +6,7 @@ import numpy as np
 
 from common.spec import model_spec
 from tests.support import oracle
+from tests.support.tolerances import OPTIMIZER, assert_within
 
 
 def test_optimizer_matches_numpy_model_of_its_convention(make_backend):
@@ -29,4 +30,5 @@ def test_optimizer_matches_numpy_model_of_its_convention(make_backend):
                                                         spec.adam, b.adam_convention)
             got = b.export_weights()
             for k in keys:
-                assert np.abs(got[k] - ref[k]).max() <= 1e-6 * max(np.abs(ref[k]).max(), spec.adam.lr), (net, t, k)
+                assert_within(OPTIMIZER, f"{k} step {t}", got[k], ref[k], 1e-6,
+                              max(np.abs(ref[k]).max(), spec.adam.lr))

@@ -12,7 +12,7 @@ from common.data import noise
 from common import canonical
 from common.spec import model_spec
 from tests.support.backends import require_backend, shared_init_backend
-from tests.support.tolerances import FORWARD_ATOL
+from tests.support.tolerances import FORWARD_ATOL, WEIGHT_TRANSFER, assert_within
 
 PRESET, BATCH, STEPS = "mnist32", 16, 4
 
@@ -51,7 +51,8 @@ def test_pytorch_trained_weights_give_the_same_outputs_in(trained, name, train):
         want = ref[net, train]
         assert got.shape == want.shape
         # SPEC.md's forward bound (derived in tests/backends/test_backend_parity.py), as at initialisation
-        assert np.abs(got - want).max() <= FORWARD_ATOL * max(1.0, np.abs(want).max()), net
+        assert_within(WEIGHT_TRANSFER, f"{net} {'train' if train else 'inference'}", got, want, FORWARD_ATOL,
+                      max(1.0, np.abs(want).max()))
     # and the trained weights really moved from the shared initialisation
     init = canonical.draw_initial_weights(spec, 0)
     assert np.abs(loaded["G.bn0.running_mean"] - init["G.bn0.running_mean"]).max() > 1e-3

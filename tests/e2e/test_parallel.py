@@ -368,3 +368,38 @@ def test_repeated_runs_give_the_median_and_its_range():
                                  _results(2, a=120.0), _results(1, a=110.0), _results(2, a=130.0)])
     got = {r["replicas"]: (r["img/s"], r["range"], r["runs"], r["efficiency"]) for r in rows}
     assert got == {1: (100.0, "90.0-110.0", 3, 1.0), 2: (130.0, "120.0-150.0", 3, 0.65)}
+
+
+def test_scaling_rows_keep_a_label_per_environment(tmp_path):
+    """jax and jax@ENV of the same runs are two series: each row holds the plain backend and its
+    label, and the speedup of each is against its own 1-replica runs."""
+    from common.results import replica_scaling
+    other = "jax@/opt/other/bin/python"
+
+    def run(devices, mine, theirs):
+        r = _results(devices, jax=mine)
+        r["backends"][other] = dict(_results(devices, x=theirs)["backends"]["x"], backend="jax")
+        return r
+    rows = replica_scaling.scaling_rows([run(1, 100.0, 50.0), run(2, 150.0, 90.0)])
+    got = {(r["backend"], r["label"], r["replicas"]): r["speedup"] for r in rows}
+    assert got == {("jax", "jax", 1): 1.0, ("jax", "jax", 2): 1.5, ("jax", other, 1): 1.0, ("jax", other, 2): 1.8}
+    replica_scaling.scaling_chart(rows, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_the_scaling_command_runs_a_label_in_its_interpreter(tmp_path):
+    """benchmarks.scaling --backend NAME@ENV (ENV this interpreter's absolute path, so nothing is
+    built): the runs use the label, the rows carry it beside the plain backend, and the table
+    names the environment's Python and versions."""
+    require_backend("pytorch")
+    label = f"pytorch@{sys.executable}"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--backend", label, "--devices", "1",
+                           "--batch-size", "8", "--iters", "3", "--repeats", "1", "--device", "cpu",
+                           "--out", str(tmp_path / "out")], cwd=REPO, env=offline(tmp_path),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "scaling.json").read_text())["rows"]
+    assert [(r["backend"], r["label"], r["replicas"]) for r in rows] == [("pytorch", label, 1)]
+    text = (tmp_path / "out" / "scaling.md").read_text()
+    assert f"- environment {sys.executable} ({label}): Python" in text and f"| {label} " in text

@@ -61,6 +61,28 @@ def test_grid_writes_rows_figure_and_table(tmp_path):
     assert image.std() > 0.01  # something was drawn
 
 
+@pytest.mark.slow
+def test_a_grid_of_a_label_runs_its_cells_and_bare_loop_in_that_interpreter(tmp_path):
+    """The grid with --backend NAME@ENV, ENV this interpreter's absolute path (nothing built):
+    the spec cell and the bare loop both run, their rows carry the label, and the harness's cost
+    is taken against that label's bare loop."""
+    require_backend("pytorch")
+    label = f"pytorch@{sys.executable}"
+    out = tmp_path / "grid"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--backend", label, "--batch-sizes", "4",
+                           "--images", "8", "--min-iters", "2", "--bare", "--configs", "spec", "--device", "cpu",
+                           "--peak-seconds", "0", "--out", str(out), "--work", str(tmp_path / "work")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((out / "throughput.json").read_text())
+    assert [(r["backend"], r["label"], r["config"], r["status"]) for r in doc["rows"]] == [
+        ("pytorch", label, "spec (float32)", "ok"), ("pytorch", label, "bare loop", "ok")]
+    assert "vs bare" in doc["rows"][0]
+    assert doc["environments"][label]["packages"]["torch"]
+    text = (out / "throughput.md").read_text()
+    assert f"- environment {sys.executable} ({label}): Python" in text and f"| {label} " in text
+
+
 def test_a_cell_is_the_median_over_repeats_with_their_range():
     from benchmarks.grid_rows import cell_row
 
@@ -136,6 +158,74 @@ def test_a_grid_of_one_batch_size_draws_every_run(tmp_path, monkeypatch):
     assert bars == sorted(r["img/s"] for r in rows)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["pytorch", "jax"]
     assert "| 100.0, 80.0, - " in grid_output.render(doc)  # the runs in pass order, the failed one as -
+
+
+def test_a_label_s_cells_pair_with_its_own_bare_loop_and_show_its_environment():
+    """jax and jax@ENV are two rows each, keyed by label (the plain name in "backend"): each spec
+    cell pairs with the bare loop of its own label, and the table names ENV's versions."""
+    from benchmarks import grid_output
+    from benchmarks.grid_rows import add_bare_comparison, cell_row
+    spec, other = model_spec("mnist32"), "jax@/opt/other/bin/python"
+    rows = [cell_row(spec, "jax", "spec (float32)", 64, [_run(100.0)]),
+            cell_row(spec, "jax", "bare loop", 64, [_run(125.0)]),
+            cell_row(spec, other, "spec (float32)", 64, [_run(90.0)]),
+            cell_row(spec, other, "bare loop", 64, [_run(100.0)])]
+    add_bare_comparison(rows)
+    assert [(r["backend"], r["label"]) for r in rows] == [("jax", "jax")] * 2 + [("jax", other)] * 2
+    assert (rows[0]["vs bare"], rows[2]["vs bare"]) == ("+20.0%", "+10.0%")  # each against its own
+    doc = {"args": {"preset": "mnist32", "images": 64, "repeats": 1, "min_iters": 8, "threads": 2,
+                    "quality_iters": 0, "backend": f"jax,{other}"},
+           "provenance": {"cpu": "test CPU", "cpu_count": 2, "python": "3.11.7", "packages": {"jax": "0.4.30"}},
+           "started": "2026-12-02T00:00:00", "finished": "2026-12-02T00:01:00", "grid_seconds": 60,
+           "command": "x", "flops_per_image": 1e9, "peaks": {},
+           "environments": {other: {"name": "/opt/other/bin/python", "python": "3.12.3",
+                                    "packages": {"numpy": "2.3.1", "jax": "0.7.0"}}},
+           "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}
+    text = grid_output.render(doc)
+    assert "- Software: Python 3.11.7; jax 0.4.30" in text
+    assert f"- environment /opt/other/bin/python ({other}): Python 3.12.3, numpy 2.3.1, jax 0.7.0" in text
+    header = next(line for line in text.splitlines() if line.startswith("| backend"))
+    assert [c.strip() for c in header.strip("|").split("|")][:3] == ["backend", "label", "config"]
+    assert f"| {other} " in grid_output.terminal(doc, Path("out"))
+    # a grid of plain names only shows no label column
+    plain = dict(doc, rows=doc["rows"][:2], environments={})
+    assert "label" not in grid_output.render(plain) and "label" not in grid_output.terminal(plain, Path("out"))
+
+
+def test_a_grid_runs_a_label_s_cells_and_bare_loop_in_its_interpreter(tmp_path, monkeypatch):
+    """--backend NAME@ENV (ENV this interpreter's absolute path, so no environment is built):
+    the environment is checked before any cell, every cell gets the label, the bare loop runs in
+    ENV's interpreter by the plain name, and the rows and table carry the label."""
+    require_backend("pytorch")
+    from benchmarks import throughput
+    label = f"pytorch@{sys.executable}"
+    seen = []
+
+    def harness(args, name, paths, batch, out, **kw):
+        seen.append(("harness", name))
+        return dict(_run(100.0), environment={"name": sys.executable, "python": "3.x",
+                                              "packages": {"torch": "9.9"}})
+
+    real_run = subprocess.run
+
+    def run(cmd, **kwargs):  # the bare loop is seen, not run; the environment's probe runs
+        if "benchmarks.bare" not in cmd:
+            return real_run(cmd, **kwargs)
+        seen.append(("bare", cmd[0], cmd[cmd.index("--backend") + 1]))
+        return subprocess.CompletedProcess(cmd, 1, "", "stopped here")
+
+    monkeypatch.setattr(throughput, "harness_cell", harness)
+    monkeypatch.setattr(subprocess, "run", run)
+    code = throughput.main(["--backend", label, "--batch-sizes", "4", "--images", "8", "--configs", "spec",
+                            "--bare", "--peak-seconds", "0", "--device", "cpu", "--out", str(tmp_path / "grid"),
+                            "--work", str(tmp_path / "work")])
+    assert code == 0
+    assert seen == [("harness", label), ("bare", sys.executable, "pytorch")]
+    doc = json.loads((tmp_path / "grid" / "throughput.json").read_text())
+    assert [(r["backend"], r["label"], r["config"]) for r in doc["rows"]] == [
+        ("pytorch", label, "spec (float32)"), ("pytorch", label, "bare loop")]
+    assert doc["environments"][label]["packages"] == {"torch": "9.9"}
+    assert "torch 9.9" in (tmp_path / "grid" / "throughput.md").read_text()
 
 
 def test_a_cell_is_a_fraction_of_the_measured_peak_at_its_precision():

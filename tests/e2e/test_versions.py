@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backends import require_backend
 from tests.support.processes import REPO, one_line_error
 
 # Seconds added to every step: more than a Chainer mnist32 step of batch 16 takes even on this
@@ -75,6 +76,45 @@ def test_the_verdict_needs_disjoint_repeats_and_a_gap_past_their_spread():
     assert verdict([50, 51, 52], [100, 101, 102]) == "beyond noise"      # halved
     assert verdict([90, 99, 100.5], [101, 110, 120]) == "within noise"   # disjoint, gap < spread
     assert verdict([100], [50]) == ""                                    # no spread measured
+
+
+def test_the_parity_column_gives_the_largest_difference_beside_its_tolerance():
+    from benchmarks.versions import markdown, parity_cell, parity_markdown
+    checks = {"forward": {"max_abs": 3.4e-6, "max_rel": 3.1e-6, "tolerance": 1e-5, "comparisons": 8},
+              "gradients": {"max_abs": 2e-6, "max_rel": 2.2e-6, "tolerance": 1e-4, "comparisons": 30}}
+    passed = {"pass": True, "passed": 40, "summary": "40 passed in 9.0s", "checks": checks}
+    # the kind closest to its bound: forward (0.31 of it) before gradients (0.022)
+    assert parity_cell(passed) == "pass, max 3.1e-06 (tol 1e-05, forward); 40 passed in 9.0s"
+    assert parity_cell(dict(passed, **{"pass": False})).startswith("FAIL, max 3.1e-06")
+    assert parity_cell({"pass": True, "summary": "3 skipped", "checks": {}}) == \
+        "pass (3 skipped; no difference recorded)"
+    assert parity_cell(None) == "-"
+    row = {"version": "0.6.2", "label": "jax@jax-0.6.2", "parity": passed, "img_per_s": 100.0,
+           "img_per_s_repeats": [99.0, 101.0], "change": None, "verdict": "reference"}
+    assert "| pass, max 3.1e-06 (tol 1e-05, forward); 40 passed in 9.0s" in markdown([row])
+    table = parity_markdown({"jax@jax-0.6.2": passed, "jax@jax-0.7.0": {"pass": True, "checks": {}}},
+                            {"jax@jax-0.6.2": "0.6.2"})
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["release", "environment", "forward", "gradients"]
+    assert [c.strip() for c in lines[2].strip("|").split("|")] == ["0.6.2", "jax-0.6.2", "3.1e-06 / 1e-05",
+                                                                   "2.2e-06 / 0.0001"]
+    assert [c.strip() for c in lines[3].strip("|").split("|")] == ["?", "jax-0.7.0", "-", "-"]
+    assert parity_markdown({"jax": {"pass": True, "checks": {}}}, {}) == ""  # nothing recorded: no table
+
+
+@pytest.mark.slow
+def test_a_release_s_parity_run_records_every_kind_of_check_within_its_tolerance(tmp_path):
+    """run_parity sets the record's variable for the tests it runs in the given interpreter
+    (here this one, as an absolute path): every kind of check the parity tests group by comes
+    back with its largest difference, each within its tolerance since the tests passed."""
+    require_backend("pytorch")
+    from benchmarks.versions import run_parity
+    got = run_parity("pytorch", sys.executable, tmp_path / "parity" / "pytorch.jsonl")
+    assert got["pass"], got["summary"]
+    assert {"forward", "gradients", "optimizer", "one iteration"} <= set(got["checks"])
+    for kind, c in got["checks"].items():
+        assert 0 <= c["max_rel"] <= c["tolerance"] and c["comparisons"] >= 1, kind
+    assert (tmp_path / "parity" / "pytorch.jsonl").exists()
 
 
 def test_a_release_that_cannot_be_found_or_a_bad_env_exits_2(tmp_path):

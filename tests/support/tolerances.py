@@ -54,3 +54,21 @@ def drift_bound(exact, float32_runs):
     2)): NOISE_FACTOR times the running maximum of the members' drift, at least FIRST5_ATOL."""
     drift = np.abs(np.asarray(float32_runs) - np.asarray(exact)).max(axis=2).max(axis=0)
     return np.maximum(FIRST5_ATOL, NOISE_FACTOR * np.maximum.accumulate(drift))
+
+
+# The kinds of parity check (common/results/parity_record.py keeps the largest difference of each).
+FORWARD, GRADIENTS, OPTIMIZER, ONE_ITERATION, WEIGHT_TRANSFER = (
+    "forward", "gradients", "optimizer", "one iteration", "weight transfer")
+
+
+def assert_within(kind: str, what: str, got, ref, tolerance: float, scale: float = 1.0, slack=0.0) -> None:
+    """Assert max(|got - ref| - slack) <= tolerance · scale: the parity tests' one comparison
+    against the oracle. Where common/results/parity_record.py's RECORD_ENV names a file, the
+    difference, relative to `scale`, and the tolerance are appended to it whether the comparison
+    passes or not, so benchmarks.versions can show the margin; unset, nothing is written."""
+    from common.results import parity_record
+    diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(ref, dtype=np.float64)) - slack
+    largest = float(diff.max()) if diff.size else 0.0
+    parity_record.record(kind, what, largest, scale, tolerance)
+    assert largest <= tolerance * scale, (f"{kind} {what}: max |got - ref| {largest:.3g} over "
+                                          f"{tolerance:.3g} x scale {scale:.3g}")

@@ -64,6 +64,25 @@ def test_every_entry_point_refuses_a_bad_backend_list_alike(value, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+# Every entry point that runs backends in other Python environments (NAME@ENV, all@ENV).
+ENV_ENTRIES = {name: BACKEND_ENTRIES[name] for name in ("run_all.py", "benchmarks.throughput", "benchmarks.scaling")}
+
+
+@pytest.mark.parametrize("value", ["pytorch@nope", "all@nope", "pytorch@relative/bin/python"])
+def test_every_entry_point_with_environments_refuses_a_bad_env_alike_before_anything_runs(value, tmp_path):
+    messages = set()
+    for argv in ENV_ENTRIES.values():
+        proc = subprocess.run([sys.executable, *argv, "--backend", value, "--out", str(tmp_path / "out")],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                   "DCGAN_BENCH_ENVS_DIR": str(tmp_path / "envs")})
+        line = one_line_error(proc)  # exit 2, one line
+        messages.add(line.split(": error: ", 1)[1].removesuffix(" (see --help)"))
+    assert len(messages) == 1, messages  # the same words from each
+    assert ("unknown environment" if "nope" in value else "absolute path") in messages.pop()
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
 # ----- the run_all.py command line -----
 def test_the_built_command_parses_back_to_the_same_values(tmp_path):
     values = dict(backend=["pytorch", "jax"], dataset="synthetic", preset="mnist32", batch_size=16, iters=3,

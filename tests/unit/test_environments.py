@@ -43,7 +43,8 @@ def test_bad_labels_are_one_line_naming_the_fix(text, says):
 
 
 def test_a_command_without_environments_refuses_a_label():
-    # The benchmarks run backends in their own interpreter: @ENV there would be silently ignored.
+    # A command that runs backends in its own interpreter (time_to_target, soak, gpu_check):
+    # @ENV there would be silently ignored.
     with pytest.raises(UsageError, match="drop @ENV from jax@newest"):
         cli.parse_backends("jax@newest", NAMES)
     assert cli.split_label("jax") == ("jax", None)

@@ -256,9 +256,11 @@ def test_no_planted_secret_reaches_any_file_of_a_run_folder(tmp_path, offline_en
     assert {k: got.get(k) for k in [*ALLOCATOR_ENV, "OMP_NUM_THREADS"]} == dict(ALLOCATOR_ENV, OMP_NUM_THREADS="1")
 
 
-def test_list_keeps_its_columns_aligned_on_long_versions(monkeypatch, capsys):
+def test_list_keeps_its_columns_aligned_on_long_versions(monkeypatch, capsys, tmp_path):
     """Rows as a GPU machine's probes give them: a version with its components, a long reason."""
+    from common import interpreters
     from common.harness import listing
+    monkeypatch.setenv(interpreters.ENVS_DIR_VARIABLE, str(tmp_path))  # no built environment's rows
     rows = {"pytorch": ["pytorch", "yes", "2.5.1+cu121", "cuda:0 (NVIDIA H100 80GB HBM3)"],
             "jax": ["jax", "yes", "0.6.2 (jaxlib 0.6.2, flax 0.10.7, optax 0.2.5)", "cpu"],
             "mxnet": ["mxnet", "no", "", "not installed: pip install '.[mxnet]'"]}

@@ -25,8 +25,9 @@ class Registration:
     launcher: str | None = None
     # How run_all.py drives its launch across hosts (--nodes), "" where it does not: ENDPOINT,
     # the same command on every host, meeting at --rdzv-endpoint (torchrun's c10d rendezvous,
-    # jax.distributed's coordinator); HOSTFILE, one command whose launcher starts every host's
-    # processes from --hostfile (mpiexec, by ssh) (docs/data-parallel.md).
+    # jax.distributed's coordinator, MXNet's dist_sync kvstore); HOSTFILE, one command whose
+    # launcher starts every host's processes from --hostfile (mpiexec, by ssh)
+    # (docs/data-parallel.md).
     multi_host: str = ""
     # Whether its rendezvous assigns the hosts' ranks (torchrun), so --node-rank may be left out.
     assigns_ranks: bool = False
@@ -41,7 +42,7 @@ REGISTRY: dict[str, Registration] = {r.name: r for r in (
                  single_host_reason="Keras 3's fit, the backend's loop, does not run under "
                  "MultiWorkerMirroredStrategy (docs/data-parallel.md)"),
     Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2,
-                 single_host_reason="the dist_sync kvstore is not wired in this version"),
+                 multi_host=ENDPOINT),
     Registration("chainer", "backends.chainer.backend", "chainer", "chainer", launcher="mpiexec",
                  multi_host=HOSTFILE),
     Registration("jax", "backends.jax.backend", "jax", "jax", multi_host=ENDPOINT),

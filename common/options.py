@@ -177,9 +177,9 @@ class RunOptions:
         stored=True, late=True, backend=True)
     # A multi-host run is not resumable in this version (resume refuses it), so never compared.
     nodes: int = option(
-        1, "hosts of one data-parallel run: PyTorch (torchrun) and JAX (jax.distributed) start "
-           "run_all.py with the same arguments on each, but --node-rank and --out; Chainer "
-           "(mpiexec) once, with --hostfile; --devices replicas per host (default 1)", PARALLEL,
+        1, "hosts of one data-parallel run: PyTorch (torchrun), JAX (jax.distributed) and MXNet "
+           "(dist_sync kvstore) run run_all.py with the same arguments on each, but --node-rank "
+           "and --out; Chainer (mpiexec) once, with --hostfile; --devices replicas a host (default 1)", PARALLEL,
         check="positive", metavar="N", stored=True, resume=REFUSED, child=True, backend=True)
     rdzv_endpoint: str | None = option(
         None, "with --nodes: where the hosts meet (one of them, a free port; no default)", PARALLEL,

@@ -17,10 +17,13 @@ Differences from the protocol's defaults worth knowing:
   (models.bf16_graph): 2x slower than float32 on a CPU, and crashes on dcgan64
   (benchmarks/README.md#mxnets-and-chainers-none).
 - peak_memory() on a GPU is the largest device memory in use sampled (runtime.py).
-- Data parallel (devices > 1): the same modules over a list of contexts with a kvstore, see
+- Data parallel (devices > 1): the same modules over a list of contexts with a kvstore; across
+  hosts (nodes > 1) the dist_sync kvstore, node 0 starting ps-lite's scheduler and server: see
   parallel.py.
 """
 from __future__ import annotations
+
+import contextlib
 
 import mxnet as mx
 import numpy as np
@@ -49,7 +52,8 @@ class Backend(BackendBase):
         if options.channels_last:
             raise BackendUnavailable("the mxnet backend has no channels_last fast path")
         self.device = runtime.select_device(options.device)
-        self.replicas = parallel.Replicas(options, self.device) if options.devices > 1 else None
+        parallel_run = options.devices > 1 or options.nodes > 1
+        self.replicas = parallel.Replicas(options, self.device) if parallel_run else None
         self.contexts = self.replicas.contexts if self.replicas else [self.device]
         mx.random.seed(options.seed, ctx="all")
         self.G, self.D, self.D_G = models.build(spec, self.contexts, bf16=options.bf16)
@@ -174,15 +178,22 @@ class Backend(BackendBase):
                 "grads": self.export_gradients(grads)}
 
     def _step(self, real: np.ndarray, z: np.ndarray) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
-        return training.spec_iteration(self.G, self.D, self.D_G, self.array(real), self.array(z),
-                                       *self.targets(real.shape[0]))
+        """One iteration on the harness batch (this host's rows of it across hosts), the
+        losses left on the engine."""
+        if self.replicas:
+            rows = self.replicas.rows(real.shape[0])
+            real, z = real[rows], z[rows]
+        losses = training.spec_iteration(self.G, self.D, self.D_G, self.array(real), self.array(z),
+                                         *self.targets(real.shape[0]))
+        return self.replicas.mean_losses(*losses) if self.replicas else losses
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         loss_d, loss_g = self._step(real, z)
         return float(loss_d.asscalar()), float(loss_g.asscalar())
 
     def train(self, batches, start, on_step) -> None:
-        self.fetching_loop(batches, start, on_step, self._step, self._losses_to_numpy)
+        with self.replicas.training() if self.replicas else contextlib.nullcontext():
+            self.fetching_loop(batches, start, on_step, self._step, self._losses_to_numpy)
 
     def _losses_to_numpy(self, pending) -> np.ndarray:
         mx.nd.waitall()  # the steps' last updates too, before the memory sample

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import backends
+from common.hostlink import LOST_MARK
 from common.replicas import ONE_COMMAND_ENV, REPLICA_FILE, mpiexec
 
 
@@ -87,7 +88,11 @@ _JAX_TASK = re.compile(r"/job:jax_worker/replica:\d+/task:(\d+)")
 
 
 def lost_host(stderr_lines: list[str]) -> str | None:
-    """Which host(s) a multi-host run lost, from its engine's last words; None if none is named."""
+    """Which host(s) a multi-host run lost, from its engine's last words or the hosts' watchdog
+    link's (common/hostlink.py: MXNet); None if none is named."""
+    for line in stderr_lines:
+        if LOST_MARK in line:
+            return line.split(LOST_MARK, 1)[1].strip()
     text = "\n".join(stderr_lines)
     ranks = sorted({int(r) for r in _JAX_TASK.findall(text)}) if "heartbeat" in text else []
     if not ranks:

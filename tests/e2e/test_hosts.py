@@ -1,7 +1,8 @@
 """Several hosts (--nodes), simulated on one machine as process groups on the loopback address
-with free ports: the hosts' meeting at the endpoint (common/harness/launch.py), and JAX across
-2 hosts through jax.distributed against the one-host 2-replica run; a killed host ends the other
-failed, naming it. Only 127.0.0.1 is contacted."""
+with free ports: the hosts' meeting at the endpoint (common/harness/launch.py), and JAX
+(jax.distributed), MXNet (the dist_sync kvstore) and Chainer (mpiexec) across 2 hosts against
+the one-host 2-replica run; a killed host ends the other failed, naming it. Only 127.0.0.1 is
+contacted."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,8 +100,8 @@ def _losses(path) -> np.ndarray:
         return np.array([(float(r["loss_d"]), float(r["loss_g"])) for r in csv.DictReader(rows)])
 
 
-def _hosts(tmp_path, port, extra=(), env_of=lambda rank: {}):
-    common = ["--backend", "jax", "--dataset", "synthetic", "--iters", "5", "--batch-size", "16",
+def _hosts(tmp_path, port, extra=(), env_of=lambda rank: {}, backend="jax"):
+    common = ["--backend", backend, "--dataset", "synthetic", "--iters", "5", "--batch-size", "16",
               "--quality-every", "0", "--quiet", "--no-figures", "--timeout", "300",
               "--nodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", *extra]
     return [subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *common, "--node-rank", str(r),
@@ -108,6 +111,14 @@ def _hosts(tmp_path, port, extra=(), env_of=lambda rank: {}):
             for r in (0, 1)]
 
 
+def _one_host(tmp_path, backend):
+    return subprocess.Popen([sys.executable, str(REPO / "run_all.py"), "--backend", backend, "--dataset",
+                             "synthetic", "--iters", "5", "--batch-size", "16", "--devices", "2",
+                             "--quality-every", "0", "--quiet", "--no-figures", "--out", str(tmp_path / "one")],
+                            cwd=REPO, env=dict(os.environ, **offline(tmp_path)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.slow
 def test_two_jax_hosts_compute_the_one_host_two_replica_run(tmp_path):
     """2 hosts x 1 device equal 1 host x 2 devices: the same per-replica BN over the same rows
@@ -115,11 +126,7 @@ def test_two_jax_hosts_compute_the_one_host_two_replica_run(tmp_path):
     the 5 iterations within the CLI rule's floor FIRST5_ATOL (tests/support/tolerances.py);
     measured: equal bit for bit (the same XLA program, the same reduction order)."""
     require_backend("jax")
-    one = subprocess.Popen([sys.executable, str(REPO / "run_all.py"), "--backend", "jax", "--dataset",
-                            "synthetic", "--iters", "5", "--batch-size", "16", "--devices", "2",
-                            "--quality-every", "0", "--quiet", "--no-figures", "--out", str(tmp_path / "one")],
-                           cwd=REPO, env=dict(os.environ, **offline(tmp_path)),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    one = _one_host(tmp_path, "jax")
     hosts = _hosts(tmp_path, free_port())
     for proc in (*hosts, one):
         _, err = proc.communicate(timeout=600)
@@ -167,6 +174,83 @@ def test_a_host_without_heartbeats_is_named_from_jax_distributed_last_words():
             "The tasks have crashed. Check the task logs for an earlier error."]
     assert launch.lost_host(tail).startswith("lost host 1 (--node-rank 1): no heartbeat")
     assert launch.lost_host(["/job:jax_worker/replica:0/task:1 Connection reset"]) is None
+
+
+# ----- MXNet across 2 loopback hosts: the dist_sync kvstore, node 0 starting ps-lite's roles -----
+def _mark() -> str:
+    """An environment entry no other process has: the test's hosts and all they start inherit it."""
+    return f"DCGAN_BENCH_TEST_MARK={uuid.uuid4().hex}"
+
+
+def _alive_with(mark: str, wait: float = 5) -> list[int]:
+    """The pids of the processes whose environment holds `mark` (a test's hosts and every
+    process they started, ps-lite's scheduler and server included) after at most `wait` s
+    (a SIGKILL on a parent's death is delivered at once, the process's end takes a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        pids = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if mark.encode() in environ.read_bytes():
+                    pids.append(int(environ.parent.name))
+            except OSError:
+                continue
+        if not pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_two_mxnet_hosts_compute_the_one_host_two_replica_run(tmp_path):
+    """2 hosts x 1 context (dist_sync: the server sums the 2 workers' gradients) equal 1 host x
+    2 contexts (kvstore local: the same sum of the same 2 slices' gradients, a + b in either
+    order is exact in float32), each with per-context BN over the same rows; the losses are the
+    kvstore's sum over the hosts / 2 against the mean over the contexts. Bounds as for JAX above;
+    measured: equal bit for bit. Each host writes its own run folder; no ps-lite role outlives
+    the run."""
+    require_backend("mxnet")
+    mark = _mark()
+    one = _one_host(tmp_path, "mxnet")
+    hosts = _hosts(tmp_path, free_port(), backend="mxnet",
+                   env_of=lambda r: dict([mark.split("=")]))
+    for proc in (*hosts, one):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+    runs = [json.loads((tmp_path / f"host{r}" / "results.json").read_text())["backends"]["mxnet"] for r in (0, 1)]
+    assert [r["parallel"]["rank"] for r in runs] == [0, 1]
+    assert all(r["parallel"]["replicas"] == r["parallel"]["nodes"] == 2 for r in runs)
+    assert all("dist_sync" in r["parallel"]["engine"] for r in runs)
+    single = _losses(tmp_path / "one" / "backends" / "mxnet" / "losses.csv")
+    for r in (0, 1):
+        got = _losses(tmp_path / f"host{r}" / "backends" / "mxnet" / "losses.csv")
+        assert got.shape == single.shape == (5, 2)
+        print(f"host {r} vs one host: iteration 0 loss_D {abs(got[0, 0] - single[0, 0]):.1e}, "
+              f"5 iterations {np.abs(got - single).max():.1e}")
+        assert abs(got[0, 0] - single[0, 0]) <= FORWARD_ATOL
+        assert np.abs(got - single).max() <= FIRST5_ATOL
+    assert not _alive_with(mark)
+
+
+@pytest.mark.slow
+def test_a_killed_mxnet_host_ends_the_other_failed_naming_it(tmp_path):
+    """Host 1's worker is killed after iteration 1: ps-lite itself would leave host 0 waiting
+    for its gradients forever; the hosts' link (common/hostlink.py) closes at once, and host 0
+    ends failed naming host 1, well within --host-timeout (15 s here; 60 s by default), its
+    ps-lite scheduler and server gone with it."""
+    require_backend("mxnet")
+    mark = _mark()
+    hosts = _hosts(tmp_path, free_port(), ["--host-timeout", "15", "--iters", "50"], backend="mxnet",
+                   env_of=lambda r: dict([mark.split("=")], **({FAULT_ENV: "mxnet:kill@1"} if r == 1 else {})))
+    ended = {}
+    for r, proc in sorted(enumerate(hosts), reverse=True):
+        proc.communicate(timeout=600)
+        ended[r] = time.monotonic()
+    print(f"host 0 ended {ended[0] - ended[1]:.1f} s after host 1")
+    assert ended[0] - ended[1] < 15  # the link, not --host-timeout's silence nor --timeout (300 s)
+    r0 = json.loads((tmp_path / "host0" / "results.json").read_text())["backends"]["mxnet"]
+    assert hosts[0].returncode == 1 and r0["status"] == "failed", r0
+    assert r0["reason"].startswith("lost host 1 (--node-rank 1): its link closed"), r0["reason"]
+    assert not _alive_with(mark)
 
 
 # ----- Chainer across 2 loopback hosts: one mpiexec command from a host file -----

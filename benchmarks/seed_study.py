@@ -308,9 +308,11 @@ def quote(study: dict) -> str:
         fds = ", ".join(f"{b} {m['fd']['mean']:.0f} ± {m['fd']['std']:.0f}" if m["fd"]["std"] is not None
                         else f"{b} {m['fd']['mean']:.0f}" for b, m in s["summary"].items())
         n = sorted({m["fd"]["n"] for m in s["summary"].values()})
+        seeds = "1 seed" if n == [1] else f"{n[0] if len(n) == 1 else f'{n[0]}-{n[-1]}'} seeds"
+        what = "FD mean ± std across seeds" if n[-1] > 1 else "FD of the one seed so far (no spread yet)"
         lines.append(f"- **{key['iters']} iterations** ({key['preset']}, batch {key['batch_size']}, "
-                     f"{key['dataset']}; {n[0] if len(n) == 1 else f'{n[0]}-{n[-1]}'} seeds per backend "
-                     f"on {', '.join(s['machines'])}): FD mean ± std across seeds: {fds}. "
+                     f"{key['dataset']}; {seeds} per backend "
+                     f"on {', '.join(s['machines'])}): {what}: {fds}. "
                      f"Does any framework reach a different quality? {s['test']['verdict'][0].upper()}"
                      f"{s['test']['verdict'][1:]}.")
     return "\n".join([START, *lines, END])

@@ -175,7 +175,8 @@ def train_seed(setting: str, seed: int, runs: Path, inputs: Path) -> bool:
     if rc == INTERRUPTED:
         raise KeyboardInterrupt
     results = read_results(folder)
-    if rc != 0 or not results or not finished(results):
+    # the finished run's numbers are kept even when its report failed (exit 1 after training)
+    if not results or not finished(results):
         print(f"seed study: {setting} seed {seed} did not finish (exit {rc}); run the study "
               "again to retry it", file=sys.stderr)
         return False

@@ -92,6 +92,9 @@ def run(args) -> int:
           + (f", seeds {args.seeds}" if len(args.seed_list) > 1 else "")
           + f"; {'resuming' if args.resume else 'writing'} {rel(run_dir)}", file=sys.stderr)
     del dataset  # children load their own copy; keep the parent small
+    # On disk before the first child starts: a run whose every process is killed (a machine
+    # stopped, SIGKILL to the group) during its first backend still resumes from its checkpoints.
+    atomic.write_json(run_dir / "results.json", results)
 
     explicit = args.backend != "all" and not args.backend.startswith("all@")
     interrupted = False

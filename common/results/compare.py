@@ -75,6 +75,9 @@ def fd_rule(study: dict | None) -> str:
     if not study:
         return ("FD change: not judged: no committed seed study matches these runs' setting "
                 f"({seed_spread.STUDY_LINK}); train both with --seeds to measure the spread")
+    if study.get("fd_std_pooled") is None:
+        return ("FD change: not judged: the seed study at this setting has one seed per backend so "
+                f"far, no spread yet ({seed_spread.STUDY_LINK}); train both with --seeds to measure it")
     return (f"FD change: 'beyond noise' only when the FDs differ by more than t·√2 × the seed std "
             f"the seed study measured at this setting ({study['fd_std_pooled']:.0f} pooled over "
             f"{study['fd_std_df']} degrees of freedom: {seed_spread.threshold(study):.0f}; "

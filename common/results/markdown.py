@@ -130,8 +130,9 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
         written.append(run_dir / "throughput.png")
     if quality:
         study = seed_spread.match(results)
+        measured = {k: v for k, v in (study or {}).get("fd_std", {}).items() if v is not None}
         figures.quality_chart(quality, run_dir / "quality.png", context, seeds.seed_rows(results),
-                              study["fd_std"] if study else None)
+                              measured or None)
         written.append(run_dir / "quality.png")
     if figures.time_to_quality_chart(results, run_dir / "time_to_quality.png", context):
         written.append(run_dir / "time_to_quality.png")

@@ -128,7 +128,11 @@ def report_words(results: dict) -> str:
     else:
         head = ("**One seed cannot separate backends.** Another seed, or the same seed on "
                 "another CPU's kernels, ends on another FD.")
-    if m:
+    if m and m["fd_std_pooled"] is None:  # a setting whose study has one seed per backend so far
+        tail = (f" The seed study at this setting ({STUDY_LINK}) has one seed per backend so far: "
+                "no seed spread is measured yet, so read one run's FD differences as unmeasured "
+                "noise, or train with `--seeds 0,1,2,3,4` (or more) to measure it.")
+    elif m:
         tail = (f" For a single run, {spread_words(m)}: two single runs' FDs differ beyond "
                 f"that noise only when further apart than t·√2 × the pooled std, "
                 f"{threshold(m):.0f} here (`run_all.py --compare` applies it). "

@@ -249,7 +249,8 @@ def quality_rows(results: dict) -> list[dict]:
             rows.append(_quality_row(name, r["quality"]))
             if study:  # the noise a one-seed FD difference must beat, measured at this setting
                 std, n = study["fd_std"].get(name), study["n"].get(name)
-                rows[-1]["FD seed std (study)"] = f"{std:.0f} (n={n})" if std is not None else "not studied"
+                rows[-1]["FD seed std (study)"] = (f"{std:.0f} (n={n})" if std is not None else
+                                                  f"no spread yet (n={n})" if n else "not studied")
             rows[-1]["note"] = collapse_flag(r["quality"], floor)
     if rows and floor:
         rows.append(_quality_row("real digits (floor)", floor))

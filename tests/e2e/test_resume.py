@@ -169,3 +169,24 @@ def test_resume_refuses_checkpoints_for_a_data_parallel_run(tmp_path, capsys):
     run_dir = _interrupted_copy(tmp_path, devices=2)
     assert "--checkpoint-every with a data-parallel run" in _refused(capsys, "--resume", str(run_dir),
                                                                     "--checkpoint-every", "50")
+
+
+def test_a_run_killed_whole_during_its_first_backend_can_be_resumed(tmp_path, monkeypatch):
+    """results.json is written before the first child starts, so a run whose parent dies with
+    its first backend (a machine stopped) is resumable from that backend's checkpoints."""
+    import run_all
+    from common.harness import orchestrate, resume
+    out = tmp_path / "run"
+
+    def killed(name, child_config, seed_dir, *rest):  # the whole process group dies here
+        raise SystemExit(137)
+
+    monkeypatch.setattr(orchestrate, "run_child", killed)
+    with pytest.raises(SystemExit):
+        orchestrate.run(run_all.parse_args(["--backend", "pytorch,jax", "--dataset", "synthetic",
+                                            "--iters", "20", "--checkpoint-every", "10",
+                                            "--out", str(out), "--quiet"]))
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["backends"] == {} and "finished" not in stored
+    args = resume.resume_args(run_all.parse_args(["--resume", str(out)]))
+    assert args.backends == ["pytorch", "jax"] and args.iters == 20 and args.checkpoint_every == 10

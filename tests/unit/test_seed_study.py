@@ -129,6 +129,20 @@ def test_an_interrupted_seed_is_resumed_not_trained_again(tmp_path, monkeypatch)
     assert (inputs / "mnist32-2000" / "seed-1" / "results.json").exists()
 
 
+def test_a_finished_seed_is_kept_even_when_its_report_failed(tmp_path, monkeypatch):
+    """run_all.py exits 1 when only the report fails after every backend trained and was scored:
+    the seed's numbers are filed, not trained again."""
+    runs, inputs = tmp_path / "runs", tmp_path / "inputs"
+
+    def report_failed(cmd, cwd):
+        _run_folder(Path(cmd[cmd.index("--out") + 1]), 2, {"pytorch": 200.0, "jax": 210.0}, iters=2000)
+        return 1
+
+    monkeypatch.setattr(seed_study.subprocess, "call", report_failed)
+    assert seed_study.train_seed("mnist32-2000", 2, runs, inputs)
+    assert (inputs / "mnist32-2000" / "seed-2" / "results.json").exists()
+
+
 def test_an_interrupt_during_a_seed_stops_the_study(tmp_path, monkeypatch):
     monkeypatch.setattr(seed_study.subprocess, "call", lambda cmd, cwd: seed_study.INTERRUPTED)
     with pytest.raises(KeyboardInterrupt):
@@ -228,6 +242,25 @@ def test_compare_judges_fd_only_against_the_measured_seed_spread(tmp_path, monke
     a["config"]["iters"] = b["config"]["iters"] = 40
     text = compare.compare_runs(a, b)
     assert "not judged" in text and "no committed seed study matches" in text
+
+
+def test_a_study_setting_with_one_seed_so_far_is_named_without_a_spread(tmp_path, monkeypatch):
+    """The study writes its analysis after each seed, so a setting can match with one seed per
+    backend and no std; the report, its quality figure and --compare then say so, not fail."""
+    study = _study_inputs(tmp_path / "study", seeds=1)
+    assert study["settings"]["mnist32-500"]["summary"]["pytorch"]["fd"]["std"] is None
+    monkeypatch.setattr(seed_spread, "load", lambda path=None: study)
+    run = _results(7, {"pytorch": 380.0, "jax": 450.0})
+    run["quality_floor"] = _quality(4.0)
+    run["quality_info"] = {"samples": 1000, "classifier_accuracy": 0.97, "reference": "ref"}
+    quality = tables.quality_rows(run)
+    assert quality[0]["FD seed std (study)"] == "no spread yet (n=1)"
+    text = markdown.report_markdown(run, tables.summary_rows(run), [], tmp_path, {"quality": quality})
+    assert "one seed per backend so far: no seed spread is measured yet" in text
+    markdown.write_report(tmp_path, run)  # the quality figure draws no study error bars
+    assert (tmp_path / "quality.png").exists()
+    text = compare.compare_runs(run, _results(8, {"pytorch": 300.0, "jax": 900.0}))
+    assert "not judged" in text and "one seed per backend so far" in text
 
 
 @pytest.mark.parametrize("argv", [["--seeds", "0"], ["--adopt", "/nonexistent/run"]])

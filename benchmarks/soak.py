@@ -2,8 +2,9 @@
 after warm-up must stay under a bound derived from the run's own noise.
 
     python -m benchmarks.soak --backend pytorch --minutes 10
+    python -m benchmarks.soak --backend jax,jax@newest --minutes 10   # two environments
 
-Each backend is one `run_all.py --dataset synthetic --quality-every 0` run (OUT/runs/NAME) with
+Each backend is one `run_all.py --dataset synthetic --quality-every 0` run (OUT/runs/LABEL) with
 more iterations than the time allows; every --interval seconds the soak records the iterations
 done (the lines of its losses.csv) and the resident memory (RSS, /proc) of the run's processes
 below run_all.py (the worker, or the launcher and its replicas), and on a GPU the device memory
@@ -47,7 +48,9 @@ sys.path.insert(0, str(REPO))
 
 import backends  # the registry imports no framework
 from common import atomic, cli
+from common.harness import environment
 from common.options import UsageError
+from common.results.schema import label_folder
 from common.results.tables import table
 
 MIB = 2 ** 20
@@ -174,12 +177,14 @@ def fit(samples: list[dict], key: str = "rss_mib", warmup_fraction: float = 0.25
 
 # ----- one backend -----
 def soak_backend(args, name: str, out: Path) -> dict:
-    run_dir = out / "runs" / name
+    """One label ('jax', or 'jax@newest' in another environment) soaked; its record."""
+    folder = label_folder(name)
+    run_dir = out / "runs" / folder
     cmd = cli.run_all_command(backend=name, dataset="synthetic", preset=args.preset,
                               batch_size=args.batch_size, iters=ITERS_CEILING, quality_every=0,
                               device=args.device, out=run_dir, quiet=True, figures=False)
-    log = out / f"{name}.stderr.txt"
-    counter = LineCounter(run_dir / "backends" / name / "losses.csv")
+    log = out / f"{folder}.stderr.txt"
+    counter = LineCounter(run_dir / "backends" / folder / "losses.csv")
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
@@ -188,7 +193,8 @@ def soak_backend(args, name: str, out: Path) -> dict:
                              gpu=args.device != "cpu")
         finally:
             stop(proc)
-    record = {"backend": name, "iterations": counter(),  # the log is complete once it stopped
+    record = {"backend": cli.split_label(name)[0], "label": name,
+              "iterations": counter(),  # the log is complete once it stopped
               "seconds": samples[-1]["t"] if samples else 0.0, "samples": len(samples),
               "interval_s": args.interval, "warmup_fraction": args.warmup_fraction}
     rss = fit(samples, "rss_mib", args.warmup_fraction)
@@ -202,7 +208,7 @@ def soak_backend(args, name: str, out: Path) -> dict:
             record["status"] = "grows"
     if not samples or record["iterations"] == 0:
         record.update(status="failed", reason=f"the run trained no iteration; see {log.name}")
-    atomic.write_json(out / f"{name}.samples.json", samples)
+    atomic.write_json(out / f"{folder}.samples.json", samples)
     return record
 
 
@@ -220,7 +226,7 @@ def stop(proc: subprocess.Popen) -> None:
 def markdown(records: list[dict], command: str) -> str:
     def num(v, fmt="{:.3f}"):
         return "" if v is None else fmt.format(v)
-    rows = [{"backend": r["backend"], "status": r["status"], "iterations": r["iterations"],
+    rows = [{"backend": r.get("label") or r["backend"], "status": r["status"], "iterations": r["iterations"],
              "seconds": num(r["seconds"], "{:.0f}"),
              "RSS after warm-up MiB": f"{num(r['rss'].get('first_mib'), '{:.0f}')}"
                                       f"-{num(r['rss'].get('last_mib'), '{:.0f}')}",
@@ -253,7 +259,11 @@ def parse_args(argv):
     p.add_argument("--out", metavar="DIR", help="folder to create (default: runs/soak-<timestamp>)")
     args = p.parse_args(argv)
     try:
-        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+        args.backends = environment.expand_all(
+            cli.parse_backends(args.backend, backends.NAMES, environments=True))
+        others = [b for b in args.backends if cli.split_label(b)[1] is not None]
+        if others:  # every other environment runs its backend, or one line and exit 2
+            environment.check(others)
     except UsageError as exc:
         p.error(str(exc))
     problem = cli.bounds_problem(args, ("batch_size",))

@@ -102,3 +102,13 @@ def test_the_soak_catches_a_planted_leak_and_passes_a_flat_loop(tmp_path):
     assert leak["slope_mib_per_1k_iters"] == pytest.approx(PLANTED, rel=0.05), leak
     assert flat["status"] == "flat", flat
     assert flat["bound"] < PLANTED / 10, flat  # a leak a tenth the planted one would be caught
+
+
+def test_a_label_of_an_environment_that_is_not_built_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DCGAN_BENCH_ENVS_DIR", str(tmp_path))  # no environment built here
+    with pytest.raises(SystemExit) as e:
+        soak.parse_args(["--backend", "jax@nosuch"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "nosuch" in err[0]
+    assert soak.parse_args(["--backend", "jax"]).backends == ["jax"]
+

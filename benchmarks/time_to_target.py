@@ -1,6 +1,7 @@
 """Time to target quality: every backend trained to one FD target, several seeds, one table.
 
     python -m benchmarks.time_to_target --target-fd 500 --iters 1000 --quality-every 50
+    python -m benchmarks.time_to_target --backend jax,jax@newest --target-fd 500   # two releases
 
 One `run_all.py --dataset mnist --target-fd F --seeds LIST` run into RUNS: each backend trains
 each seed until the FD of its fixed-z samples is at most F (checked every --quality-every K
@@ -27,8 +28,10 @@ sys.path.insert(0, str(REPO))
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks.throughput import RESULTS_DIR, machine_slug  # noqa: E402
 from common import atomic, cli  # noqa: E402
+from common.harness import environment  # noqa: E402
 from common.options import UsageError  # noqa: E402
 from common.results import schema, tables  # noqa: E402
+from common.results.markdown import environment_lines  # noqa: E402
 
 MIN_SEEDS = 3  # one seed is never a ranking; three give a median and a range
 
@@ -54,7 +57,11 @@ def parse_args(argv):
     if args.from_run:
         return args
     try:
-        args.backends = cli.parse_backends(args.backend, backends.NAMES)
+        args.backends = environment.expand_all(
+            cli.parse_backends(args.backend, backends.NAMES, environments=True))
+        others = [b for b in args.backends if cli.split_label(b)[1] is not None]
+        if others:  # every other environment runs its backend, or one line and exit 2
+            environment.check(others)
     except UsageError as exc:
         p.error(str(exc))
     try:
@@ -96,7 +103,8 @@ def records(results: dict) -> list[dict]:
         for name, r in run.items():
             ttt = schema.time_to_target(r)
             if ttt and r.get("status") == "ok":
-                out.append({"backend": name, "seed": seed, **ttt,
+                out.append({"backend": r.get("backend") or cli.split_label(name)[0], "label": name,
+                            "seed": seed, **ttt,
                             "iterations_done": r.get("iterations_done"),
                             "machine_load": r.get("machine_load")})
     return out
@@ -124,6 +132,7 @@ def document(results: dict, command: str) -> tuple[dict, str]:
         f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
         + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
         "- Software: " + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
+        *environment_lines(results),  # the rows run in another environment, with its versions
         (f"- {setting['dataset']}, preset {setting['preset']}, batch {setting['batch_size']}, "
          f"target FD <= {setting['target_fd']:g} on the fixed-z samples, checked every "
          f"{setting['quality_every']} iterations and at the last, budget {setting['iters']} "

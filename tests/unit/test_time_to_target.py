@@ -278,3 +278,13 @@ def test_the_table_command_refuses_bad_input_in_one_line(args, needle):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.time_to_target", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
     assert needle in one_line_error(proc)
+
+
+def test_a_label_of_an_environment_that_is_not_built_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    from benchmarks import time_to_target
+    monkeypatch.setenv("DCGAN_BENCH_ENVS_DIR", str(tmp_path))  # no environment built here
+    with pytest.raises(SystemExit) as e:
+        time_to_target.parse_args(["--backend", "jax,jax@nosuch", "--target-fd", "500"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "jax@nosuch: unknown environment" in err[0]
+

@@ -252,7 +252,9 @@ def markdown(study: dict) -> str:
     lines = ["# Seed study: sample quality across training seeds", "",
              "Written by `python -m benchmarks.seed_study` from the run folders beside this file "
              "(one per setting and seed; study.json holds every record). ± is the std across seeds; "
-             "the interval is the 95% Student-t interval of the mean. One seed, or one machine, is "
+             "the interval is the 95% Student-t interval of the mean (an FD interval's lower end "
+             "is shown clipped at 0, where FD's range ends; study.json keeps the t interval). "
+             "One seed, or one machine, is "
              "never a ranking: a backend's FD moves this much with the seed alone.", ""]
     for name, s in study["settings"].items():
         key = s["key"]
@@ -270,7 +272,7 @@ def markdown(study: dict) -> str:
                 row[label] = (f"{m['mean']:.{digits}f} ± {m['std']:.{digits}f}" if m["std"] is not None
                               else f"{m['mean']:.{digits}f}")
                 if k == "fd":
-                    row["FD 95% interval"] = (f"{m['ci95'][0]:.{digits}f} to {m['ci95'][1]:.{digits}f}"
+                    row["FD 95% interval"] = (f"{max(0.0, m['ci95'][0]):.{digits}f} to {m['ci95'][1]:.{digits}f}"
                                               if m["ci95"] else "-")
             row["versions"] = ", ".join(f"{p} {'/'.join(v)}" for p, v in s["versions"].get(b, {}).items()
                                         if p != "numpy")

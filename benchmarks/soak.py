@@ -33,6 +33,7 @@ only if every backend's memory stayed flat.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import shutil
@@ -223,7 +224,19 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def markdown(records: list[dict], command: str) -> str:
+def machine(out: Path) -> dict:
+    """The machine and code of the soak's runs, from the first run's results.json provenance."""
+    for path in sorted((out / "runs").glob("*/results.json")):
+        try:
+            prov = json.loads(path.read_text()).get("provenance") or {}
+        except (OSError, ValueError):
+            continue
+        return {"cpu": prov.get("cpu"), "cpu_count": prov.get("cpu_count"), "gpus": prov.get("gpus") or [],
+                "packages": prov.get("packages"), "git": (prov.get("git") or {}).get("commit")}
+    return {}
+
+
+def markdown(records: list[dict], command: str, where: dict | None = None) -> str:
     def num(v, fmt="{:.3f}"):
         return "" if v is None else fmt.format(v)
     rows = [{"backend": r.get("label") or r["backend"], "status": r["status"], "iterations": r["iterations"],
@@ -237,6 +250,10 @@ def markdown(records: list[dict], command: str) -> str:
              "GPU bound": num(r.get("gpu_bound"))} for r in records]
     return "\n".join([
         f"Command: `{command}`", "",
+        *([f"- Machine: {where.get('cpu')}, {where.get('cpu_count')} logical CPUs, "
+           + (", ".join(where["gpus"]) if where.get("gpus") else "no GPU"),
+           "- Software: " + ", ".join(f"{k} {v}" for k, v in (where.get("packages") or {}).items()),
+           f"- Code: git {where.get('git')}", ""] if where else []),
         ("Memory of each backend's training processes sampled while it trains for a fixed time; "
          "slope of a least-squares line after warm-up against bound = max(3 SE, 2 sigma / span, "
          "4 KiB / span), sigma the samples' spread around the line (benchmarks/soak.py derives "
@@ -289,9 +306,10 @@ def main(argv=None) -> int:
         print(f"benchmarks.soak: {name} for {args.minutes:g} min", file=sys.stderr, flush=True)
         records.append(soak_backend(args, name, out))
         # written after each backend: an interrupted soak keeps the backends it finished
-        atomic.write_json(out / "soak.json", {"command": command, "records": records})
-        atomic.write_text(out / "soak.md", markdown(records, command))
-    print(markdown(records, command))
+        where = machine(out)
+        atomic.write_json(out / "soak.json", {"command": command, "machine": where, "records": records})
+        atomic.write_text(out / "soak.md", markdown(records, command, where))
+    print(markdown(records, command, where))
     return 0 if all(r["status"] == "flat" for r in records) else 1  # "too short" is no pass
 
 

@@ -6,21 +6,28 @@ import time
 import numpy as np
 
 
+MAX_WARMUP_STEPS = 10  # warmup_steps never leaves out more
+
+
 def warmup_steps(n_steps: int) -> int:
     """Steps left out of the throughput statistics: always the first (graph build, allocator,
-    autotune), and up to 10% more for caches and clocks to settle, at most 10."""
-    return min(n_steps, max(1, min(10, n_steps // 10)))
+    autotune), and up to 10% more for caches and clocks to settle, at most MAX_WARMUP_STEPS."""
+    return min(n_steps, max(1, min(MAX_WARMUP_STEPS, n_steps // 10)))
 
 
-def summarize(step_seconds, batch_size: int, overhead_seconds=None, step_clock=None) -> dict:
+def summarize(step_seconds, batch_size: int, overhead: tuple | None = None,
+              clock: tuple | None = None) -> dict:
     """img/s median and interquartile range over the steps after warm-up.
 
     Per-step throughput is batch/seconds; its quartiles come from the step times' quartiles
     (img/s is monotone in seconds, so the 25th percentile of time is the 75th of img/s).
-    With step_clock (when each step was reported, time.monotonic), also the timed steps' window
-    on that clock, from the report of the last warm-up step to the last report: the GPU check
-    keeps the power samples inside it. Steps reported in groups (the losses of K queued steps
-    fetched at once) share one report, so the window may start up to K-1 timed steps late.
+    The harness keeps of its per-step records only what the summary needs, so its memory stays
+    flat: overhead = (the first MAX_WARMUP_STEPS steps' harness seconds, all steps' total) gives
+    the harness's share of the timed wall time; clock = (the first MAX_WARMUP_STEPS reports'
+    time.monotonic, the last report's) gives the timed steps' window on that clock, from the
+    report of the last warm-up step to the last report: the GPU check keeps the power samples
+    inside it. Steps reported in groups (the losses of K queued steps fetched at once) share one
+    report, so the window may start up to K-1 timed steps late.
     """
     t = np.asarray(step_seconds, dtype=np.float64)
     if t.size == 0:
@@ -37,13 +44,12 @@ def summarize(step_seconds, batch_size: int, overhead_seconds=None, step_clock=N
         "img_per_s_iqr": [float(batch_size / q3), float(batch_size / q1)],
         "train_seconds": float(t.sum()),
     }
-    if step_clock is not None and len(step_clock) == t.size and t.size > w:
-        summary["timed_window_monotonic"] = [float(step_clock[w - 1]), float(step_clock[-1])]
-    if overhead_seconds is not None and len(overhead_seconds):
-        o = np.asarray(overhead_seconds, dtype=np.float64)[w:]
-        if o.size:
-            # The harness's own share of wall time (logging, progress, checks between steps).
-            summary["harness_overhead_fraction"] = float(o.sum() / (o.sum() + timed.sum()))
+    if clock is not None and t.size > w and len(clock[0]) >= w and clock[1] is not None:
+        summary["timed_window_monotonic"] = [float(clock[0][w - 1]), float(clock[1])]
+    if overhead is not None and len(overhead[0]) >= min(w, t.size) and t.size > w:
+        timed_overhead = float(overhead[1]) - float(sum(overhead[0][:w]))
+        # The harness's own share of wall time (logging, progress, checks between steps).
+        summary["harness_overhead_fraction"] = float(timed_overhead / (timed_overhead + timed.sum()))
     return summary
 
 

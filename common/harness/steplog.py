@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from common.results.schema import LOSS_COLUMNS, TAIL_FRACTION
+from common.timing import MAX_WARMUP_STEPS, summarize
 
 
 def loss_tail(csv_path: Path, fraction: float = TAIL_FRACTION) -> dict | None:
@@ -63,12 +64,19 @@ class StepLog:
         self.probe, self.probe_every, self.probe_seconds = probe, int(probe_every or 0), 0.0
         self.target_fd = target_fd
         self.start, self.stop, self.next_iteration = start, stop, start
-        self.step_seconds: list[float] = []
+        # Memory stays flat however long the run: every step's time is in the CSV (read back for
+        # the summary, step_times), and only the warm-up steps' clock and overhead are held, with
+        # running totals. Three in-memory lists of per-step floats were the soak's steady RSS
+        # slope, 0.09 MiB per 1000 iterations (benchmarks/README.md#memory-soak).
+        self.train_seconds = 0.0  # this process's step times summed, in step order
         # When each step was reported, on time.monotonic (one clock for every process of a Linux
         # machine): the window of the timed steps, which the GPU check's power samples are cut to.
-        self.step_clock: list[float] = []
-        self.overhead_seconds: list[float] = []
+        self.clock_head: list[float] = []  # the first MAX_WARMUP_STEPS reports
+        self.clock_last: float | None = None
+        self.overhead_head: list[float] = []
+        self.overhead_total = 0.0
         self.last = None  # (iteration, loss_d, loss_g)
+        self.csv_path = csv_path
         new = not csv_path.exists() or csv_path.stat().st_size == 0
         self._csv = open(csv_path, "a", buffering=1 << 16)
         if new:
@@ -86,8 +94,10 @@ class StepLog:
             raise RuntimeError(f"{self.backend}: on_step got iteration {iteration}, "
                                f"expected {self.next_iteration}")
         self.next_iteration += 1
-        self.step_seconds.append(seconds)
-        self.step_clock.append(time.monotonic())
+        self.train_seconds += seconds
+        self.clock_last = time.monotonic()
+        if len(self.clock_head) < MAX_WARMUP_STEPS:
+            self.clock_head.append(self.clock_last)
         self._csv.write(f"{self.backend},{iteration},{loss_d!r},{loss_g!r},{seconds!r}\n")
         self.last = (iteration, loss_d, loss_g)
         if (iteration - self.start + 1) % self.flush_every == 0:
@@ -103,9 +113,12 @@ class StepLog:
         now = time.perf_counter()
         # Harness time: inside this call, plus any wall time between calls the step did not claim.
         outside = max(0.0, (entered - self._returned) - seconds)
-        self.overhead_seconds.append(outside + (now - entered))
+        overhead = outside + (now - entered)
+        self.overhead_total += overhead
+        if len(self.overhead_head) < MAX_WARMUP_STEPS:
+            self.overhead_head.append(overhead)
         if self.probe and self.probe_every and self._probe_due(iteration + 1):
-            point = self.probe(iteration + 1, float(sum(self.step_seconds)))
+            point = self.probe(iteration + 1, self.train_seconds)
             self.probe_seconds += time.perf_counter() - now
             now = time.perf_counter()
             if self.target_fd is not None and point and point["fd"] <= self.target_fd:
@@ -133,6 +146,23 @@ class StepLog:
     @property
     def iterations_done(self) -> int:
         return self.next_iteration - self.start
+
+    def step_times(self):
+        """This process's step times (a numpy array, in step order) from the CSV it wrote: the
+        rows from its first iteration on (a resumed run's earlier rows are the stopped attempt's)."""
+        import numpy as np  # the worker has it loaded already
+        if not self._csv.closed:
+            self._csv.flush()
+        n = self.next_iteration - self.start
+        if n == 0:
+            return np.zeros(0)
+        rows = np.loadtxt(self.csv_path, delimiter=",", skiprows=1, usecols=(1, 4), ndmin=2)
+        return rows[rows[:, 0] >= self.start, 1][:n]
+
+    def summary(self) -> dict:
+        """The timing summary of this process's steps (common/timing.py's summarize)."""
+        return summarize(self.step_times(), self.batch_size, (self.overhead_head, self.overhead_total),
+                         (self.clock_head, self.clock_last))
 
     def close(self) -> None:
         self._csv.flush()

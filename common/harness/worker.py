@@ -28,7 +28,6 @@ from common.errors import DataError
 from common.spec import model_spec
 from common.harness.quality import time_to_target
 from common.harness.steplog import Diverged, StepLog, TargetReached, loss_tail
-from common.timing import summarize
 
 # Tests only: make one backend fail on purpose, "<backend>:<kind>@<iteration>[/<rank>]", kind one
 # of FAULTS (several backends: comma-separated); with /<rank>, only that replica of a
@@ -125,8 +124,7 @@ def run(config: dict, stops: interrupts.Interrupts | None = None) -> dict:
             result["loss_tail"] = loss_tail(out / "losses.csv")
             # The model's iterations (a resumed run's step timings cover this process only).
             result["iterations_done"] = log.next_iteration
-            result["summary"] = summarize(log.step_seconds, config["batch_size"], log.overhead_seconds,
-                                          log.step_clock)
+            result["summary"] = log.summary()
             result["summary"]["quality_probe_seconds"] = log.probe_seconds
             if log.target_fd is not None:
                 result["time_to_target"] = time_to_target(result.get("quality_curve", []),
@@ -233,7 +231,7 @@ def _save_checkpoint(backend, config, out: Path, iteration: int, result: dict, h
 
     log.flush()  # the loss rows of the iterations this checkpoint covers
     state = {"quality_curve": result.get("quality_curve", []),
-             "train_seconds": harness.get("train_seconds", 0.0) + float(sum(log.step_seconds))}
+             "train_seconds": harness.get("train_seconds", 0.0) + log.train_seconds}
     checkpoint.save(out / "checkpoints", iteration, write, config, state)
 
 

@@ -15,6 +15,7 @@ from backends.base import BackendBase
 from common import options
 from common.harness import quality, steplog
 from common.harness.steplog import StepLog, TargetReached
+from common.timing import MAX_WARMUP_STEPS
 from common.results import markdown, schema, tables
 from common.spec import model_spec
 from tests.support.processes import one_line_error, run_cli
@@ -80,9 +81,21 @@ def test_seconds_leave_out_the_checks(tmp_path, monkeypatch):
     # evaluation leaked into step time, the seconds would be 15 + 200.
     log, curve, _ = fake_training(tmp_path, monkeypatch, [900, 800, 400], 500, 40)
     assert quality.time_to_target(curve, 500)["seconds"] == 15 * STEP
-    assert log.step_seconds == [STEP] * 15
+    assert list(log.step_times()) == [STEP] * 15  # read back from the CSV, exactly
+    assert log.train_seconds == 15 * STEP
     assert log.probe_seconds == 3 * PROBE
-    assert max(log.overhead_seconds) < PROBE  # nor counted as the harness's overhead
+    assert log.overhead_total < PROBE  # nor counted as the harness's overhead
+
+
+def test_the_step_log_holds_no_per_step_list(tmp_path, monkeypatch):
+    """Memory stays flat however long a run is (the soak's check): of its per-step records the
+    log holds the warm-up steps' only, with running totals; every step time is read back from
+    the CSV for the summary."""
+    log, _, _ = fake_training(tmp_path, monkeypatch, [900] * 8, 1.0, 40)
+    assert len(log.clock_head) == len(log.overhead_head) == MAX_WARMUP_STEPS
+    s = log.summary()
+    assert s["steps"] == 40 and s["train_seconds"] == 40 * STEP and s["warmup_steps"] == 4
+    assert s["timed_window_monotonic"][0] == log.clock_head[3] and 0 <= s["harness_overhead_fraction"] < 1
 
 
 def test_unreached_target_runs_every_iteration_and_checks_the_last(tmp_path, monkeypatch):

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.timing import summarize, warmup_steps
+from common.timing import MAX_WARMUP_STEPS, summarize, warmup_steps
+
+
+def _bounded(values) -> tuple[list[float], float]:
+    """A full list of per-step values in summarize's form: the first MAX_WARMUP_STEPS, the total."""
+    return [float(v) for v in values[:MAX_WARMUP_STEPS]], float(np.sum(values))
 
 BATCH = 64
 
@@ -20,7 +25,7 @@ def test_warmup_steps_rule(n, expected):
 
 def test_empty_input():
     assert summarize([], BATCH) == {"steps": 0}
-    assert summarize(np.array([]), BATCH, overhead_seconds=[]) == {"steps": 0}
+    assert summarize(np.array([]), BATCH, overhead=([], 0.0)) == {"steps": 0}
 
 
 def test_first_step_reported_separately_and_excluded():
@@ -74,13 +79,13 @@ def test_iqr_bounds_are_ordered_on_random_times():
 def test_harness_overhead_fraction_on_hand_made_numbers():
     steps = [5.0] + [1.0] * 10          # timed training time: 10 s
     overhead = [100.0] + [0.25] * 10    # timed overhead: 2.5 s (the warm-up step's is excluded)
-    s = summarize(steps, BATCH, overhead_seconds=overhead)
+    s = summarize(steps, BATCH, overhead=_bounded(overhead))
     assert s["harness_overhead_fraction"] == pytest.approx(2.5 / (2.5 + 10.0))
 
 
 def test_no_overhead_fraction_without_overhead_data():
     assert "harness_overhead_fraction" not in summarize([1.0, 1.0, 1.0], BATCH)
-    assert "harness_overhead_fraction" not in summarize([1.0, 1.0, 1.0], BATCH, overhead_seconds=[])
+    assert "harness_overhead_fraction" not in summarize([1.0, 1.0, 1.0], BATCH, overhead=([], 0.0))
 
 
 def test_two_steps_time_only_the_second():
@@ -97,7 +102,7 @@ def test_single_step_does_not_crash():
 
 def test_summary_values_are_plain_python_numbers():
     # results.json is written from these; numpy scalars would need special handling.
-    s = summarize(np.array([1.0, 0.5, 0.5, 0.5]), BATCH, overhead_seconds=np.array([0.1] * 4))
+    s = summarize(np.array([1.0, 0.5, 0.5, 0.5]), BATCH, overhead=_bounded(np.array([0.1] * 4)))
     for key, value in s.items():
         values = value if isinstance(value, list) else [value]
         assert all(type(v) in (int, float) for v in values), key
@@ -181,6 +186,6 @@ def test_timed_window_runs_from_the_last_warmup_report_to_the_last():
     0's (compile) or step 2's (a timed step), and ends at the last report."""
     steps = [9.0, 0.001] + [0.1] * 18
     clock = [100.0 + i for i in range(20)]
-    assert summarize(steps, BATCH, step_clock=clock)["timed_window_monotonic"] == [101.0, 119.0]
+    assert summarize(steps, BATCH, clock=(clock[:MAX_WARMUP_STEPS], clock[-1]))["timed_window_monotonic"] == [101.0, 119.0]
     assert "timed_window_monotonic" not in summarize(steps, BATCH)  # no clock, no window
-    assert "timed_window_monotonic" not in summarize([9.0], BATCH, step_clock=[1.0])  # all warm-up
+    assert "timed_window_monotonic" not in summarize([9.0], BATCH, clock=([1.0], 1.0))  # all warm-up

@@ -63,10 +63,7 @@ def parse_args(argv):
                 f"{args.batch_size}")
     if not args.from_runs:
         try:  # every other environment runs its backend, or one line and exit 2 before any run
-            args.backends = environment.expand_all(args.backends)
-            others = [b for b in args.backends if cli.split_label(b)[1] is not None]
-            if others:
-                environment.check(others)
+            args.backends, _ = environment.other_environments(args.backends)
         except UsageError as exc:
             p.error(str(exc))
     return args

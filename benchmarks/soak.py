@@ -276,11 +276,8 @@ def parse_args(argv):
     p.add_argument("--out", metavar="DIR", help="folder to create (default: runs/soak-<timestamp>)")
     args = p.parse_args(argv)
     try:
-        args.backends = environment.expand_all(
+        args.backends, _ = environment.other_environments(  # a bad one: one line, exit 2
             cli.parse_backends(args.backend, backends.NAMES, environments=True))
-        others = [b for b in args.backends if cli.split_label(b)[1] is not None]
-        if others:  # every other environment runs its backend, or one line and exit 2
-            environment.check(others)
     except UsageError as exc:
         p.error(str(exc))
     problem = cli.bounds_problem(args, ("batch_size",))

@@ -117,19 +117,10 @@ def parse_args(argv):
             p.error(f"--peaks {args.peaks}: {exc}; give a file as throughput.json's 'peaks' "
                     "(or drop --peaks to measure them)")
     try:  # every other environment runs its backend, or one line and exit 2 before any cell
-        args.backends, args.environments = other_environments(args.backends)
+        args.backends, args.environments = environment.other_environments(args.backends)
     except UsageError as exc:
         p.error(str(exc))
     return args
-
-
-def other_environments(labels: list[str]) -> tuple[list[str], dict[str, dict]]:
-    """The labels (all@ENV expanded) and, per NAME@ENV label, its checked environment
-    (common/harness/environment.py: its interpreter runs the project and the framework imports
-    there); UsageError for the first that cannot. Plain names are left to run_all.py's checks."""
-    labels = environment.expand_all(labels)
-    others = [label for label in labels if cli.split_label(label)[1] is not None]
-    return labels, (environment.check(others) if others else {})
 
 
 def machine_slug() -> str:

@@ -57,11 +57,8 @@ def parse_args(argv):
     if args.from_run:
         return args
     try:
-        args.backends = environment.expand_all(
+        args.backends, _ = environment.other_environments(  # a bad one: one line, exit 2
             cli.parse_backends(args.backend, backends.NAMES, environments=True))
-        others = [b for b in args.backends if cli.split_label(b)[1] is not None]
-        if others:  # every other environment runs its backend, or one line and exit 2
-            environment.check(others)
     except UsageError as exc:
         p.error(str(exc))
     try:

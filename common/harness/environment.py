@@ -49,6 +49,15 @@ def expand_all(labels: list[str]) -> list[str]:
     return out
 
 
+def other_environments(labels: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """The labels (all@ENV expanded) and, per NAME@ENV label, its checked environment (its
+    interpreter runs the project and the framework imports there); UsageError for the first
+    that cannot. Plain names are left to run_all.py's checks."""
+    labels = expand_all(labels)
+    others = [label for label in labels if split_label(label)[1] is not None]
+    return labels, (check(others) if others else {})
+
+
 def check(labels) -> dict[str, dict]:
     """Each label's environment (interpreters.describe's record, 'framework' added for an
     environment other than this one); UsageError for the first that cannot run its backend."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from benchmarks import peak
 from benchmarks.grid_rows import row_label
 from common.results.figures import figure_title, legend_below, pyplot, save_figure
-from common.results.markdown import environment_lines
+from common.results.markdown import environment_lines, machine_line
 from common.results.tables import table, without_plain_labels
 
 # What a grid needs to stand in the README's headline: every backend, spec and best, batch 64,
@@ -166,10 +166,9 @@ def runs_figure(doc: dict, rows: list[dict], path: Path) -> None:
 
 def render(doc: dict) -> str:
     prov, a = doc["provenance"], doc["args"]
-    gpu = ", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"
     lines = [
         f"Command: `{doc['command']}`", "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, {gpu}",
+        machine_line(prov),
         f"- Software: Python {prov.get('python')}; "
         + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
         *version_lines(doc),

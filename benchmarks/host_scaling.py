@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 import backends  # noqa: E402  (the registry imports no framework)
 from common import atomic, cli  # noqa: E402
 from common.results import schema  # noqa: E402
-from common.results.markdown import environment_lines  # noqa: E402
+from common.results.markdown import environment_lines, machine_line  # noqa: E402
 from common.results.tables import table  # noqa: E402
 
 # (label, hosts, devices per host)
@@ -176,8 +176,7 @@ def write(out: Path, command: str, batch_size: int, records: list[dict], runs: l
         "**Loopback is no network**: the 2 hosts are 2 process groups on this one machine, sharing "
         "its cores and memory and talking over 127.0.0.1, so this measures each engine's "
         "multi-host path against its one-host path, never a cluster's interconnect.", "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
-        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
+        machine_line(prov),
         f"- synthetic data, preset mnist32, global batch {batch_size}, "
         "the same CPU threads per replica in every layout; img/s is rank 0's median step over "
         "the global batch (warm-up excluded), median over repeats (range beside it); "

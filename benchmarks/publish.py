@@ -28,6 +28,7 @@ from benchmarks.gpu_check import summary as gpu_summary
 from benchmarks.grid_rows import row_label
 from common import atomic
 from common.results import schema, seed_spread, tables
+from common.results.markdown import machine_line
 from common.spec import PRESETS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,8 +53,7 @@ def render(results: dict) -> str:
     lines = [
         f"Command: `{results['command']}`",
         "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
-        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
+        machine_line(prov),
         f"- Software: Python {prov.get('python')}; "
         + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
         f"- Run: {ds.get('name', cfg['dataset'])}, preset {cfg['preset']}, batch {cfg['batch_size']}, "

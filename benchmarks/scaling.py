@@ -27,7 +27,7 @@ from common import atomic, cli  # noqa: E402
 from common.harness import environment  # noqa: E402
 from common.options import UsageError  # noqa: E402
 from common.results import replica_scaling, schema  # noqa: E402
-from common.results.markdown import environment_lines  # noqa: E402
+from common.results.markdown import environment_lines, machine_line  # noqa: E402
 from common.results.tables import table, without_plain_labels  # noqa: E402
 
 
@@ -101,8 +101,7 @@ def main(argv=None) -> int:
     command = "python -m benchmarks.scaling " + " ".join(argv)
     text = "\n".join([
         f"Command: `{command}`", "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
-        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
+        machine_line(prov),
         f"- {cfg['dataset']} data, preset {cfg['preset']}, global batch {cfg['batch_size']}, "
         f"{cfg['iters']} iterations per run; img/s is the median over runs of each run's median "
         "step (warm-up excluded), range over runs beside it; "

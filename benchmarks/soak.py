@@ -51,6 +51,7 @@ import backends  # the registry imports no framework
 from common import atomic, cli
 from common.harness import environment
 from common.options import UsageError
+from common.results.markdown import machine_line
 from common.results.schema import label_folder
 from common.results.tables import table
 
@@ -250,8 +251,7 @@ def markdown(records: list[dict], command: str, where: dict | None = None) -> st
              "GPU bound": num(r.get("gpu_bound"))} for r in records]
     return "\n".join([
         f"Command: `{command}`", "",
-        *([f"- Machine: {where.get('cpu')}, {where.get('cpu_count')} logical CPUs, "
-           + (", ".join(where["gpus"]) if where.get("gpus") else "no GPU"),
+        *([machine_line(where),
            "- Software: " + ", ".join(f"{k} {v}" for k, v in (where.get("packages") or {}).items()),
            f"- Code: git {where.get('git')}", ""] if where else []),
         ("Memory of each backend's training processes sampled while it trains for a fixed time; "

@@ -31,7 +31,7 @@ from common import atomic, cli  # noqa: E402
 from common.harness import environment  # noqa: E402
 from common.options import UsageError  # noqa: E402
 from common.results import schema, tables  # noqa: E402
-from common.results.markdown import environment_lines  # noqa: E402
+from common.results.markdown import environment_lines, machine_line  # noqa: E402
 
 MIN_SEEDS = 3  # one seed is never a ranking; three give a median and a range
 
@@ -126,8 +126,7 @@ def document(results: dict, command: str) -> tuple[dict, str]:
     threads = setting["threads"]
     text = "\n".join([
         f"Command: `{command}`", "",
-        f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
-        + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"),
+        machine_line(prov),
         "- Software: " + ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
         *environment_lines(results),  # the rows run in another environment, with its versions
         (f"- {setting['dataset']}, preset {setting['preset']}, batch {setting['batch_size']}, "

@@ -16,7 +16,9 @@ of check beside its tolerance, not only the pass; then every repeat runs one `ru
 share the machine's state. The reference is the newest release (with --envs, the first environment). A release's
 change is 'beyond noise' only when its repeats' img/s range and the reference's do not overlap
 and the medians differ by more than either range (relative): the spread measured in this very
-table. Writes OUT/versions.json (one row per release) and OUT/versions.md.
+table. Writes OUT/versions.json (one row per release) and OUT/versions.md; the run folders stay
+in OUT/runs (ignored by git under benchmarks/results/versions/), and --redraw rewrites
+versions.md from them and versions.json, given the original arguments.
 """
 from __future__ import annotations
 
@@ -31,12 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import datetime as dt  # noqa: E402
+
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs  # noqa: E402
 from common import atomic, cli, interpreters  # noqa: E402
 from common.harness import environment  # noqa: E402
 from common.options import EXIT_USAGE, UsageError  # noqa: E402
 from common.results import parity_record, schema, tables  # noqa: E402
+from common.results.markdown import machine_line  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results" / "versions"
 # The pip requirements of one release: the framework pinned, its companions left to pip.
@@ -75,6 +80,9 @@ def parse_args(argv):
                         "each its own table; a backend without a best runs spec only (default spec,best)")
     p.add_argument("--no-parity", action="store_true", help="skip the parity tests")
     p.add_argument("--out", type=Path, help="output folder (default benchmarks/results/versions/<backend>)")
+    p.add_argument("--redraw", action="store_true",
+                   help="rewrite OUT/versions.md from OUT/versions.json and OUT/runs, building and "
+                        "running nothing (give the arguments the table was made with)")
     args = p.parse_args(argv)
     if args.repeats < 2 or args.iters < 10:
         p.error("--repeats 2 or more and --iters 10 or more: the noise rule needs a spread")
@@ -132,7 +140,7 @@ def run_parity(backend: str, python: str, record: Path) -> dict:
                           env=dict(os.environ, **{parity_record.RECORD_ENV: str(record)}))
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|error)", last)}
-    return {"pass": proc.returncode == 0, **counts, "summary": last.strip("= "),
+    return {"pass": proc.returncode == 0, "counts": counts, "summary": last.strip("= "),
             "checks": parity_record.summarise(parity_record.read(record))}
 
 
@@ -192,11 +200,13 @@ def parity_cell(p: dict | None) -> str:
     if p is None:
         return "-"
     verdict = "pass" if p["pass"] else "FAIL"
+    counts = p.get("counts") or {k: p[k] for k in ("passed", "failed", "skipped", "error") if k in p}
+    tests = ", ".join(f"{n} {k}" for k, n in counts.items()) or p.get("summary", "")
     tight = parity_record.tightest(p.get("checks") or {})
     if tight is None:
-        return f"{verdict} ({p.get('summary', '')}; no difference recorded)"
+        return f"{verdict} ({tests}; no difference recorded)"
     kind, entry = tight
-    return f"{verdict}, max {entry['max_rel']:.2g} (tol {entry['tolerance']:.2g}, {kind}); {p.get('summary', '')}"
+    return f"{verdict}, max {entry['max_rel']:.2g} (tol {entry['tolerance']:.2g}, {kind}); {tests}"
 
 
 def parity_markdown(parity: dict[str, dict], versions: dict[str, str]) -> str:
@@ -227,8 +237,61 @@ def markdown(rows) -> str:
             "ranges do not overlap and the medians differ by more than either range.\n")
 
 
+def header(args, command: str, started: str | None, finished: str | None) -> str:
+    """What the table measured and where: the command, the machine and code (from the first
+    timed run's provenance), the cells and when it ran."""
+    runs = [json.loads(path.read_text()) for path in sorted((args.out / "runs").glob("*/repeat-*/results.json"))]
+    prov = runs[0].get("provenance") or {} if runs else {}
+    if started and finished:
+        when = f"; started {started}, finished {finished}"
+    else:  # a table from before these were recorded: its timed runs' own times
+        times = sorted(t for r in runs for t in (r.get("started"), r.get("finished")) if t)
+        when = f"; timed runs from {times[0]} to {times[-1]}" if times else ""
+    return "\n".join([
+        f"Command: `{command}`", "",
+        machine_line(prov),
+        f"- Code: git {(prov.get('git') or {}).get('commit')}{when}",
+        f"- Cells: preset {args.preset}, synthetic data, batch {args.batch_size}, {args.iters} "
+        f"iterations a run, {args.repeats} interleaved repeats (every release in each, order "
+        "rotated by one each repeat); each release's Python and packages are in versions.json",
+        "", ""])
+
+
+def write(args, rows: list[dict], text: str, command: str, started: str | None, finished: str | None) -> str:
+    text = header(args, command, started, finished) + text
+    atomic.write_json(args.out / "versions.json", {
+        "backend": args.backend, "preset": args.preset, "batch_size": args.batch_size, "iters": args.iters,
+        "repeats": args.repeats, "device": "cpu", "command": command, "started": started,
+        "finished": finished, "rows": rows})
+    atomic.write_text(args.out / "versions.md", text)
+    return text
+
+
+def redraw(args, command: str) -> int:
+    """versions.md again from OUT/versions.json (its rows) and the runs' provenance."""
+    try:
+        doc = json.loads((args.out / "versions.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(f"benchmarks.versions: error: --redraw needs {args.out / 'versions.json'} ({exc}); "
+              "run the table first", file=sys.stderr)
+        return EXIT_USAGE
+    rows, text, parity = doc["rows"], "", {}
+    for config in dict.fromkeys(r["config"] for r in rows):
+        mine = [r for r in rows if r["config"] == config]
+        parity.update({r["label"]: r["parity"] for r in mine if r.get("parity")})
+        text += f"## {config}: {configs.label(configs.fast_paths(config, args.backend, 'cpu'))}\n\n{markdown(mine)}\n"
+    text += parity_markdown(parity, {r["label"]: r["version"] for r in rows})
+    print(write(args, rows, text, doc.get("command") or command, doc.get("started"), doc.get("finished")))
+    return 0
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = "python -m benchmarks.versions " + " ".join(a for a in argv if a != "--redraw")
+    if args.redraw:
+        return redraw(args, command)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     try:
         if (args.out / "runs").exists():
             raise UsageError(f"{args.out / 'runs'} exists (runs are never overwritten); choose a new --out")
@@ -257,11 +320,8 @@ def main(argv=None) -> int:
         rows += mine
         text += f"## {config}: {configs.label(paths)}\n\n{markdown(mine)}\n"
     text += parity_markdown(parity, {r["label"]: r["version"] for r in rows})
-    atomic.write_json(args.out / "versions.json", {"backend": args.backend, "preset": args.preset,
-                      "batch_size": args.batch_size, "iters": args.iters, "repeats": args.repeats,
-                      "device": "cpu", "rows": rows})
-    atomic.write_text(args.out / "versions.md", text)
-    print(text)
+    finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    print(write(args, rows, text, command, started, finished))
     return 0
 
 

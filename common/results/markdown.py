@@ -139,6 +139,12 @@ def _write_figures(run_dir: Path, results: dict, names: list[str], losses, rows:
     return written
 
 
+def machine_line(prov: dict) -> str:
+    """The '- Machine: ...' line of a published table, from a run's provenance (common/sysinfo.py)."""
+    return (f"- Machine: {prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
+            + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"))
+
+
 def environment_lines(results: dict) -> list[str]:
     """One line per other environment the run used (NAME@ENV): its labels, Python and packages."""
     envs: dict[str, tuple[list[str], dict]] = {}

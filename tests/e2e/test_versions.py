@@ -65,7 +65,10 @@ def test_a_planted_slowdown_is_beyond_noise_and_an_unchanged_environment_is_not(
     assert rows["slow"]["verdict"] == "beyond noise", measured
     assert rows["slow"]["change"] < -0.3
     assert all(r["version"] == rows["reference"]["version"] for r in rows.values())
-    assert "beyond noise" in (tmp_path / "out" / "versions.md").read_text()
+    text = (tmp_path / "out" / "versions.md").read_text()
+    assert "beyond noise" in text
+    assert text.startswith("Command: `python -m benchmarks.versions --backend chainer --envs ")
+    assert "\n- Machine: " in text and "\n- Code: git " in text and "; started " in text
     # each label's files in one folder of its own (the path's separators made one name)
     assert len(list((tmp_path / "out" / "runs" / "spec" / "repeat-0" / "backends").iterdir())) == 3
 
@@ -82,16 +85,21 @@ def test_the_parity_column_gives_the_largest_difference_beside_its_tolerance():
     from benchmarks.versions import markdown, parity_cell, parity_markdown
     checks = {"forward": {"max_abs": 3.4e-6, "max_rel": 3.1e-6, "tolerance": 1e-5, "comparisons": 8},
               "gradients": {"max_abs": 2e-6, "max_rel": 2.2e-6, "tolerance": 1e-4, "comparisons": 30}}
-    passed = {"pass": True, "passed": 40, "summary": "40 passed in 9.0s", "checks": checks}
-    # the kind closest to its bound: forward (0.31 of it) before gradients (0.022)
-    assert parity_cell(passed) == "pass, max 3.1e-06 (tol 1e-05, forward); 40 passed in 9.0s"
+    passed = {"pass": True, "counts": {"passed": 40, "skipped": 2},
+              "summary": "40 passed, 2 skipped, 90 deselected in 9.0s", "checks": checks}
+    # the kind closest to its bound: forward (0.31 of it) before gradients (0.022); the tests'
+    # counts without pytest's timing or the deselected tests of other backends
+    assert parity_cell(passed) == "pass, max 3.1e-06 (tol 1e-05, forward); 40 passed, 2 skipped"
+    # a row written before the counts had a key of their own: at the top level
+    assert parity_cell({"pass": True, "passed": 40, "summary": "40 passed in 9.0s", "checks": checks}) \
+        == "pass, max 3.1e-06 (tol 1e-05, forward); 40 passed"
     assert parity_cell(dict(passed, **{"pass": False})).startswith("FAIL, max 3.1e-06")
     assert parity_cell({"pass": True, "summary": "3 skipped", "checks": {}}) == \
         "pass (3 skipped; no difference recorded)"
     assert parity_cell(None) == "-"
     row = {"version": "0.6.2", "label": "jax@jax-0.6.2", "parity": passed, "img_per_s": 100.0,
            "img_per_s_repeats": [99.0, 101.0], "change": None, "verdict": "reference"}
-    assert "| pass, max 3.1e-06 (tol 1e-05, forward); 40 passed in 9.0s" in markdown([row])
+    assert "| pass, max 3.1e-06 (tol 1e-05, forward); 40 passed, 2 skipped |" in markdown([row])
     table = parity_markdown({"jax@jax-0.6.2": passed, "jax@jax-0.7.0": {"pass": True, "checks": {}}},
                             {"jax@jax-0.6.2": "0.6.2"})
     lines = [line for line in table.splitlines() if line.startswith("|")]
@@ -100,6 +108,31 @@ def test_the_parity_column_gives_the_largest_difference_beside_its_tolerance():
                                                                    "2.2e-06 / 0.0001"]
     assert [c.strip() for c in lines[3].strip("|").split("|")] == ["?", "jax-0.7.0", "-", "-"]
     assert parity_markdown({"jax": {"pass": True, "checks": {}}}, {}) == ""  # nothing recorded: no table
+
+
+def test_redraw_rewrites_the_table_with_its_machine_from_the_runs_and_runs_nothing(tmp_path):
+    """--redraw: versions.md from versions.json's rows and the first run's provenance; a table
+    from before the command and times were recorded takes them from the arguments and the runs."""
+    from benchmarks.versions import main
+    out = tmp_path / "out"
+    row = {"framework": "jax", "label": "jax@jax-0.6.2", "config": "spec", "version": "0.6.2",
+           "parity": {"pass": True, "passed": 3, "checks": {}}, "img_per_s": 100.0,
+           "img_per_s_repeats": [99.0, 101.0], "change": 0.0, "verdict": "reference"}
+    (out / "runs" / "spec" / "repeat-0").mkdir(parents=True)
+    (out / "runs" / "spec" / "repeat-0" / "results.json").write_text(json.dumps({
+        "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00",
+        "provenance": {"cpu": "Some CPU", "cpu_count": 2, "gpus": [], "git": {"commit": "abc"}}}))
+    (out / "versions.json").write_text(json.dumps({"backend": "jax", "rows": [row]}))
+    assert main(["--backend", "jax", "--versions", "0.6.2", "--out", str(out), "--redraw"]) == 0
+    text = (out / "versions.md").read_text()
+    assert text.startswith(f"Command: `python -m benchmarks.versions --backend jax --versions 0.6.2 --out {out}`")
+    assert "- Machine: Some CPU, 2 logical CPUs, no GPU" in text
+    assert ("- Code: git abc; timed runs from 2026-01-01T00:00:00+00:00 to 2026-01-01T00:01:00+00:00"
+            in text)
+    assert "| 0.6.2     | jax-0.6.2     | pass (3 passed; no difference recorded) | 100.0" in text
+    assert json.loads((out / "versions.json").read_text())["command"].endswith(f"--out {out}")
+    assert not (tmp_path / ".envs").exists() and len(list(out.rglob("results.json"))) == 1  # ran nothing
+    assert main(["--backend", "jax", "--versions", "0.6.2", "--out", str(tmp_path / "none"), "--redraw"]) == 2
 
 
 @pytest.mark.slow

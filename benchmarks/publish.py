@@ -28,6 +28,7 @@ from benchmarks.gpu_check import summary as gpu_summary
 from benchmarks.grid_rows import row_label
 from common import atomic
 from common.results import schema, seed_spread, tables
+from common.results.seed_spread import backend_versions
 from common.results.markdown import machine_line
 from common.spec import PRESETS
 
@@ -126,18 +127,41 @@ def _cell(row: dict | None) -> str:
     return f"{row['img/s']}" + ("" if row["config"].startswith("spec") else f" ({row['config']})")
 
 
+def grid_versions(doc: dict) -> str:
+    """The releases a grid's rows ran, per environment: each backend's framework and companions,
+    with the Python and numpy beside them ('torch 2.13.0+cpu, mxnet 1.9.1 (Python 3.11.7, numpy
+    1.26.4); in newest: jax 0.12.1, ...'), from the grid's provenance and its environments."""
+    prov, envs = doc["provenance"], doc.get("environments") or {}
+    groups: dict[str, tuple[str | None, dict]] = {}
+    for label in dict.fromkeys(row_label(r) for r in doc["rows"]):
+        name, _, env = label.partition("@")
+        info = envs.get(label) if env else {"python": prov.get("python"), "packages": prov.get("packages")}
+        if info and info.get("packages"):
+            groups.setdefault(env, (info.get("python"), {}))[1].update(backend_versions(info["packages"], name))
+    parts = []
+    for env, (python, packages) in groups.items():
+        numpy = packages.pop("numpy", None)
+        parts.append((f"in {env}: " if env else "") + ", ".join(f"{k} {v}" for k, v in packages.items())
+                     + f" (Python {python}" + (f", numpy {numpy})" if numpy else ")"))
+    return "; ".join(parts) or "not recorded"
+
+
+def tags(docs: list[tuple[str, dict]]) -> list[str]:
+    """Each grid's column prefix: its preset, with its folder where two grids share a preset."""
+    presets = [doc["args"]["preset"] for _, doc in docs]
+    return [p if presets.count(p) == 1 else f"{p} ({folder})" for p, (folder, _) in zip(presets, docs)]
+
+
 def headline(docs: list[tuple[str, dict]], gpu_checks: bool = False) -> str:
     """The README's headline: per backend, img/s at HEADLINE_BATCH in spec and best-available
     for every grid of benchmarks/results/ (folder, throughput.json), then what each grid
     measured on which machine, when, with which command, and where its full table is."""
     docs = sorted(docs, key=lambda d: (list(PRESETS).index(d[1]["args"]["preset"])
                                        if d[1]["args"]["preset"] in PRESETS else len(PRESETS), d[0]))
-    presets = [doc["args"]["preset"] for _, doc in docs]
-    tags = [p if presets.count(p) == 1 else f"{p} ({folder})" for p, (folder, _) in zip(presets, docs)]
     found = [requested_rows(doc) for _, doc in docs]
     names = list(dict.fromkeys(name for f in found for name, _ in f))
     rows = [{"backend": name, **{f"{tag} {config}": _cell(f.get((name, config)))
-                                 for tag, f in zip(tags, found) for config in REQUESTED}}
+                                 for tag, f in zip(tags(docs), found) for config in REQUESTED}}
             for name in names]
     devices = sorted({r["device"] for _, doc in docs for r in doc["rows"] if r.get("device")})
     lines = [f"Training img/s at batch {HEADLINE_BATCH} (synthetic data; median step, warm-up "
@@ -147,14 +171,12 @@ def headline(docs: list[tuple[str, dict]], gpu_checks: bool = False) -> str:
              + ("" if "gpu" in devices else "; GPU: the GPU checks below" if gpu_checks
                 else "; no GPU measurement is published") + ".", "",
              tables.table(rows, "github"), ""]
-    for tag, (folder, doc) in zip(tags, docs):
-        prov = doc["provenance"]
-        machine = (f"{prov.get('cpu')}, {prov.get('cpu_count')} logical CPUs, "
-                   + (", ".join(prov["gpus"]) if prov.get("gpus") else "no GPU"))
+    for tag, (folder, doc) in zip(tags(docs), docs):
+        machine = machine_line(doc["provenance"]).removeprefix("- Machine: ")
         full = "full table" + (", with sample quality of best against spec" if doc.get("quality_rows") else "")
         lines.append(f"- {tag}: {machine}; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min "
                      f"grid: `{typed_command(doc['command'], folder)}` "
-                     f"([{full}](benchmarks/results/{folder}/throughput.md))")
+                     f"([{full}](benchmarks/results/{folder}/throughput.md)); versions: {grid_versions(doc)}")
         lines += quality_line(tag, doc)
         why = grid_output.quick_try(doc["args"])
         if why:
@@ -191,16 +213,16 @@ def paired(docs: list[tuple[str, dict]]) -> str:
     bare loop's, likewise), then each grid's machine, date, command and full table."""
     docs = sorted(docs, key=lambda d: list(PRESETS).index(d[1]["args"]["preset"])
                   if d[1]["args"]["preset"] in PRESETS else len(PRESETS))
-    found = [(doc["args"]["preset"], requested_rows(doc)) for _, doc in docs]
+    found = list(zip(tags(docs), (requested_rows(doc) for _, doc in docs)))
     names = list(dict.fromkeys(name for _, f in found for name, _ in f))
     rows = []
     for name in names:
         row = {"backend": name}
-        for preset, f in found:
+        for tag, f in found:
             best, spec = f.get((name, "best")), f.get((name, "spec"))
-            row[f"{preset} best / spec"] = ("none" if best and best["status"] == "skipped"
-                                            else (best or {}).get("speed / spec", "not measured"))
-            row[f"{preset} spec / bare step"] = (spec or {}).get("step / bare step", "not measured")
+            row[f"{tag} best / spec"] = ("none" if best and best["status"] == "skipped"
+                                         else (best or {}).get("speed / spec", "not measured"))
+            row[f"{tag} spec / bare step"] = (spec or {}).get("step / bare step", "not measured")
         rows.append(row)
     repeats = sorted({str(doc["args"].get("repeats")) for _, doc in docs})
     lines = [f"Paired at batch {HEADLINE_BATCH} ({' and '.join(repeats)} interleaved repeats of spec, best and "
@@ -208,12 +230,13 @@ def paired(docs: list[tuple[str, dict]]) -> str:
              "over spec's in the same pass, `spec / bare step` spec's step time over the bare loop's (the "
              "harness's and the idiom's cost); range across repeats in brackets. Pairing within a pass "
              "cancels the drift between passes that single runs show.", "", tables.table(rows, "github"), ""]
-    for folder, doc in docs:
+    for tag, (folder, doc) in zip(tags(docs), docs):
         prov = doc["provenance"]
-        lines.append(f"- {doc['args']['preset']}, paired: {prov.get('cpu')}, {prov.get('cpu_count')} logical "
+        lines.append(f"- {tag}, paired: {prov.get('cpu')}, {prov.get('cpu_count')} logical "
                      f"CPUs; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min grid: "
                      f"`{typed_command(doc['command'], f'{PAIRED}/{folder}')}` "
-                     f"([full table](benchmarks/results/{PAIRED}/{folder}/throughput.md))")
+                     f"([full table](benchmarks/results/{PAIRED}/{folder}/throughput.md)); "
+                     f"versions: {grid_versions(doc)}")
     return "\n".join(lines + [""])
 
 

@@ -132,6 +132,34 @@ def test_the_paired_ratios_and_the_quality_line_are_generated_from_the_grids():
         "so no ranking: docs/quality.md): pytorch best 585.9 ± 6.5, spec 615.8 ± 8.5"]
 
 
+def test_each_grid_names_the_releases_its_rows_ran_and_two_grids_of_one_preset_keep_their_columns():
+    """The versions under a table come from the grid's own provenance (plain rows) and its
+    environments (NAME@ENV rows), per environment with its Python and numpy; a second grid of the
+    same preset (the same backends at other releases) gets columns of its own, not the first's."""
+    from benchmarks import publish
+    plain = {"numpy": "1.26.4", "torch": "2.13.0+cpu", "jax": "0.6.2", "pandas": "3.0.6"}
+    newest = {"numpy": "2.5.5", "jax": "0.12.1", "jaxlib": "0.12.1", "flax": "0.12.12"}
+
+    def grid(backends, ratio):
+        return {"args": {"preset": "mnist32", "configs": "spec,best", "batch_sizes": "64", "repeats": 5},
+                "started": "2026-12-07T00:00", "grid_seconds": 60,
+                "provenance": {"cpu": "X", "cpu_count": 2, "python": "3.11.7", "packages": plain},
+                "environments": {"jax@newest": {"python": "3.12.1", "packages": newest}},
+                "command": "python -m benchmarks.throughput --out /tmp/g",
+                "rows": [{"backend": b.partition("@")[0], "label": b, "config": "spec (float32)", "batch": 64,
+                          "status": "ok", "step / bare step": ratio} for b in backends]}
+    mixed = grid(["pytorch", "jax@newest"], "1.01")
+    assert publish.grid_versions(mixed) == ("torch 2.13.0+cpu (Python 3.11.7, numpy 1.26.4); "
+                                            "in newest: jax 0.12.1, jaxlib 0.12.1, flax 0.12.12 (Python 3.12.1, numpy 2.5.5)")
+    assert publish.grid_versions(grid(["jax"], "1.0")) == "jax 0.6.2 (Python 3.11.7, numpy 1.26.4)"
+    text = publish.paired([("a", grid(["pytorch", "jax"], "0.95")), ("b", mixed)])
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    assert rows[0] == ["backend", "mnist32 (a) best / spec", "mnist32 (a) spec / bare step",
+                       "mnist32 (b) best / spec", "mnist32 (b) spec / bare step"]
+    assert rows[2][1:] == ["not measured", "0.95", "not measured", "1.01"]  # pytorch in both grids
+    assert "versions: in newest: jax 0.12.1" not in text and "; versions: torch 2.13.0+cpu" in text
+
+
 def test_a_folder_names_the_machine_and_a_second_grid_of_the_day_gets_its_own(tmp_path, monkeypatch):
     from benchmarks import throughput
     from common import sysinfo

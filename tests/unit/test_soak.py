@@ -6,6 +6,7 @@ the other frees each block before the next. The check must call the first "grows
 slope it planted, and the second "flat"."""
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def _synthetic(slope_per_k: float, noise: float, n: int = 200, seed: int = 0) ->
 
 
 def test_the_fit_passes_noise_and_catches_a_slope_above_it():
-    flat = soak.fit(_synthetic(0.0, 2.0))
+    flat = soak.fit(_synthetic(0.0, 2.0), warmup_fraction=0.25)
     assert flat["status"] == "flat" and abs(flat["slope_mib_per_1k_iters"]) <= flat["bound"]
     # sigma 2 MiB, 7.5k iterations after warm-up (the last three quarters of 10k): the floor
     # 2 sigma / span, 0.53 MiB per 1000 iterations, is the bound (3 SE is 0.15); the sample
@@ -71,6 +72,27 @@ def test_warm_up_is_left_out_of_the_fit():
         s["rss_mib"] -= 100 - 2.5 * s["t"]
     assert soak.fit(samples, warmup_fraction=0.25)["status"] == "flat"
     assert soak.fit(samples, warmup_fraction=0.0)["status"] == "grows"
+
+
+def test_refit_judges_a_finished_soak_s_samples_again_with_another_warm_up(tmp_path):
+    """A soak whose pools filled past its warm-up reads "grows"; fitted again with a warm-up past
+    the filling, from the samples it wrote, it reads "flat", and both files say how it was fitted."""
+    samples = _synthetic(0.0, 0.5)
+    for s in samples[:90]:  # pools filling during the first 45%: past a quarter, before half
+        s["rss_mib"] -= 90 - s["t"]
+    record = {"backend": "mxnet", "label": "mxnet", "iterations": 9950, "seconds": 199.0, "samples": 200}
+    soak.judge(record, samples, 0.25)
+    assert record["status"] == "grows"
+    (tmp_path / "mxnet.samples.json").write_text(json.dumps(samples))
+    (tmp_path / "soak.json").write_text(json.dumps({"command": "python -m benchmarks.soak --backend mxnet",
+                                                    "machine": {}, "records": [record]}))
+    assert soak.main(["--refit", str(tmp_path), "--warmup-fraction", "0.5"]) == 0
+    doc = json.loads((tmp_path / "soak.json").read_text())
+    assert doc["records"][0]["status"] == "flat" and doc["records"][0]["warmup_fraction"] == 0.5
+    assert doc["refit"] == f"python -m benchmarks.soak --refit {tmp_path} --warmup-fraction 0.5"
+    text = (tmp_path / "soak.md").read_text()
+    assert "fitted again: `python -m benchmarks.soak --refit" in text and "(the first 0.5 of the time)" in text
+    assert soak.main(["--refit", str(tmp_path / "none")]) == 2
 
 
 def test_too_few_samples_are_no_verdict():

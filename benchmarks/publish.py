@@ -231,9 +231,8 @@ def paired(docs: list[tuple[str, dict]]) -> str:
              "harness's and the idiom's cost); range across repeats in brackets. Pairing within a pass "
              "cancels the drift between passes that single runs show.", "", tables.table(rows, "github"), ""]
     for tag, (folder, doc) in zip(tags(docs), docs):
-        prov = doc["provenance"]
-        lines.append(f"- {tag}, paired: {prov.get('cpu')}, {prov.get('cpu_count')} logical "
-                     f"CPUs; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min grid: "
+        machine = machine_line(doc["provenance"]).removeprefix("- Machine: ")
+        lines.append(f"- {tag}, paired: {machine}; {doc['started'][:10]}, {doc['grid_seconds'] / 60:.0f} min grid: "
                      f"`{typed_command(doc['command'], f'{PAIRED}/{folder}')}` "
                      f"([full table](benchmarks/results/{PAIRED}/{folder}/throughput.md)); "
                      f"versions: {grid_versions(doc)}")

@@ -22,6 +22,7 @@ versions.md from them and versions.json, given the original arguments.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -32,8 +33,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-import datetime as dt  # noqa: E402
 
 import backends  # noqa: E402  (the registry imports no framework)
 from benchmarks import configs  # noqa: E402

@@ -55,15 +55,8 @@ def parse_args(argv):
         p.error(str(exc).replace("--devices", "--devices x --nodes" if args.nodes > 1 else "--devices"))
     plain = [cli.split_label(b)[0] for b in args.backends]  # NAME@ENV runs NAME's engine
     plain = list(backends.NAMES) if plain == ["all"] else plain  # all@ENV: every engine
-    if args.nodes > 1:
-        multi_host = [r.name for r in backends.REGISTRY.values() if r.multi_host]
-        if single := [b for b in plain if b not in multi_host]:
-            p.error(f"--nodes: only {', '.join(multi_host)} runs across hosts from run_all.py "
-                    f"({single[0]}: {backends.REGISTRY[single[0]].single_host_reason}); "
-                    f"pass --backend {' or '.join(multi_host)}")
-        if len(args.backends) > 1:
-            p.error("--nodes: one backend per multi-host run; pass one of --backend "
-                    f"{', '.join(multi_host)}")
+    if args.nodes > 1 and len(plain) > 1:  # every engine runs across hosts, one a run
+        p.error(f"--nodes: one backend per multi-host run; pass one of --backend {', '.join(backends.NAMES)}")
     by_hostfile = args.nodes > 1 and backends.REGISTRY[plain[0]].multi_host == backends.HOSTFILE
     problem = (replicas.hostfile_problem(args.nodes, args.hostfile, args.node_rank, args.rdzv_endpoint)
                if by_hostfile or args.hostfile else replicas.hosts_problem(

@@ -23,29 +23,24 @@ class Registration:
     # The launcher of an engine that runs one process per replica ("torchrun", "mpiexec"); None
     # where one process drives every device (TensorFlow MirroredStrategy, MXNet's contexts, JAX).
     launcher: str | None = None
-    # How run_all.py drives its launch across hosts (--nodes), "" where it does not: ENDPOINT,
-    # the same command on every host, meeting at --rdzv-endpoint (torchrun's c10d rendezvous,
-    # jax.distributed's coordinator, MXNet's dist_sync kvstore); HOSTFILE, one command whose
-    # launcher starts every host's processes from --hostfile (mpiexec, by ssh)
-    # (docs/data-parallel.md).
-    multi_host: str = ""
+    # How run_all.py drives its launch across hosts (--nodes): ENDPOINT, the same command on
+    # every host, meeting at --rdzv-endpoint (torchrun's c10d rendezvous, jax.distributed's
+    # coordinator, MXNet's dist_sync kvstore, TensorFlow's MultiWorkerMirroredStrategy);
+    # HOSTFILE, one command whose launcher starts every host's processes from --hostfile
+    # (mpiexec, by ssh) (docs/data-parallel.md).
+    multi_host: str = ENDPOINT
     # Whether its rendezvous assigns the hosts' ranks (torchrun), so --node-rank may be left out.
     assigns_ranks: bool = False
-    # Why --nodes is refused, where it is (the engine's limit, or what is not wired).
-    single_host_reason: str = ""
 
 
 REGISTRY: dict[str, Registration] = {r.name: r for r in (
     Registration("pytorch", "backends.pytorch.backend", "torch", "torch", launcher="torchrun",
-                 multi_host=ENDPOINT, assigns_ranks=True),
-    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow",
-                 single_host_reason="Keras 3's fit, the backend's loop, does not run under "
-                 "MultiWorkerMirroredStrategy (docs/data-parallel.md)"),
-    Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2,
-                 multi_host=ENDPOINT),
+                 assigns_ranks=True),
+    Registration("tensorflow", "backends.tensorflow.backend", "tensorflow", "tensorflow"),
+    Registration("mxnet", "backends.mxnet.backend", "mxnet", "mxnet", numpy_below=2),
     Registration("chainer", "backends.chainer.backend", "chainer", "chainer", launcher="mpiexec",
                  multi_host=HOSTFILE),
-    Registration("jax", "backends.jax.backend", "jax", "jax", multi_host=ENDPOINT),
+    Registration("jax", "backends.jax.backend", "jax", "jax"),
 )}
 
 NAMES = tuple(REGISTRY)

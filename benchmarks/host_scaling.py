@@ -1,7 +1,7 @@
 """Scaling across hosts on loopback: each engine at 1 host x 1 device, 1 host x 2 devices and
 2 hosts x 1 device, same global batch, synthetic data.
 
-    python -m benchmarks.host_scaling --backend pytorch,mxnet,chainer,jax --iters 80 --repeats 3
+    python -m benchmarks.host_scaling --backend pytorch,tensorflow,mxnet,chainer,jax --iters 80 --repeats 3
 
 Loopback is no network. The 2 "hosts" are 2 process groups on this machine that meet at
 127.0.0.1 (run_all.py --nodes 2 --node-rank R --rdzv-endpoint 127.0.0.1:PORT, each with its own
@@ -43,8 +43,7 @@ from common.results.tables import table  # noqa: E402
 
 # (label, hosts, devices per host)
 LAYOUTS = (("1 host x 1 device", 1, 1), ("1 host x 2 devices", 1, 2), ("2 hosts x 1 device", 2, 1))
-# TensorFlow has no multi-host run here (run_all.py refuses --nodes for it, with the reason).
-ENGINES = tuple(n for n in backends.NAMES if n != "tensorflow")
+ENGINES = backends.NAMES  # every engine runs across hosts
 RUN_TIMEOUT_S = 900  # one run of either layout; a hung host is killed, and the run counts as failed
 
 
@@ -62,8 +61,7 @@ def parse_args(argv):
     args.backends = [b.strip() for b in args.backend.split(",") if b.strip()]
     unknown = [b for b in args.backends if b not in ENGINES]
     if unknown or not args.backends:
-        p.error(f"--backend {args.backend!r}: choose from {', '.join(ENGINES)} (TensorFlow has no "
-                "multi-host run: docs/data-parallel.md)")
+        p.error(f"--backend {args.backend!r}: choose from {', '.join(ENGINES)}")
     problem = cli.bounds_problem(args, ("batch_size", "iters"))
     if problem:
         p.error(problem)

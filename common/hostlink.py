@@ -3,8 +3,9 @@
 
 Node 0's worker listens at the --rdzv-endpoint (free again after the harness's meeting there,
 common/harness/launch.py) and every other host's worker connects to it: a star of TCP links,
-each host sending node 0 its rank and node 0 answering every host alike with a few words of its
-own (`hello`: where the engine's service listens). Then every side sends a beat each BEAT_S
+each host sending node 0 its rank and a few words of its own (`words`: the port its engine
+listens at), node 0 answering every host alike with its `hello` (where the engine's service
+listens; or made from every host's words and address, TensorFlow's cluster). Then every side sends a beat each BEAT_S
 seconds. While a host is `armed` (from the link's start to the end of its training), a peer
 whose link closes (a killed process, a lost machine, a crash) or stays silent for `timeout`
 seconds (a stopped process, a lost network) ends this host's process at once: one line on
@@ -16,6 +17,7 @@ leaves. Only words cross, never a tensor.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -33,13 +35,27 @@ class LinkError(Exception):
     """The link could not be made: one line naming the host and the fix."""
 
 
+Hello = dict | Callable[[dict[int, dict]], dict]
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (an engine's service binds it next)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
 class HostLink:
-    """This host's end of the star; `hello` is node 0's words (node 0 gives them, the others
-    receive them); `address` this host's address as node 0 reaches it."""
+    """This host's end of the star. `hello` is node 0's answer (node 0 gives it, the others
+    receive it in `self.hello`): its words, or a function of every other host's
+    {rank: {"address": as node 0 sees it, **its words}} that makes them; `words` what this host
+    tells node 0; `address` this host's address as node 0 reaches it."""
 
     def __init__(self, nodes: int, node_rank: int, endpoint: str, timeout: float, wait: float,
-                 hello: dict | None = None, on_lost: Callable[[str], None] | None = None):
+                 hello: Hello | None = None, on_lost: Callable[[str], None] | None = None,
+                 words: dict | None = None):
         self.nodes, self.rank, self.timeout = nodes, node_rank, timeout
+        self.words = dict(words or {})
         self.on_lost = on_lost or self.exit
         self.armed, self.closed = True, False
         self.cleanups: list[Callable[[], None]] = []  # run before an exit on a loss
@@ -59,8 +75,8 @@ class HostLink:
 
     # ----- making the link -----
     def _accept(self, address, hello, deadline, wait) -> dict[int, socket.socket]:
-        self.hello = hello or {}
         links: dict[int, socket.socket] = {}
+        peers: dict[int, dict] = {}
         with socket.create_server(address) as server:
             while len(links) < self.nodes - 1:
                 server.settimeout(max(0.1, deadline - time.monotonic()))
@@ -68,20 +84,23 @@ class HostLink:
                     conn, _ = server.accept()
                     conn.settimeout(30)
                     words = conn.makefile("rb")
-                    rank = json.loads(words.readline()).get("rank")
+                    said = json.loads(words.readline())
+                    rank = said.pop("rank")
                 except TimeoutError:
                     missing = [r for r in range(1, self.nodes) if r not in links]
                     raise LinkError(f"host(s) {', '.join(map(str, missing))} did not link to node 0 "
                                     f"at {address[0]}:{address[1]} within {wait:g} s after the "
                                     "hosts met (their worker failed before it; see its run "
                                     "folder)") from None
-                except (OSError, ValueError, AttributeError):
+                except (OSError, ValueError, AttributeError, KeyError):
                     continue  # not one of ours
                 if not isinstance(rank, int) or not 0 < rank < self.nodes or rank in links:
                     conn.close()
                     continue
                 links[rank] = conn
                 self.files[rank] = words
+                peers[rank] = {"address": conn.getpeername()[0], **said}
+        self.hello = (hello(peers) if callable(hello) else hello) or {}
         for conn in links.values():
             conn.sendall(json.dumps(self.hello).encode() + b"\n")
         return links
@@ -90,7 +109,7 @@ class HostLink:
         while True:
             try:
                 conn = socket.create_connection(address, timeout=5)
-                conn.sendall(json.dumps({"rank": self.rank}).encode() + b"\n")
+                conn.sendall(json.dumps({**self.words, "rank": self.rank}).encode() + b"\n")
                 conn.settimeout(max(1.0, deadline - time.monotonic()))
                 words = conn.makefile("rb")
                 line = words.readline()
@@ -186,6 +205,32 @@ class HostLink:
         threading.Thread(target=poll, daemon=True).start()
 
     # ----- the end -----
+    @contextlib.contextmanager
+    def training(self):
+        """Around this host's training loop: the others are told how it ended. An error in it
+        may be the engine's collective failing on a peer that is gone: the link is given
+        EARLY_GRACE_S to see that first, and then names the host (ending this process)."""
+        try:
+            yield
+        except BaseException as exc:
+            if not isinstance(exc, KeyboardInterrupt):
+                deadline = time.monotonic() + EARLY_GRACE_S
+                while time.monotonic() < deadline and self.armed:
+                    time.sleep(0.05)
+            self.ended(False, f"{type(exc).__name__}: {exc}")
+            raise
+        self.ended(True)
+
+    def leave(self, limit: float) -> None:
+        """At this process's exit: the others told if its training never ended (it failed
+        before), node 0's engine service kept until every other host has ended (at most
+        `limit` s), the links closed."""
+        if self.armed:
+            self.ended(False, "its worker ended before its training did")
+        if self.rank == 0:
+            self.wait_for_peers(limit)
+        self.close()
+
     def ended(self, ok: bool, how: str = "") -> None:
         """This host's training is over: tell the others (ok: every iteration done; else why
         not), and take no loss for one from here on."""

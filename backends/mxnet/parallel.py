@@ -48,7 +48,7 @@ import mxnet as mx
 
 from backends.base import BackendOptions, BackendUnavailable
 from backends.mxnet import runtime
-from common.hostlink import HostLink, LinkError
+from common.hostlink import HostLink, LinkError, free_port
 from common.replicas import replica_rows
 
 # Seconds without a word from a host before the others end failed, naming it (--host-timeout).
@@ -95,18 +95,9 @@ class Replicas:
         total = total / self.nodes
         return total[0:1], total[1:2]
 
-    @contextlib.contextmanager
     def training(self):
         """Around the training loop: the other hosts are told how it ended (common/hostlink.py)."""
-        if self.link is None:
-            yield
-            return
-        try:
-            yield
-        except BaseException as exc:
-            self.link.ended(False, f"{type(exc).__name__}: {exc}")
-            raise
-        self.link.ended(True)
+        return self.link.training() if self.link else contextlib.nullcontext()
 
     def info(self) -> dict:
         ctxs = self.contexts
@@ -225,12 +216,6 @@ def dmlc(root: str, port: int, nodes: int, node_host: str) -> dict[str, str]:
             "DMLC_NUM_WORKER": str(nodes), "DMLC_NODE_HOST": node_host}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 def start_role(role: str, env: dict[str, str]) -> subprocess.Popen:
     """A ps-lite role in a child process, in its own session (a terminal's Ctrl-C is the
     worker's to handle); it dies with this process (ROLE)."""
@@ -239,11 +224,7 @@ def start_role(role: str, env: dict[str, str]) -> subprocess.Popen:
 
 
 def leave(link: HostLink, stop_roles, limit: float) -> None:
-    """At this worker's exit: the others told if its training never ended (it failed before),
-    node 0's server kept until every other host has ended (at most `limit` s), the roles ended."""
-    if link.armed:
-        link.ended(False, "its worker ended before its training did")
-    if link.rank == 0:
-        link.wait_for_peers(limit)
-    link.close()
+    """At this worker's exit: the link's leave (node 0 keeps the server until every other host
+    has ended), then the roles ended."""
+    link.leave(limit)
     stop_roles()

@@ -22,7 +22,9 @@ Differences from the protocol worth knowing:
   (running_var_unbiased False).
 - options.threads sets both TF thread pools before TF's runtime starts (runtime.set_threads).
 - Data parallel (devices > 1): MirroredStrategy, see parallel.py; the models are built, and fit
-  runs, in the strategy's scope instead of one device's.
+  runs, in the strategy's scope instead of one device's. Across hosts (nodes > 1):
+  MultiWorkerMirroredStrategy, under which Keras 3's fit does not run, so train() is the plain
+  loop of the other backends (fetching_loop) around the same iteration under strategy.run.
 """
 from __future__ import annotations
 
@@ -66,18 +68,20 @@ class Backend(BackendBase):
         runtime.quiet(options.verbose)
         runtime.set_threads(options.threads)
         self.device = runtime.select_device(options.device)
-        self.replicas = parallel.Replicas(options, self.device) if options.devices > 1 else None
+        self.replicas = (parallel.Replicas(options, self.device)
+                         if options.devices > 1 or options.nodes > 1 else None)
         self.xla = options.xla
         dtype = MIXED_POLICY if options.bf16 else "float32"
         with self.on_device():
             seed = keras.random.SeedGenerator(options.seed)  # the spec's init, seeded (no shared init)
             self.G, self.D = models.build(spec, seed, dtype)
             self.gan = training.GAN(spec, self.G, self.D)
-            self.gan.replicas = options.devices
+            self.gan.replicas = self.replicas.strategy.num_replicas_in_sync if self.replicas else 1
             self.gan.compile(training.adam(self.G, spec.adam), training.adam(self.D, spec.adam),
                              jit_compile=self.xla)
-            self._step = tf.function(functools.partial(training.spec_iteration, self.gan),
-                                     jit_compile=self.xla, reduce_retracing=True)
+            iteration = functools.partial(training.spec_iteration, self.gan)
+            self._step = (self.replicas.step(iteration, self.xla) if options.nodes > 1 else
+                          tf.function(iteration, jit_compile=self.xla, reduce_retracing=True))
 
     def on_device(self):
         """The scope the models live and run in: the strategy's when data parallel."""
@@ -156,10 +160,19 @@ class Backend(BackendBase):
 
     def train_step(self, real: np.ndarray, z: np.ndarray) -> tuple[float, float]:
         with self.on_device():
-            loss_d, loss_g = self._step(tf.constant(real), tf.constant(z))
+            # across hosts the step takes its rows of the numpy batch itself (parallel.step)
+            batch = (real, z) if self.options.nodes > 1 else (tf.constant(real), tf.constant(z))
+            loss_d, loss_g = self._step(*batch)
         return float(loss_d), float(loss_g)
 
     def train(self, batches, start, on_step) -> None:
+        if self.options.nodes > 1:  # MultiWorkerMirroredStrategy: no fit (module docstring)
+            with self.on_device(), self.replicas.training():
+                try:
+                    self.fetching_loop(batches, start, on_step, self._step, training.losses_to_numpy)
+                except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError) as exc:
+                    raise RuntimeError(self.replicas.lost(exc)) from None
+            return
         fetch = FetchTimer(batches)
         # On one GPU the batches are prefetched to it (training.dataset); under a strategy its
         # own input pipeline places the replicas' shards.

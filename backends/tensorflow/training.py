@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from backends.tensorflow.models import Discriminator, Generator, to_channels_last
@@ -120,6 +121,11 @@ def spec_iteration(gan: GAN, real, z):
     g_grads = g_tape.gradient(scaled_g, G.trainable_variables)
     gan.g_optimizer.apply(g_grads, G.trainable_variables)
     return loss_d, loss_g
+
+
+def losses_to_numpy(pending: list[tf.Tensor]) -> np.ndarray:
+    """The (loss_d, loss_g) of pending steps as a (k, 2) array: the sync."""
+    return np.stack([p.numpy() for p in pending]).astype(np.float64)
 
 
 def dataset(batches, preset, gpu: str | None = None) -> tf.data.Dataset:

@@ -1,6 +1,7 @@
 """Several hosts (--nodes), simulated on one machine as process groups on the loopback address
 with free ports: the hosts' meeting at the endpoint (common/harness/launch.py), and JAX
-(jax.distributed), MXNet (the dist_sync kvstore) and Chainer (mpiexec) across 2 hosts against
+(jax.distributed), MXNet (the dist_sync kvstore), TensorFlow (MultiWorkerMirroredStrategy) and
+Chainer (mpiexec) across 2 hosts against
 the one-host 2-replica run; a killed host ends the other failed, naming it. Only 127.0.0.1 is
 contacted."""
 from __future__ import annotations
@@ -176,7 +177,10 @@ def test_a_host_without_heartbeats_is_named_from_jax_distributed_last_words():
     assert launch.lost_host(["/job:jax_worker/replica:0/task:1 Connection reset"]) is None
 
 
-# ----- MXNet across 2 loopback hosts: the dist_sync kvstore, node 0 starting ps-lite's roles -----
+# ----- MXNet and TensorFlow across 2 loopback hosts, each host's worker on the hosts' link -----
+# MXNet: the dist_sync kvstore, node 0 starting ps-lite's roles; TensorFlow:
+# MultiWorkerMirroredStrategy, its cluster gathered over the link.
+LINKED = {"mxnet": "dist_sync", "tensorflow": "MultiWorkerMirroredStrategy"}
 def _mark() -> str:
     """An environment entry no other process has: the test's hosts and all they start inherit it."""
     return f"DCGAN_BENCH_TEST_MARK={uuid.uuid4().hex}"
@@ -201,28 +205,30 @@ def _alive_with(mark: str, wait: float = 5) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_mxnet_hosts_compute_the_one_host_two_replica_run(tmp_path):
-    """2 hosts x 1 context (dist_sync: the server sums the 2 workers' gradients) equal 1 host x
-    2 contexts (kvstore local: the same sum of the same 2 slices' gradients, a + b in either
-    order is exact in float32), each with per-context BN over the same rows; the losses are the
-    kvstore's sum over the hosts / 2 against the mean over the contexts. Bounds as for JAX above;
-    measured: equal bit for bit. Each host writes its own run folder; no ps-lite role outlives
-    the run."""
-    require_backend("mxnet")
+@pytest.mark.parametrize("backend", LINKED)
+def test_two_linked_hosts_compute_the_one_host_two_replica_run(tmp_path, backend):
+    """2 hosts x 1 replica equal 1 host x 2 replicas, each with per-replica BN over the same rows.
+    MXNet: dist_sync's server sums the 2 workers' gradients, kvstore local the same 2 slices'
+    (a + b in either order is exact in float32); the losses are the kvstore's sum over the hosts
+    / 2 against the mean over the contexts. TensorFlow: MWMS's ring all-reduce against
+    MirroredStrategy's sum on one device, the same 2 gradients; both MEAN the 2 replicas' losses.
+    Bounds as for JAX above; measured: equal bit for bit, both. Each host writes its own run
+    folder; no process (ps-lite's roles) outlives the run."""
+    require_backend(backend)
     mark = _mark()
-    one = _one_host(tmp_path, "mxnet")
-    hosts = _hosts(tmp_path, free_port(), backend="mxnet",
+    one = _one_host(tmp_path, backend)
+    hosts = _hosts(tmp_path, free_port(), backend=backend,
                    env_of=lambda r: dict([mark.split("=")]))
     for proc in (*hosts, one):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-2000:]
-    runs = [json.loads((tmp_path / f"host{r}" / "results.json").read_text())["backends"]["mxnet"] for r in (0, 1)]
+    runs = [json.loads((tmp_path / f"host{r}" / "results.json").read_text())["backends"][backend] for r in (0, 1)]
     assert [r["parallel"]["rank"] for r in runs] == [0, 1]
     assert all(r["parallel"]["replicas"] == r["parallel"]["nodes"] == 2 for r in runs)
-    assert all("dist_sync" in r["parallel"]["engine"] for r in runs)
-    single = _losses(tmp_path / "one" / "backends" / "mxnet" / "losses.csv")
+    assert all(LINKED[backend] in r["parallel"]["engine"] for r in runs)
+    single = _losses(tmp_path / "one" / "backends" / backend / "losses.csv")
     for r in (0, 1):
-        got = _losses(tmp_path / f"host{r}" / "backends" / "mxnet" / "losses.csv")
+        got = _losses(tmp_path / f"host{r}" / "backends" / backend / "losses.csv")
         assert got.shape == single.shape == (5, 2)
         print(f"host {r} vs one host: iteration 0 loss_D {abs(got[0, 0] - single[0, 0]):.1e}, "
               f"5 iterations {np.abs(got - single).max():.1e}")
@@ -232,22 +238,23 @@ def test_two_mxnet_hosts_compute_the_one_host_two_replica_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_mxnet_host_ends_the_other_failed_naming_it(tmp_path):
+@pytest.mark.parametrize("backend", LINKED)
+def test_a_killed_linked_host_ends_the_other_failed_naming_it(tmp_path, backend):
     """Host 1's worker is killed after iteration 1: ps-lite itself would leave host 0 waiting
     for its gradients forever; the hosts' link (common/hostlink.py) closes at once, and host 0
-    ends failed naming host 1, well within --host-timeout (15 s here; 60 s by default), its
-    ps-lite scheduler and server gone with it."""
-    require_backend("mxnet")
+    ends failed naming host 1, well within --host-timeout (15 s here; 60 s by default), MXNet's
+    ps-lite scheduler and server gone with it (measured: 0.2 s after host 1, TensorFlow)."""
+    require_backend(backend)
     mark = _mark()
-    hosts = _hosts(tmp_path, free_port(), ["--host-timeout", "15", "--iters", "50"], backend="mxnet",
-                   env_of=lambda r: dict([mark.split("=")], **({FAULT_ENV: "mxnet:kill@1"} if r == 1 else {})))
+    hosts = _hosts(tmp_path, free_port(), ["--host-timeout", "15", "--iters", "50"], backend=backend,
+                   env_of=lambda r: dict([mark.split("=")], **({FAULT_ENV: f"{backend}:kill@1"} if r == 1 else {})))
     ended = {}
     for r, proc in sorted(enumerate(hosts), reverse=True):
         proc.communicate(timeout=600)
         ended[r] = time.monotonic()
     print(f"host 0 ended {ended[0] - ended[1]:.1f} s after host 1")
     assert ended[0] - ended[1] < 15  # the link, not --host-timeout's silence nor --timeout (300 s)
-    r0 = json.loads((tmp_path / "host0" / "results.json").read_text())["backends"]["mxnet"]
+    r0 = json.loads((tmp_path / "host0" / "results.json").read_text())["backends"][backend]
     assert hosts[0].returncode == 1 and r0["status"] == "failed", r0
     assert r0["reason"].startswith("lost host 1 (--node-rank 1): its link closed"), r0["reason"]
     assert not _alive_with(mark)

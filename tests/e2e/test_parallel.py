@@ -88,9 +88,6 @@ YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)""".splitline
     assert launch.first_failure(hydra, tmp_path) == (1, "replica 1 killed by signal 9 (on host vm)")
 
 
-# The engines run_all.py does not drive across hosts in this version (backends/__init__.py's
-# multi_host): --nodes refused for them, naming the ones it runs.
-SINGLE_HOST = [r.name for r in backends.REGISTRY.values() if not r.multi_host]
 ENDPOINT = ["--rdzv-endpoint", "127.0.0.1:29500"]
 
 
@@ -99,9 +96,6 @@ ENDPOINT = ["--rdzv-endpoint", "127.0.0.1:29500"]
     (["--devices", "2", "--batch-size", "63"], "multiple of 2"),
     (["--devices", "0"], "--devices"),
     (["--sync-bn"], "--sync-bn"),
-    *[(["--nodes", "2", *ENDPOINT, "--node-rank", "0", "--backend", name],
-       f"runs across hosts from run_all.py ({name}: {backends.REGISTRY[name].single_host_reason})")
-      for name in SINGLE_HOST],
     (["--nodes", "2", "--backend", "pytorch"], "--rdzv-endpoint"),
     (["--nodes", "2", *ENDPOINT, "--backend", "jax"], "needs --node-rank"),
     (["--nodes", "2", *ENDPOINT, "--node-rank", "2", "--backend", "jax"], "out of range"),
@@ -115,7 +109,7 @@ ENDPOINT = ["--rdzv-endpoint", "127.0.0.1:29500"]
     (["--nodes", "2", *ENDPOINT, "--backend", "chainer", "--hostfile", "README.md"], "do not apply"),
     (["--hostfile", "README.md", "--backend", "chainer"], "--nodes 2 or more"),
 ], ids=["batch-not-divisible", "zero-devices", "sync-bn-without-devices",
-        *[f"nodes-{name}" for name in SINGLE_HOST], "nodes-without-rendezvous",
+        "nodes-without-rendezvous",
         "node-rank-missing", "node-rank-too-big", "node-rank-negative", "endpoint-without-port",
         "node-rank-without-nodes", "nodes-two-backends", "hostfile-missing", "hostfile-too-short",
         "hostfile-unreadable", "hostfile-with-endpoint", "hostfile-without-nodes"])

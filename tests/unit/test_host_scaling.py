@@ -36,7 +36,7 @@ def test_a_failed_run_is_counted_as_run_but_not_in_the_speed():
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--backend", "tensorflow", "--out", "x"], "TensorFlow has no multi-host run"),
+    (["--backend", "theano", "--out", "x"], "choose from pytorch, tensorflow, mxnet, chainer, jax"),
     (["--repeats", "0", "--out", "x"], "--repeats must be positive"),
     (["--batch-size", "15", "--out", "x"], "even global batch")])
 def test_bad_usage_is_one_line_and_exit_2(argv, needle, capsys):

@@ -19,14 +19,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _star(nodes: int, timeout: float = 10):
+def _star(nodes: int, timeout: float = 10, hello=None, words=lambda rank: None):
     """Every host's HostLink, made concurrently: ({rank: link}, {rank: [losses]})."""
     endpoint, links, lost = f"127.0.0.1:{free_port()}", {}, {r: [] for r in range(nodes)}
 
     def one(rank):
         links[rank] = hostlink.HostLink(nodes, rank, endpoint, timeout, wait=20,
-                                        hello={"ps_port": 1234} if rank == 0 else None,
-                                        on_lost=lost[rank].append)
+                                        hello=(hello or {"ps_port": 1234}) if rank == 0 else None,
+                                        on_lost=lost[rank].append, words=words(rank))
     threads = [threading.Thread(target=one, args=(r,)) for r in range(nodes)]
     for t in threads:
         t.start()
@@ -55,6 +55,47 @@ def test_node_0s_words_reach_every_host_with_the_address_node_0_sees():
         for link in links.values():
             link.close()
     assert lost == {0: [], 1: [], 2: []}
+
+
+def _end_and_close(links):
+    for link in links.values():
+        link.ended(True)
+    for link in links.values():
+        link.close()
+
+
+def test_node_0_makes_its_words_from_every_hosts_words_and_address():
+    """TensorFlow's cluster: each host's port (its words), gathered by node 0 with the address
+    it sees the host at, and sent back to every host alike."""
+    cluster = lambda peers: {"workers": [f"{peers[r]['address']}:{peers[r]['port']}" for r in sorted(peers)]}
+    links, lost = _star(3, hello=cluster, words=lambda rank: {"port": 7000 + rank})
+    try:
+        assert all(links[r].hello == {"workers": ["127.0.0.1:7001", "127.0.0.1:7002"]} for r in range(3))
+    finally:
+        _end_and_close(links)
+    assert lost == {0: [], 1: [], 2: []}
+
+
+def test_an_error_in_training_gives_the_link_time_to_name_a_lost_host(monkeypatch):
+    """An engine's collective may fail on a peer that is gone before the link reads the close:
+    training() waits up to EARLY_GRACE_S, so the loss is named, not the engine's error; an error
+    with every peer alive ends training early after that wait, and the peers are told why."""
+    monkeypatch.setattr(hostlink, "EARLY_GRACE_S", 1.0)
+    links, lost = _star(2)
+    links[1].close()
+    with pytest.raises(RuntimeError, match="collective failed"):
+        with links[0].training():
+            raise RuntimeError("collective failed")
+    assert lost[0] and lost[0][0].startswith("lost host 1 (--node-rank 1)")
+    links[0].close()
+    links, lost = _star(2)
+    t0 = time.monotonic()
+    with pytest.raises(ValueError):
+        with links[1].training():
+            raise ValueError("bad batch")
+    assert 0.9 < time.monotonic() - t0 < 5 and lost[1] == []
+    assert _until(lambda: links[0].state[1] == "early: ValueError: bad batch")
+    _end_and_close(links)
 
 
 def test_a_host_that_leaves_mid_run_is_named_on_node_0_and_node_0_tells_the_others():

@@ -36,9 +36,9 @@ def test_launch_facts_are_the_registrys():
     the harness and run_all.py read them here."""
     launchers = {name: reg.launcher for name, reg in backends.REGISTRY.items() if reg.launcher}
     assert launchers == {"pytorch": "torchrun", "chainer": "mpiexec"}
-    assert {name: reg.multi_host for name, reg in backends.REGISTRY.items() if reg.multi_host} == {
-        "pytorch": backends.ENDPOINT, "mxnet": backends.ENDPOINT, "chainer": backends.HOSTFILE,
-        "jax": backends.ENDPOINT}
+    assert {name: reg.multi_host for name, reg in backends.REGISTRY.items()} == {
+        "pytorch": backends.ENDPOINT, "tensorflow": backends.ENDPOINT, "mxnet": backends.ENDPOINT,
+        "chainer": backends.HOSTFILE, "jax": backends.ENDPOINT}
     assert [name for name, reg in backends.REGISTRY.items() if reg.assigns_ranks] == ["pytorch"]
 
 

@@ -49,6 +49,10 @@ class _ConvNet(chainer.Chain):
         batchnorm = _batchnorm_link(comm)
         self._layers = table
         self._activations = [_activation(layer.activation, spec) for layer in table]
+        # The links' names, made once: a name made afresh each forward is held by CPython 3.11's
+        # type attribute cache, up to 4096 of them (~0.2 MiB of RSS over the first 2,000
+        # iterations of a soak, measured: benchmarks/README.md#memory-soak).
+        self._names = [(layer.local_name, layer.bn_local_name) for layer in table]
         with self.init_scope():
             for layer in table:
                 link = L.Deconvolution2D if layer.kind == "deconv" else L.Convolution2D
@@ -66,10 +70,10 @@ class _ConvNet(chainer.Chain):
         return [getattr(self, layer.bn_local_name) for layer in self._layers if layer.batchnorm]
 
     def forward(self, h):
-        for layer, activation in zip(self._layers, self._activations):
-            h = getattr(self, layer.local_name)(h)
-            if layer.batchnorm:
-                h = getattr(self, layer.bn_local_name)(h)
+        for (name, bn_name), activation in zip(self._names, self._activations):
+            h = getattr(self, name)(h)
+            if bn_name:
+                h = getattr(self, bn_name)(h)
             h = activation(h)
         return h
 

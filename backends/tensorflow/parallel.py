@@ -15,7 +15,7 @@ hosts MultiWorkerMirroredStrategy, one process per host, in a loop of the backen
   (measured: replica 0's G.bn0 moving mean after one step equals one device's after a step on
   rows 0..B/2 alone, replica 1's the other half's); export_weights reads replica 0's.
 - Several hosts (options.nodes = M > 1): MultiWorkerMirroredStrategy (MWMS), one worker per
-  host, its collectives by gRPC ring. Keras 3's fit does not run under MWMS (measured; Keras'
+  host, its collectives a gRPC ring on CPUs (TF's choice, NCCL, on GPUs). Keras 3's fit does not run under MWMS (measured; Keras'
   author: not supported, docs/data-parallel.md), so the backend's own loop calls the same
   GAN.train_step's iteration, spec_iteration, through strategy.run per step (`step`), with
   host r's rows of the batch (replica_rows over the hosts; on GPUs split among its N devices),
@@ -60,6 +60,7 @@ class Replicas:
         self.strategy = (_strategy(options.devices, device) if self.nodes == 1
                          else _multi_worker(options.devices, device, self.nodes, self.link.timeout))
         self.devices = options.devices
+        self.collectives = "NCCL or ring, TF's choice" if device.startswith("/GPU") else "gRPC ring"
 
     def scope(self):
         return self.strategy.scope()
@@ -114,7 +115,7 @@ class Replicas:
         if self.nodes == 1:
             return {**info, "engine": "tf MirroredStrategy"}
         return {**info, "rank": self.node_rank * self.devices,
-                "engine": f"tf MultiWorkerMirroredStrategy (gRPC ring, {self.nodes} workers)"}
+                "engine": f"tf MultiWorkerMirroredStrategy ({self.collectives}, {self.nodes} workers)"}
 
 
 def _strategy(n: int, device: str) -> tf.distribute.MirroredStrategy:
@@ -152,9 +153,10 @@ def _multi_worker(n: int, device: str, nodes: int, timeout: float) -> tf.distrib
         service_type="standalone", service_leader="/job:worker/replica:0/task:0",
         heartbeat_timeout_in_ms=int(timeout * 1000),
         coordinated_jobs=[context.coordination_config_pb2.CoordinatedJob(name="worker", num_tasks=nodes)])
-    ring = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=ring)
+    ways = tf.distribute.experimental.CommunicationImplementation
+    how = tf.distribute.experimental.CommunicationOptions(
+        implementation=ways.AUTO if device.startswith("/GPU") else ways.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=how)
 
 
 def join(options: BackendOptions) -> HostLink:

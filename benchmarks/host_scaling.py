@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import backends  # noqa: E402  (the registry imports no framework)
 from common import atomic, cli  # noqa: E402
+from common.hostlink import free_port  # noqa: E402
 from common.results import schema  # noqa: E402
 from common.results.markdown import environment_lines, machine_line  # noqa: E402
 from common.results.tables import table  # noqa: E402
@@ -70,12 +70,6 @@ def parse_args(argv):
     if args.batch_size % 2:
         p.error(f"--batch-size {args.batch_size}: 2 replicas need an even global batch")
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:

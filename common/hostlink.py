@@ -5,9 +5,10 @@ Node 0's worker listens at the --rdzv-endpoint (free again after the harness's m
 common/harness/launch.py) and every other host's worker connects to it: a star of TCP links,
 each host sending node 0 its rank and a few words of its own (`words`: the port its engine
 listens at), node 0 answering every host alike with its `hello` (where the engine's service
-listens; or made from every host's words and address, TensorFlow's cluster). Then every side sends a beat each BEAT_S
-seconds. While a host is `armed` (from the link's start to the end of its training), a peer
-whose link closes (a killed process, a lost machine, a crash) or stays silent for `timeout`
+listens; or made from every host's words and address, TensorFlow's cluster). Then every side
+sends a beat each BEAT_S seconds. While a host is `armed` (from the link's start to the end of
+its training), a peer whose link closes (a killed process, a lost machine, a crash) or stays
+silent for `timeout`
 seconds (a stopped process, a lost network) ends this host's process at once: one line on
 stderr, LOST_MARK and the reason naming the host, then exit status 1, since the engine's wait
 cannot be interrupted from Python. A peer that ended its training says so first (`ended`),

@@ -8,10 +8,9 @@ listens at), node 0 answering every host alike with its `hello` (where the engin
 listens; or made from every host's words and address, TensorFlow's cluster). Then every side
 sends a beat each BEAT_S seconds. While a host is `armed` (from the link's start to the end of
 its training), a peer whose link closes (a killed process, a lost machine, a crash) or stays
-silent for `timeout`
-seconds (a stopped process, a lost network) ends this host's process at once: one line on
-stderr, LOST_MARK and the reason naming the host, then exit status 1, since the engine's wait
-cannot be interrupted from Python. A peer that ended its training says so first (`ended`),
+silent for `timeout` seconds (a stopped process, a lost network) ends this host's process at
+once: one line on stderr, LOST_MARK and the reason naming the host, then exit status 1, since
+the engine's wait cannot be interrupted from Python. A peer that ended its training says so first (`ended`),
 so its leaving is no loss; node 0, whose process holds the engine's service, keeps it until
 every peer has ended (`wait_for_peers`). Node 0 tells the others which host it lost before it
 leaves. Only words cross, never a tensor.
